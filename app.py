@@ -1,0 +1,38 @@
+"""Streamlit entry point: ``streamlit run app.py``. Navigation and the home page."""
+
+import streamlit as st
+
+
+def home() -> None:
+  st.title("Convex-potential generative models")
+  st.markdown(
+      "A **factorization** writes a data distribution ρ as a simple *base* distribution that is easy "
+      "to sample, pushed through a *transport map* that moves each base point to data space. "
+      "The **conjugate moment measure** (CMM) uses a single convex potential *w* for both: "
+      "the base is the log-concave density e<sup>−w</sup> and the map is the gradient of its "
+      "Legendre conjugate *w\\**. "
+      "To sample ρ, draw x from e<sup>−w</sup> (Langevin) and return ∇w\\*(x).",
+      unsafe_allow_html=True)
+  st.latex(r"\rho \;=\; \nabla w^{*}\,\#\, e^{-w},\qquad "
+           r"w^{*}(x) = \sup_{y}\; \langle x, y\rangle - w(y)")
+  st.markdown(
+      "**How to use this app**\n"
+      "1. **Target**: pick a data set: a 1D or 2D toy, a Gaussian, or your own file.\n"
+      "2. **Train & explore**: choose a model, press *Train*, and watch the loss.\n"
+      "3. Compare the three panels: the base e<sup>−w</sup>, the transport map ∇w\\*, "
+      "and the model's samples against the data.",
+      unsafe_allow_html=True)
+  c1, c2 = st.columns(2)
+  c1.page_link("pages/target.py", label="Choose a target", icon=":material/scatter_plot:")
+  c2.page_link("pages/train.py", label="Train & explore", icon=":material/model_training:")
+  st.caption("Default target when you go straight to training: eight_gaussians, 4096 points, seed 0.")
+
+
+st.set_page_config(page_title="Convex-potential generative models", page_icon=":material/blur_on:",
+                   layout="wide")
+nav = st.navigation([
+    st.Page(home, title="Home", icon=":material/home:", default=True),
+    st.Page("pages/target.py", title="Target", icon=":material/scatter_plot:"),
+    st.Page("pages/train.py", title="Train & explore", icon=":material/model_training:"),
+])
+nav.run()

@@ -1,0 +1,17 @@
+"""cmm_core: convex-potential generative models in JAX.
+
+>>> import cmm_core as cc
+>>> data = cc.targets.make("eight_gaussians", n=4096, seed=0)
+>>> fitted = cc.fit("cmm", data, seed=0)
+>>> fitted.sample(1000, seed=1).shape
+(1000, 2)
+"""
+
+from cmm_core import closed_form, metrics, models, targets
+from cmm_core.api import fit
+from cmm_core.errors import DataError, TrainingError
+from cmm_core.io import load
+from cmm_core.models.base import FittedModel
+
+__all__ = ["fit", "load", "targets", "models", "metrics", "closed_form",
+           "DataError", "TrainingError", "FittedModel"]

@@ -1,0 +1,86 @@
+"""Save and load fitted models: a JSON header and msgpack arrays in one file, never pickle."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import numpy as np
+from flax import serialization
+
+from cmm_core.errors import DataError
+
+__all__ = ["save", "load", "to_bytes", "from_bytes", "FORMAT"]
+
+FORMAT = "cmm_core.fitted/1"
+MAX_MODEL_BYTES = 100 * 2**20
+
+
+def _split_extras(extras: dict):
+  meta, arrays = {}, {}
+  for k, v in extras.items():
+    if isinstance(v, (np.ndarray, jax.Array)):
+      arrays[k] = np.asarray(v)
+    else:
+      meta[k] = v
+  return meta, arrays
+
+
+def _jsonable(obj):
+  if isinstance(obj, dict):
+    return {str(k): _jsonable(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [_jsonable(v) for v in obj]
+  if isinstance(obj, (np.integer,)):
+    return int(obj)
+  if isinstance(obj, (np.floating,)):
+    return float(obj)
+  return obj
+
+
+def to_bytes(fitted) -> bytes:
+  """Serialises a FittedModel to bytes."""
+  meta, arrays = _split_extras(fitted.extras)
+  header = {"format": FORMAT, "model": fitted.model, "config": _jsonable(fitted.config),
+            "info": _jsonable(fitted.info), "history": _jsonable(fitted.history),
+            "extras": _jsonable(meta)}
+  params = jax.tree_util.tree_map(np.asarray, serialization.to_state_dict(fitted.params))
+  return serialization.msgpack_serialize(
+      {"header": json.dumps(header), "params": params, "arrays": arrays})
+
+
+def from_bytes(blob: bytes):
+  """Reads bytes written by :func:`to_bytes`; raises DataError for anything else."""
+  from cmm_core import models
+  if len(blob) > MAX_MODEL_BYTES:
+    raise DataError(f"model file is {len(blob) / 2**20:.1f} MB; the limit is {MAX_MODEL_BYTES // 2**20} MB.")
+  try:
+    raw = serialization.msgpack_restore(blob)
+    header = json.loads(raw["header"])
+  except Exception:
+    raise DataError("this is not a cmm_core model file (could not read its header).") from None
+  if not isinstance(header, dict) or header.get("format") != FORMAT:
+    raise DataError(f"unsupported model file format {header.get('format') if isinstance(header, dict) else None!r}; "
+                    f"expected {FORMAT!r}.")
+  try:
+    cls = models.fitted_class(header["model"])
+  except ValueError as e:
+    raise DataError(str(e)) from None
+  extras = dict(header["extras"])
+  extras.update(raw.get("arrays", {}))
+  return cls(config=header["config"], params=raw["params"], extras=extras,
+             history=header["history"], info=header["info"])
+
+
+def save(fitted, path) -> None:
+  """Writes ``fitted`` to ``path``."""
+  data = to_bytes(fitted)
+  with open(os.fspath(path), "wb") as f:
+    f.write(data)
+
+
+def load(path):
+  """Reads a FittedModel saved by :func:`save` (``cc.load``)."""
+  with open(os.fspath(path), "rb") as f:
+    return from_bytes(f.read())

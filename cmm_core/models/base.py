@@ -1,0 +1,139 @@
+"""The model protocol shared by every factorization.
+
+A *model* is a pair of pure functions run by :mod:`cmm_core.train`:
+
+- ``init(key, data) -> state``: a pytree holding parameters, optimiser state and any
+  persistent sampler state (e.g. Langevin chains).
+- ``step(state, key, data) -> (state, metrics)``: one training step; ``metrics`` is a dict
+  of scalars, always containing ``"loss"``.
+
+and a ``finalize(state, history, info) -> FittedModel`` that wraps the trained parameters.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any, Callable, ClassVar
+
+import numpy as np
+
+__all__ = ["FittedModel", "Model", "check_points"]
+
+
+@dataclasses.dataclass
+class FittedModel(abc.ABC):
+  """A trained factorization: parameters, configuration and training history.
+
+  Attributes:
+    model: the model id, e.g. ``"cmm"``.
+    config: the hyper-parameters used (JSON-serialisable dict).
+    params: the parameters (pytree of arrays).
+    extras: other arrays the model needs at use time (pytree), e.g. data statistics.
+    history: per-record dicts with at least ``step``, ``loss``, ``seconds``.
+    info: JSON-serialisable facts about the fit: ``dim``, ``n_data``, ``status``
+      (``"done"``, ``"stopped"``, ``"diverged"``), ``message``, ``warnings``.
+  """
+
+  model: ClassVar[str] = ""
+  config: dict
+  params: Any
+  extras: Any
+  history: list = dataclasses.field(default_factory=list)
+  info: dict = dataclasses.field(default_factory=dict)
+
+  @property
+  def dim(self) -> int:
+    return int(self.info["dim"])
+
+  # -- the protocol --------------------------------------------------------
+  @abc.abstractmethod
+  def sample(self, n: int, seed: int = 0) -> np.ndarray:
+    """Samples in data space, ``[n, d]``."""
+
+  @abc.abstractmethod
+  def sample_base(self, n: int, seed: int = 0) -> np.ndarray:
+    """Samples of the base / latent distribution, ``[n, d]``."""
+
+  @abc.abstractmethod
+  def transport(self, x: np.ndarray) -> np.ndarray:
+    """The base -> data map applied to ``x`` of shape ``[n, d]``; returns ``[n, d]``."""
+
+  @abc.abstractmethod
+  def base_log_density(self, x: np.ndarray) -> np.ndarray:
+    """Log-density of the base at ``x`` ``[n, d]``; returns ``[n]``."""
+
+  def log_prob(self, y: np.ndarray) -> np.ndarray:
+    """Data log-density at ``y`` ``[n, d]`` -> ``[n]``, where the model has one."""
+    raise NotImplementedError(f"model {self.model!r} has no data log-density")
+
+  def save(self, path) -> None:
+    """Writes the model to ``path`` (JSON header + msgpack arrays, never pickle)."""
+    from cmm_core import io
+    io.save(self, path)
+
+  # -- helpers -------------------------------------------------------------
+  def _points(self, x, name: str = "x") -> np.ndarray:
+    return check_points(x, self.dim, name)
+
+
+def check_points(x, dim: int, name: str = "x") -> np.ndarray:
+  """Validates ``x`` as finite float points of shape ``[n, dim]`` (1D arrays allowed when dim is 1)."""
+  arr = np.asarray(x, dtype=np.float64)
+  if arr.ndim == 1 and dim == 1:
+    arr = arr[:, None]
+  if arr.ndim != 2 or arr.shape[1] != dim:
+    raise ValueError(f"{name} must have shape [n, {dim}], got {arr.shape}")
+  if not np.all(np.isfinite(arr)):
+    raise ValueError(f"{name} contains NaN or infinite values")
+  return arr.astype(np.float32)
+
+
+class Model(abc.ABC):
+  """A training recipe: hyper-parameters plus pure ``init``/``step`` functions."""
+
+  name: ClassVar[str] = ""
+  defaults: ClassVar[dict] = {}
+  default_steps: ClassVar[int] = 1000
+
+  def __init__(self, **hyper):
+    unknown = set(hyper) - set(self.defaults)
+    if unknown:
+      raise ValueError(
+          f"unknown hyper-parameter(s) for {self.name!r}: {sorted(unknown)}; "
+          f"known: {sorted(self.defaults)}")
+    self.config = {**self.defaults, **hyper}
+    self.validate(self.config)
+
+  def validate(self, config: dict) -> None:
+    """Raises ValueError naming the bad hyper-parameter."""
+
+  def prepare(self, data: np.ndarray) -> tuple[np.ndarray, dict]:
+    """Model-specific data preparation (e.g. centring); returns data and info."""
+    return data, {}
+
+  @abc.abstractmethod
+  def init(self, key, data):
+    """-> initial training state (pytree)."""
+
+  @abc.abstractmethod
+  def step(self, state, key, data):
+    """-> (state, metrics dict of scalars with "loss")."""
+
+  @abc.abstractmethod
+  def finalize(self, state, history: list, info: dict) -> FittedModel:
+    """Wraps a training state into a FittedModel."""
+
+  def divergence_hint(self) -> str:
+    """What the user should change when training diverges."""
+    return "Lower the learning rate or the number of steps per update."
+
+  def params_finite(self, state) -> bool:
+    import jax
+    import jax.numpy as jnp
+    leaves = jax.tree_util.tree_leaves(state)
+    return bool(all(jnp.all(jnp.isfinite(l)) for l in leaves
+                    if hasattr(l, "dtype") and jnp.issubdtype(l.dtype, jnp.floating)))
+
+
+Callback = Callable[[int, dict, FittedModel], Any]

@@ -1,0 +1,209 @@
+"""Convex potentials (ott-jax ICNN) and their Legendre conjugates.
+
+A potential is ``w(x) = icnn((x - center) / scale) + (alpha / 2) (x - a)^T B (x - a)``:
+ott-jax's ICNN in normalised coordinates, initialised to a Gaussian map, plus a fixed
+strongly convex quadratic floor that keeps ``e^{-w}`` integrable and ``grad w*`` Lipschitz.
+The normalisation is a reparametrisation only: ``w`` is a function of the data as given.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from ott.neural.networks import icnn as ott_icnn
+from ott.neural.networks.layers import conjugate as ott_conjugate
+
+__all__ = ["ConvexPotential", "Quadratic", "make_potential", "conjugate_argmax",
+           "ACTIVATIONS"]
+
+ACTIVATIONS = {"relu": nn.relu, "softplus": nn.softplus, "elu": nn.elu}
+
+
+class Quadratic:
+  """A Gaussian potential ``q(x) = 1/2 (x - a)^T B (x - a)``; arrays are float32."""
+
+  def __init__(self, a, B):
+    self.a = jnp.asarray(a, jnp.float32)
+    self.B = jnp.asarray(B, jnp.float32)
+
+  def __call__(self, x):
+    d = x - self.a
+    return 0.5 * jnp.dot(d, self.B @ d)
+
+
+def _scaled_lecun(factor: float):
+  base = nn.initializers.lecun_normal()
+
+  def init(key, shape, dtype=jnp.float32):
+    return factor * base(key, shape, dtype)
+
+  return init
+
+
+class ConvexPotential(nn.Module):
+  """``w(x)``: ``[..., d] -> [...]``, ICNN on normalised input + a fixed quadratic floor.
+
+  Attributes:
+    dim: data dimension ``d``.
+    hidden: hidden widths of the ICNN.
+    activation: one of ``ACTIVATIONS`` (convex, non-decreasing).
+    center: ``[d]`` input shift. scale: scalar input scale.
+    floor_a: ``[d]``, floor_B: ``[d, d]``: the quadratic floor (already times alpha).
+    init_scale: scale of the ICNN's random weights at initialisation.
+  """
+
+  dim: int
+  hidden: Sequence[int]
+  activation: str
+  center: np.ndarray
+  scale: float
+  floor_a: np.ndarray
+  floor_B: np.ndarray
+  init_scale: float = 0.1
+
+  @nn.compact
+  def __call__(self, x):
+    z = (x - jnp.asarray(self.center)) / self.scale
+    icnn = ott_icnn.ICNN(
+        dim_data=self.dim, dim_hidden=tuple(self.hidden), pos_weights=True,
+        # the final quadratic has full rank: make_potential sets it to the Gaussian guess
+        ranks=(1,) * (len(self.hidden) + 1) + (self.dim,),
+        act_fn=ACTIVATIONS[self.activation],
+        init_fn=_scaled_lecun(self.init_scale),
+        name="icnn")
+    d = x - jnp.asarray(self.floor_a)
+    floor = 0.5 * jnp.sum(d * (d @ jnp.asarray(self.floor_B).T), axis=-1)
+    return icnn(z).reshape(floor.shape) * self.scale**2 + floor
+
+
+def make_potential(data: np.ndarray, base_mean: np.ndarray, potential_matrix: np.ndarray, key, *,
+                   hidden=(64, 64), activation="softplus", alpha=0.05, init_scale=0.1):
+  """Builds a ConvexPotential and parameters whose gradient starts near ``x -> B (x - a)``.
+
+  The ICNN's final quadratic (ott-jax's ``PosDefPotentials``) is set to ``(1 - alpha) w0``,
+  ``w0(x) = 1/2 (x - a)^T B (x - a)``, and a fixed floor adds ``alpha w0``; the hidden layers
+  start small (``init_scale``), so at init ``grad w`` is close to the Gaussian guess.
+
+  Args:
+    data: ``[n, d]`` the data (for the input normalisation).
+    base_mean: ``[d]`` ``a``; potential_matrix: ``[d, d]`` ``B`` (SPD).
+    key: PRNG key for the ICNN's random weights.
+    alpha: fraction of ``B`` kept as a fixed strongly convex floor.
+
+  Returns:
+    ``(potential, params)``.
+  """
+  data = np.asarray(data, np.float64)
+  d = data.shape[1]
+  center = data.mean(0)
+  scale = float(np.sqrt(np.mean(np.var(data, 0))))
+  a = np.asarray(base_mean, np.float64).reshape(d)
+  B = np.asarray(potential_matrix, np.float64).reshape(d, d)
+  pot = ConvexPotential(
+      dim=d, hidden=tuple(hidden), activation=activation,
+      center=center.astype(np.float32), scale=scale,
+      floor_a=a.astype(np.float32), floor_B=(alpha * B).astype(np.float32),
+      init_scale=init_scale)
+  params = pot.init(key, jnp.zeros(d, jnp.float32))
+  # In z = (x - c) / s, grad_x [s^2 icnn(z)] = s grad_z icnn(z) must equal (1 - alpha) B (x - a):
+  # grad_z icnn(z) = (1 - alpha) (s B z + B (c - a)) / s... times s / s^2 => lin = (1 - alpha) B,
+  # offset = (1 - alpha) B (c - a) / s.
+  lin = (1.0 - alpha) * B
+  ev, V = np.linalg.eigh(lin)
+  root = (V * np.sqrt(np.maximum(ev, 0.0))) @ V.T
+  offset = (1.0 - alpha) * B @ (center - a) / scale
+  quad = params["params"]["icnn"]["pos_def_potentials"]
+  quad = {**quad,
+          "quad_kernel": jnp.asarray(root[None], jnp.float32),
+          "lin_kernel": jnp.asarray(offset[:, None], jnp.float32),
+          "diag_kernel": jnp.zeros_like(quad["diag_kernel"]),
+          "bias": jnp.zeros_like(quad["bias"])}
+  icnn = dict(params["params"]["icnn"])
+  # the output layer's own quadratic on x (ott initialises it to softplus(-2) |z|^2 / 2) starts
+  # near zero too, so that the Gaussian guess is what the ICNN starts from
+  last = f"w_xs_{len(hidden)}"
+  icnn[last] = {**icnn[last], "diag_kernel": jnp.full_like(icnn[last]["diag_kernel"], -10.0)}
+  icnn["pos_def_potentials"] = quad
+  params = {"params": {"icnn": icnn}}
+  return pot, params
+
+
+def batch_grad(w, x):
+  """Per-point gradients of a batched energy ``w: [b, d] -> [b]`` at ``x`` ``[b, d]``."""
+  return jax.grad(lambda x: jnp.sum(w(x)))(x)
+
+
+def batch_value_and_grad(w, x):
+  """``(w(x) [b], grad w(x) [b, d])`` for a batched energy."""
+  vals, vjp = jax.vjp(w, x)
+  return vals, vjp(jnp.ones_like(vals))[0]
+
+
+def batch_hessian(w, x):
+  """Per-point Hessians ``[b, d, d]`` of a batched energy (``d`` JVPs of the gradient)."""
+  g = lambda x: batch_grad(w, x)
+  d = x.shape[-1]
+  basis = jnp.broadcast_to(jnp.eye(d, dtype=x.dtype)[:, None, :], (d,) + x.shape)
+  cols = jax.vmap(lambda e: jax.jvp(g, (x,), (e,))[1])(basis)  # [d, b, d]
+  return jnp.transpose(cols, (1, 2, 0))
+
+
+def conjugate_argmax(w, x, y_init, *, max_iter=5, solver="newton", gtol=1e-5):
+  """Batched ``grad w*(x) = argmax_y <x, y> - w(y)``, warm-started.
+
+  Args:
+    w: batched strongly convex energy ``[b, d] -> [b]``.
+    x: ``[b, d]`` points to conjugate; y_init: ``[b, d]`` warm starts.
+    max_iter: iterations (Newton) or the iteration cap (L-BFGS).
+    solver: ``"newton"`` (damped Newton with backtracking on exact Hessians; fast for
+      small d) or ``"lbfgs"`` (ott-jax's ``FenchelConjugateLBFGS`` vmapped over points;
+      exact too, but about 10x slower than Newton on CPU, see docs/training.md).
+
+  Returns:
+    ``(y_star [b, d], w_star [b], grad_residual [b])`` where ``w_star = <x, y*> - w(y*)``
+    and ``grad_residual = |grad w(y*) - x|``.
+  """
+  if solver == "lbfgs":
+    ott_solver = ott_conjugate.FenchelConjugateLBFGS(
+        gtol=gtol, max_iter=max_iter, max_linesearch_iter=20, linesearch_type="backtracking")
+    y = jax.vmap(lambda xi, yi: ott_solver.solve(w, xi, x_init=yi).grad)(x, y_init)
+  elif solver == "newton":
+    y = _newton_conjugate(w, x, y_init, max_iter)
+  else:
+    raise ValueError(f"unknown conjugate solver {solver!r}; use 'newton' or 'lbfgs'")
+  y = jax.lax.stop_gradient(y)
+  vals, grads = batch_value_and_grad(w, y)
+  resid = jnp.linalg.norm(grads - x, axis=-1)
+  return y, jnp.sum(x * y, -1) - vals, resid
+
+
+_BACKTRACK = (1.0, 0.5, 0.25, 0.1, 0.03)
+
+
+def _newton_conjugate(w, x, y, n_iter: int):
+  """Minimises ``f(y) = w(y) - <x, y>`` row-wise from ``y`` ``[b, d]`` by damped Newton."""
+  f = lambda y: w(y) - jnp.sum(x * y, -1)
+  ts = jnp.asarray(_BACKTRACK, y.dtype)
+  b, d = y.shape
+
+  def body(y, _):
+    f0, g = batch_value_and_grad(w, y)
+    f0 = f0 - jnp.sum(x * y, -1)
+    g = g - x
+    h = batch_hessian(w, y)
+    reg = 1e-6 * jnp.trace(h, axis1=1, axis2=2)[:, None, None] / d * jnp.eye(d)
+    step = jnp.linalg.solve(h + reg, g[..., None])[..., 0]
+    cands = y[None] - ts[:, None, None] * step[None]            # [t, b, d]
+    vals = jax.vmap(lambda c: w(c) - jnp.sum(x * c, -1))(cands)  # [t, b]
+    ok = vals <= f0[None] - 1e-4 * ts[:, None] * jnp.sum(g * step, -1)[None]
+    first = jnp.argmax(ok, axis=0)
+    chosen = jnp.take_along_axis(cands, first[None, :, None], axis=0)[0]
+    return jnp.where(jnp.any(ok, axis=0)[:, None], chosen, y), None
+
+  y, _ = jax.lax.scan(body, y, None, length=n_iter)
+  return y

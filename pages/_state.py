@@ -1,0 +1,91 @@
+"""Session-state helpers shared by the pages (per-user state only; nothing in module globals).
+
+Keys in ``st.session_state``:
+
+- ``"target"``: the chosen data set, ``{"label": str, "data": float32 [n, d], "spec": dict,
+  "columns": list[str] | None}``. Missing -> the default target (eight_gaussians, n=4096, seed=0).
+- ``"fit"``: the last fit, ``{"fitted": FittedModel, "uid": int, "target_label": str,
+  "target_spec": dict, "data": [n, d], "columns": list | None, "settings": {"model", "steps",
+  "seed", "hyper"}}``. Written at every training callback, so a rerun (Stop, any widget) keeps
+  the last completed chunk.
+- ``"fit_uid"``: counter giving each training run a new ``uid``.
+- ``"panels"``: ``{"key": tuple, "view": dict}``, the last ``cmm_core.views.panel_data`` result.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+DEFAULT_SPEC = {"kind": "2D toy", "name": "eight_gaussians", "n": 4096, "seed": 0, "params": {}}
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def make_toy(name: str, n: int, seed: int, params: tuple) -> "object":
+  """``cmm_core.targets.make`` (pure, so cached across sessions); ``params`` as sorted items."""
+  import numpy as np
+  from cmm_core import targets
+  return np.asarray(targets.make(name, n, seed=seed, **dict(params)), dtype=np.float32)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def make_gaussian(mean: tuple, cov: tuple, n: int, seed: int) -> "object":
+  """``cmm_core.targets.gaussian`` (pure, cached); ``cov`` as a tuple of rows."""
+  import numpy as np
+  from cmm_core import targets
+  return np.asarray(targets.gaussian(np.asarray(mean), np.asarray(cov), n, seed=seed),
+                    dtype=np.float32)
+
+
+def toy_label(name: str, n: int, seed: int, params: dict) -> str:
+  extra = ", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}"
+                    for k, v in sorted(params.items()))
+  return f"{name} (n={n}, seed={seed}{', ' + extra if extra else ''})"
+
+
+def set_target(label: str, data, spec: dict, columns=None) -> None:
+  """Stores the chosen data set ``[n, d]``."""
+  st.session_state["target"] = {"label": label, "data": data, "spec": dict(spec),
+                                "columns": list(columns) if columns is not None else None}
+
+
+def get_target() -> dict:
+  """The chosen data set; creates the default (eight_gaussians, n=4096, seed=0) if none."""
+  tgt = st.session_state.get("target")
+  if tgt is None:
+    from cmm_core import targets
+    s = dict(DEFAULT_SPEC)
+    # the same spec (defaults filled in) as the Target page would store for these settings
+    s["params"] = {p: v["default"] for p, v in targets.info(s["name"])["params"].items()}
+    data = make_toy(s["name"], s["n"], s["seed"], tuple(sorted(s["params"].items())))
+    set_target(toy_label(s["name"], s["n"], s["seed"], s["params"]), data, s)
+    tgt = st.session_state["target"]
+  return tgt
+
+
+def new_fit_uid() -> int:
+  uid = int(st.session_state.get("fit_uid", 0)) + 1
+  st.session_state["fit_uid"] = uid
+  return uid
+
+
+def store_fit(fitted, uid: int, target: dict, settings: dict) -> None:
+  """Keeps ``fitted`` (final or captured during training) with what it was trained on."""
+  st.session_state["fit"] = {
+      "fitted": fitted, "uid": uid, "target_label": target["label"],
+      "target_spec": target["spec"], "data": target["data"], "columns": target.get("columns"),
+      "settings": dict(settings),
+  }
+
+
+def get_fit():
+  """The last fit entry (see module docstring) or None."""
+  return st.session_state.get("fit")
+
+
+def parse_widths(text: str) -> tuple:
+  """``"64, 64"`` -> ``(64, 64)``; raises ValueError with a readable message."""
+  parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p]
+  try:
+    return tuple(int(p) for p in parts)
+  except ValueError:
+    raise ValueError(f"layer widths must be integers separated by commas, got {text!r}") from None

@@ -1,0 +1,199 @@
+"""Train & explore page: fit a model to the chosen target, watch the loss, then compare the
+base, the transport map and the samples side by side."""
+
+import numpy as np
+import streamlit as st
+
+import cmm_core as cc
+from cmm_core import plots, views
+from cmm_core.api import MAX_STEPS
+from pages import _state
+
+KEEP = "session"  # widget values survive page switches
+LAYERS = ["density", "base samples", "grid", "warped grid", "arrows", "data", "samples"]
+POINTS = [500, 1000, 2000, 4000]
+DESCRIPTIONS = {
+    "cmm": "cmm: conjugate moment measure, ρ = ∇w* # e^(−w)",
+    "mm": "mm: moment measure, ρ = ∇u # e^(−u)",
+    "maflow": "maflow: Monge-Ampère flow",
+    "sdot": "sdot: generator trained by semi-discrete OT",
+    "brenier": "brenier: N(0, I) noise + Brenier map",
+}
+
+
+def _hyper_widgets(model: str, defaults: dict) -> tuple[dict, list]:
+  """Widgets for the model's hyper-parameters; returns (those changed from the defaults, errors)."""
+  changed, errors = {}, []
+  items = list(defaults.items())
+  cols = st.columns(3)
+  for i, (name, default) in enumerate(items):
+    col = cols[i % 3]
+    key = f"tr_hp_{model}_{name}"
+    if isinstance(default, bool):
+      value = col.checkbox(name, value=default, key=key, persist_state=KEEP)
+    elif isinstance(default, int):
+      value = int(col.number_input(name, value=default, step=1, key=key, persist_state=KEEP))
+    elif isinstance(default, float):
+      value = float(col.number_input(name, value=default, step=default / 10 if default else 0.1,
+                                     format="%g", key=key, persist_state=KEEP))
+    elif isinstance(default, str):
+      value = col.text_input(name, value=default, key=key, persist_state=KEEP)
+    elif isinstance(default, (tuple, list)) and all(isinstance(v, int) for v in default):
+      text = col.text_input(f"{name} (comma-separated)", value=", ".join(map(str, default)),
+                            key=key, persist_state=KEEP)
+      try:
+        value = _state.parse_widths(text)
+      except ValueError as e:
+        errors.append(str(e))
+        continue
+      if tuple(value) == tuple(default):
+        value = default
+    else:
+      continue
+    if value != default:
+      changed[name] = value
+  return changed, errors
+
+
+def _train(model: str, steps: int, seed: int, hyper: dict, target: dict) -> None:
+  """Runs cc.fit with a live progress bar and loss chart; every chunk is kept in session_state."""
+  uid = _state.new_fit_uid()
+  settings = {"model": model, "steps": steps, "seed": seed, "hyper": hyper}
+  progress = st.progress(0.0, text="compiling the training step (the first chunk takes longest)…")
+  live = st.empty()
+
+  def callback(step, record, fitted):
+    _state.store_fit(fitted, uid, target, settings)  # first: a rerun here must not lose it
+    progress.progress(min(1.0, step / steps),
+                      text=f"step {step} / {steps} · loss {record['loss']:.4g} · "
+                           f"{record['seconds']:.1f} s")
+    live.plotly_chart(plots.loss_figure(views.history_arrays(fitted.history),
+                                        title="training loss (live)"),
+                      key=f"tr_live_{uid}_{step}")
+
+  try:
+    fitted = cc.fit(model, target["data"], steps=steps, seed=seed, callback=callback,
+                    chunk_size=max(10, min(50, steps // 30)), **hyper)
+  except ValueError as e:  # DataError and TrainingError are ValueErrors with a user message
+    progress.empty()
+    st.error(str(e))
+    return
+  except Exception as e:  # a bug, not the user's fault: say so without a traceback
+    progress.empty()
+    st.error(f"Training failed with an internal error ({type(e).__name__}: {e}). "
+             "Try other settings; the last completed chunk, if any, is kept below.")
+    return
+  _state.store_fit(fitted, uid, target, settings)
+  progress.empty()
+  live.empty()
+
+
+def _panels(entry: dict, n_points: int, dims) -> dict:
+  """views.panel_data for the fit, cached in session_state (recomputed when anything changes)."""
+  fitted = entry["fitted"]
+  key = (entry["uid"], views.fit_summary(fitted)["steps"], n_points, tuple(dims))
+  cached = st.session_state.get("panels")
+  if cached is not None and cached["key"] == key:
+    return cached["view"]
+  with st.spinner("Sampling the base and mapping it to data space…"):
+    view = views.panel_data(fitted, entry["data"], n_samples=n_points, seed=0, dims=dims,
+                            labels=entry.get("columns"))
+  st.session_state["panels"] = {"key": key, "view": view}
+  return view
+
+
+@st.fragment
+def _explore(entry: dict) -> None:
+  fitted = entry["fitted"]
+  s = views.fit_summary(fitted)
+  requested = entry["settings"]["steps"]
+  status = "interrupted" if s["status"] == "running" else s["status"]
+  loss = f"{s['final_loss']:.4g}" if np.isfinite(s["final_loss"]) else "n/a"
+  st.markdown(f"**{s['model']}** on *{entry['target_label']}* · {s['steps']} / {requested} steps · "
+              f"{s['seconds']:.1f} s · status **{status}** · final loss {loss}")
+  if s["status"] == "running":
+    st.warning(f"Training was interrupted at step {s['steps']} of {requested}; "
+               "showing the model as it was then. Press Train to start again.")
+  elif s["status"] in ("diverged", "stopped"):
+    st.warning(s["message"] or f"Training {s['status']}.")
+  for w in s["warnings"]:
+    st.info(w)
+  if entry["target_spec"] != _state.get_target()["spec"]:
+    st.info("The target has changed since this fit was trained; press Train to fit the new one. "
+            "The panels below show the data the model was trained on.")
+
+  d = int(np.asarray(entry["data"]).shape[1])
+  c1, c2, c3 = st.columns([3, 1, 1], vertical_alignment="bottom")
+  layers = c1.pills("show", LAYERS, selection_mode="multi", default=LAYERS, key="tr_layers",
+                    persist_state=KEEP)
+  n_points = c2.select_slider("points drawn", POINTS, value=1000, key="tr_points",
+                              persist_state=KEEP)
+  same_axes = c3.toggle("same axes", value=True, key="tr_same_axes",
+                        persist_state=KEEP,
+                        help="One common range for the three panels, to compare sizes at a glance.")
+  dims = (0, 1)
+  if d > 2:
+    names = entry.get("columns") or [f"x{i + 1}" for i in range(d)]
+    a, b = st.columns(2)
+    i = a.selectbox("horizontal axis", range(d), 0, format_func=lambda k: names[k], key="tr_dim_x")
+    j = b.selectbox("vertical axis", range(d), 1, format_func=lambda k: names[k], key="tr_dim_y")
+    if i == j:
+      st.warning("Pick two different coordinates.")
+      return
+    dims = (i, j)
+    st.caption("With more than two coordinates, the base density and the grid are drawn on the "
+               "plane through the base mean (a slice); the points are projections.")
+  try:
+    view = _panels(entry, int(n_points), dims)
+  except Exception as e:  # the model failed to sample or map: show it, keep the page alive
+    st.error(f"Could not draw the panels ({type(e).__name__}): {e}")
+    return
+  if view["n_nonfinite"]:
+    st.warning(f"{view['n_nonfinite']} base sample(s) or their images were NaN/inf and are not shown.")
+  figs = plots.panel_figures(view, model=s["model"], same_axes=same_axes, layers=layers or [])
+  cols = st.columns(3)
+  for col, fig, name in zip(cols, figs, ("base", "map", "samples")):
+    col.plotly_chart(fig, key=f"tr_panel_{name}")
+
+  hist = views.history_arrays(fitted.history)
+  curves = [k for k in hist if k not in ("step", "seconds")]
+  lc1, lc2 = st.columns([4, 1])
+  curve = lc2.selectbox("curve", curves, key="tr_curve")
+  lc1.plotly_chart(plots.loss_figure(hist, metric=curve, title=f"training {curve}"),
+                   key="tr_loss")
+
+
+st.title("Train & explore")
+target = _state.get_target()
+tdata = np.asarray(target["data"])
+st.caption(f"Target: **{target['label']}**, {tdata.shape[0]} points in {tdata.shape[1]}D.")
+st.page_link("pages/target.py", label="change the target", icon=":material/scatter_plot:")
+
+names = cc.models.names()
+c = st.columns([3, 1, 1, 1, 1], vertical_alignment="bottom")
+model = c[0].selectbox("model", names, key="tr_model", persist_state=KEEP,
+                       format_func=lambda m: DESCRIPTIONS.get(m, m))
+cls = cc.models.get(model)
+steps = int(c[1].number_input("steps", 1, MAX_STEPS, int(cls.default_steps), 50,
+                              key=f"tr_steps_{model}", persist_state=KEEP))
+seed = int(c[2].number_input("seed", 0, 2**31 - 1, 0, 1, key="tr_seed", persist_state=KEEP))
+train_clicked = c[3].button("Train", type="primary", icon=":material/play_arrow:",
+                            width="stretch", key="tr_train")
+c[4].button("Stop", icon=":material/stop:", width="stretch", key="tr_stop",
+            help="Stops training; the model keeps its last completed chunk of steps.")
+with st.expander("advanced: hyper-parameters"):
+  hyper, hyper_errors = _hyper_widgets(model, dict(cls.defaults))
+  for msg in hyper_errors:
+    st.error(msg)
+
+if train_clicked:
+  if hyper_errors:
+    st.error(f"Fix the hyper-parameters first: {'; '.join(hyper_errors)}")
+  else:
+    _train(model, steps, seed, hyper, target)
+
+entry = _state.get_fit()
+if entry is None:
+  st.info("No model yet: choose the settings above and press **Train**.")
+else:
+  _explore(entry)

@@ -1,0 +1,88 @@
+"""CMM against its oracles: the Gaussian closed form and the 1D grid fixed point."""
+
+import numpy as np
+import pytest
+
+import cmm_core as cc
+
+FAST = dict(batch_size=256, langevin_steps=2, conjugate_iters=4)
+
+
+@pytest.fixture(scope="module")
+def gaussian_fit():
+  mean = np.array([1.5, -1.0])
+  cov = np.array([[2.0, 0.9], [0.9, 1.0]])
+  data = cc.targets.gaussian(mean, cov, n=4096, seed=0)
+  fitted = cc.fit("cmm", data, steps=1000, seed=0, **FAST)
+  return mean, cov, data, fitted
+
+
+def test_gaussian_base_matches_closed_form(gaussian_fit):
+  mean, cov, data, fitted = gaussian_fit
+  exact = cc.closed_form.gaussian_cmm(mean, cov)
+  base = fitted.sample_base(8000, seed=1)
+  cov_err = np.linalg.norm(np.cov(base.T) - exact["base_cov"]) / np.linalg.norm(exact["base_cov"])
+  assert cov_err <= 0.15, cov_err
+  # base mean a = (I + S^{1/3})^{-1} m, within 0.1 base std
+  base_std = np.sqrt(np.diag(exact["base_cov"]))
+  assert np.all(np.abs(base.mean(0) - exact["base_mean"]) <= 0.1 * base_std), base.mean(0)
+
+
+def test_gaussian_samples_and_map(gaussian_fit):
+  mean, cov, data, fitted = gaussian_fit
+  samples = fitted.sample(8000, seed=2)
+  assert samples.shape == (8000, 2) and np.all(np.isfinite(samples))
+  # within 0.1 data std per coordinate
+  assert np.all(np.abs(samples.mean(0) - mean) <= 0.1 * np.sqrt(np.diag(cov))), samples.mean(0)
+  cov_err = np.linalg.norm(np.cov(samples.T) - cov) / np.linalg.norm(cov)
+  assert cov_err <= 0.15, cov_err
+  # transport and inverse transport are inverse to each other
+  x = fitted.sample_base(200, seed=3)
+  back = fitted.inverse_transport(fitted.transport(x))
+  np.testing.assert_allclose(back, x, atol=1e-2)
+
+
+def test_gaussian_log_prob_close_to_truth(gaussian_fit):
+  mean, cov, data, fitted = gaussian_fit
+  y = cc.targets.gaussian(mean, cov, n=2000, seed=7)
+  diff = y - mean
+  true_lp = -0.5 * np.sum(diff @ np.linalg.inv(cov) * diff, 1) - 0.5 * np.log(np.linalg.det(2 * np.pi * cov))
+  lp = fitted.log_prob(y)
+  assert np.all(np.isfinite(lp))
+  # held-out NLL within 0.1 nats of the truth
+  assert abs(np.mean(lp) - np.mean(true_lp)) < 0.1, (np.mean(lp), np.mean(true_lp))
+
+
+def test_history_and_info(gaussian_fit):
+  *_, fitted = gaussian_fit
+  assert fitted.info["status"] == "done"
+  assert fitted.history[-1]["step"] == 1000
+  for rec in fitted.history:
+    assert {"step", "loss", "seconds", "fixed_point_gap"} <= set(rec)
+    assert np.isfinite(rec["loss"])
+
+
+def test_1d_bimodal_matches_grid_oracle():
+  data = cc.targets.make("mixture", n=4096, seed=0)
+  fitted = cc.fit("cmm", data, steps=1500, seed=0, **FAST)
+  oracle = cc.closed_form.cmm_1d(data[:, 0])  # the same sample, kernel-smoothed
+  base = np.sort(fitted.sample_base(20_000, seed=1)[:, 0])
+  qs = np.linspace(0.02, 0.98, 49)
+  err = np.mean(np.abs(np.quantile(base, qs) - oracle.base_quantile(qs)))
+  assert err <= 0.1 * oracle.base_std, (err, oracle.base_std)
+
+
+def test_bad_hyper_parameters_are_refused():
+  data = cc.targets.make("eight_gaussians", n=256, seed=0)
+  with pytest.raises(ValueError, match="learning_rate"):
+    cc.fit("cmm", data, steps=10, learning_rate=-1.0)
+  with pytest.raises(ValueError, match="unknown hyper-parameter"):
+    cc.fit("cmm", data, steps=10, lr=0.1)
+  with pytest.raises(ValueError, match="hidden"):
+    cc.fit("cmm", data, steps=10, hidden=(0,))
+  with pytest.raises(ValueError, match="steps"):
+    cc.fit("cmm", data, steps=0)
+  with pytest.raises(ValueError, match="unknown model"):
+    cc.fit("nope", data)
+  with pytest.raises(cc.DataError):
+    cc.fit("cmm", np.full((100, 2), np.nan))

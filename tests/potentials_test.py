@@ -1,0 +1,87 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from cmm_core import potentials
+
+
+def _quadratic(A, b):
+  A = jnp.asarray(A, jnp.float32)
+  b = jnp.asarray(b, jnp.float32)
+  return lambda y: 0.5 * jnp.sum(y * (y @ A.T), -1) + y @ b
+
+
+@pytest.mark.parametrize("solver,iters", [
+    ("newton", 3), pytest.param("lbfgs", 30, marks=pytest.mark.slow)])
+def test_conjugate_of_quadratic_is_exact(rng, solver, iters):
+  M = rng.standard_normal((3, 3))
+  A = M @ M.T + 0.5 * np.eye(3)
+  b = rng.standard_normal(3)
+  x = rng.standard_normal((64, 3)).astype(np.float32)
+  y, w_star, resid = potentials.conjugate_argmax(_quadratic(A, b), jnp.asarray(x), jnp.zeros_like(x),
+                                                 max_iter=iters, solver=solver)
+  y_exact = np.linalg.solve(A, (x - b).T).T
+  w_star_exact = 0.5 * np.sum((x - b) * y_exact, -1)
+  np.testing.assert_allclose(y, y_exact, rtol=1e-3, atol=1e-3)
+  np.testing.assert_allclose(w_star, w_star_exact, rtol=1e-3, atol=1e-3)
+  assert float(resid.max()) < 1e-3
+
+
+def _icnn(rng, d=2):
+  data = rng.standard_normal((256, d)).astype(np.float32) * 2
+  pot, params = potentials.make_potential(data, np.zeros(d), np.eye(d) * 0.6, jax.random.PRNGKey(0),
+                                          hidden=(16, 16), init_scale=1.0)
+  return pot, params, data
+
+
+@pytest.mark.parametrize("d", [1, 3])
+def test_initial_gradient_is_the_gaussian_guess(rng, d):
+  data = rng.standard_normal((512, d)).astype(np.float32) * 1.5 + 2.0
+  M = rng.standard_normal((d, d))
+  B = M @ M.T / d + 0.5 * np.eye(d)
+  a = rng.standard_normal(d)
+  pot, params = potentials.make_potential(data, a, B, jax.random.PRNGKey(1), init_scale=1e-3)
+  g = potentials.batch_grad(lambda x: pot.apply(params, x), jnp.asarray(data[:64]))
+  np.testing.assert_allclose(g, (data[:64] - a) @ B.T, rtol=2e-2, atol=2e-2)
+
+
+def test_icnn_potential_is_convex_and_batched(rng):
+  pot, params, data = _icnn(rng)
+  w = lambda x: pot.apply(params, x)
+  x = jnp.asarray(data[:32])
+  # batch evaluation equals per-point evaluation
+  np.testing.assert_allclose(w(x)[:3], jnp.stack([w(xi) for xi in x[:3]]), rtol=1e-5, atol=1e-5)
+  # Hessians are positive definite (the alpha floor) and match jax.hessian
+  h = potentials.batch_hessian(w, x)
+  h_ref = jax.vmap(jax.hessian(lambda xi: w(xi)))(x)
+  np.testing.assert_allclose(h, h_ref, rtol=1e-4, atol=1e-4)
+  assert float(jnp.linalg.eigvalsh(h).min()) > 0
+
+
+def test_batch_grad_matches_finite_differences(rng):
+  pot, params, data = _icnn(rng)
+  w = lambda x: pot.apply(params, x)
+  x = jnp.asarray(data[:8])
+  g = potentials.batch_grad(w, x)
+  eps = 1e-2  # float32: central differences, error O(eps^2) ~ 1e-4 relative
+  for j in range(2):
+    e = jnp.zeros(2).at[j].set(eps)
+    fd = (w(x + e) - w(x - e)) / (2 * eps)
+    np.testing.assert_allclose(g[:, j], fd, rtol=5e-3, atol=5e-3)
+
+
+def test_newton_conjugate_inverts_icnn_gradient(rng):
+  pot, params, data = _icnn(rng)
+  w = lambda x: pot.apply(params, x)
+  y_true = jnp.asarray(data[:128])
+  x = potentials.batch_grad(w, y_true)
+  y, _, resid = potentials.conjugate_argmax(w, x, x, max_iter=15)
+  np.testing.assert_allclose(y, y_true, atol=2e-3)
+  assert float(resid.max()) < 5e-3  # float32, |grad| up to ~10
+
+
+def test_unknown_solver_is_refused():
+  with pytest.raises(ValueError, match="conjugate solver"):
+    potentials.conjugate_argmax(lambda y: jnp.sum(y**2, -1), jnp.zeros((2, 2)), jnp.zeros((2, 2)),
+                                solver="bogus")
