@@ -287,7 +287,7 @@ def samples_figure(data, samples, *, title: str = "samples vs data",
 
 
 def loss_figure(history: dict, *, title: str = "training loss", metric: str = "loss",
-                height: int = 300) -> go.Figure:
+                height: int = 300, total_steps: Optional[int] = None) -> go.Figure:
   """Loss against training step, with hover.
 
   Args:
@@ -295,6 +295,7 @@ def loss_figure(history: dict, *, title: str = "training loss", metric: str = "l
     title: figure title.
     metric: which series to plot on the y axis.
     height: figure height in pixels.
+    total_steps: fixes the x axis to ``[0, total_steps]`` (a live curve then grows to the right).
   """
   steps = np.asarray(history.get("step", []), dtype=np.float64)
   values = np.asarray(history.get(metric, []), dtype=np.float64)
@@ -305,7 +306,8 @@ def loss_figure(history: dict, *, title: str = "training loss", metric: str = "l
       line={"color": COLORS["loss"], "width": 2}, marker={"size": 5},
       customdata=seconds,
       hovertemplate="step %{x:d}<br>" + metric + " %{y:.5g}<br>%{customdata:.1f} s<extra></extra>"))
-  fig = _layout(fig, title, "training step", metric, height=height, legend=False)
+  x_range = (0, total_steps) if total_steps else None
+  fig = _layout(fig, title, "training step", metric, x_range=x_range, height=height, legend=False)
   fig.update_layout(hovermode="x unified")
   if steps.size == 0:
     fig.add_annotation(text="no training steps yet", showarrow=False, x=0.5, y=0.5,

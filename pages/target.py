@@ -8,6 +8,8 @@ from cmm_core.errors import DataError
 from cmm_core.validation import as_dataset
 from pages import _state
 
+_state.run_through_app()
+
 KINDS = ["1D toy", "2D toy", "Gaussian", "Upload"]
 SIZES = [256, 512, 1024, 2048, 4096, 8192, 16384]
 KEEP = "session"  # widget values survive page switches
@@ -102,6 +104,9 @@ def _upload() -> None:
                     else "."))
   if dropped:
     st.warning(f"{dropped} row(s) were dropped.")
+  ignored = report.get("ignored_columns") or []
+  if ignored:
+    st.caption(f"Ignored non-numeric column(s): {', '.join(map(str, ignored))}.")
   chosen = list(range(arr.shape[1]))
   if arr.shape[1] > 2:
     picked = st.multiselect("columns to fit (1 or 2)", columns, default=columns[:2],

@@ -9,6 +9,8 @@ from cmm_core import plots, views
 from cmm_core.api import MAX_STEPS
 from pages import _state
 
+_state.run_through_app()
+
 KEEP = "session"  # widget values survive page switches
 LAYERS = ["density", "base samples", "grid", "warped grid", "arrows", "data", "samples"]
 POINTS = [500, 1000, 2000, 4000]
@@ -68,7 +70,7 @@ def _train(model: str, steps: int, seed: int, hyper: dict, target: dict) -> None
                       text=f"step {step} / {steps} · loss {record['loss']:.4g} · "
                            f"{record['seconds']:.1f} s")
     live.plotly_chart(plots.loss_figure(views.history_arrays(fitted.history),
-                                        title="training loss (live)"),
+                                        title="training loss (live)", total_steps=steps),
                       key=f"tr_live_{uid}_{step}")
 
   try:
@@ -100,6 +102,24 @@ def _panels(entry: dict, n_points: int, dims) -> dict:
                             labels=entry.get("columns"))
   st.session_state["panels"] = {"key": key, "view": view}
   return view
+
+
+def _draw_panels(entry: dict, model: str, n_points: int, dims, same_axes: bool, layers) -> None:
+  """The three panels side by side: base, transport map, samples vs data."""
+  if len(set(dims)) < len(dims):
+    st.warning("Pick two different coordinates.")
+    return
+  try:
+    view = _panels(entry, n_points, dims)
+  except Exception as e:  # the model failed to sample or map: show it, keep the page alive
+    st.error(f"Could not draw the panels ({type(e).__name__}): {e}")
+    return
+  if view["n_nonfinite"]:
+    st.warning(f"{view['n_nonfinite']} base sample(s) or their images were NaN/inf and are not shown.")
+  figs = plots.panel_figures(view, model=model, same_axes=same_axes, layers=layers)
+  cols = st.columns(3)
+  for col, fig, name in zip(cols, figs, ("base", "map", "samples")):
+    col.plotly_chart(fig, key=f"tr_panel_{name}")
 
 
 @st.fragment
@@ -137,23 +157,10 @@ def _explore(entry: dict) -> None:
     a, b = st.columns(2)
     i = a.selectbox("horizontal axis", range(d), 0, format_func=lambda k: names[k], key="tr_dim_x")
     j = b.selectbox("vertical axis", range(d), 1, format_func=lambda k: names[k], key="tr_dim_y")
-    if i == j:
-      st.warning("Pick two different coordinates.")
-      return
     dims = (i, j)
     st.caption("With more than two coordinates, the base density and the grid are drawn on the "
                "plane through the base mean (a slice); the points are projections.")
-  try:
-    view = _panels(entry, int(n_points), dims)
-  except Exception as e:  # the model failed to sample or map: show it, keep the page alive
-    st.error(f"Could not draw the panels ({type(e).__name__}): {e}")
-    return
-  if view["n_nonfinite"]:
-    st.warning(f"{view['n_nonfinite']} base sample(s) or their images were NaN/inf and are not shown.")
-  figs = plots.panel_figures(view, model=s["model"], same_axes=same_axes, layers=layers or [])
-  cols = st.columns(3)
-  for col, fig, name in zip(cols, figs, ("base", "map", "samples")):
-    col.plotly_chart(fig, key=f"tr_panel_{name}")
+  _draw_panels(entry, s["model"], int(n_points), dims, same_axes, layers or [])
 
   hist = views.history_arrays(fitted.history)
   curves = [k for k in hist if k not in ("step", "seconds")]

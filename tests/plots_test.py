@@ -127,6 +127,8 @@ def test_loss_figure():
   assert fig.layout.xaxis.title.text == "training step"
   other = plots.loss_figure(hist, metric="energy_distance")
   np.testing.assert_array_equal(other.data[0].y, hist["energy_distance"])
+  live = plots.loss_figure(hist, total_steps=1000)
+  assert tuple(live.layout.xaxis.range) == (0, 1000)
   empty = plots.loss_figure({"step": [], "loss": [], "seconds": []})
   assert len(empty.layout.annotations) == 1
 

@@ -11,11 +11,17 @@ def test_mala_samples_an_anisotropic_gaussian(rng):
   prec = jnp.asarray(np.linalg.inv(cov), jnp.float32)
   energy = lambda x: 0.5 * jnp.sum((x - mean) * ((x - mean) @ prec), -1)
   x = jnp.zeros((4000, 2), jnp.float32)
-  h = jnp.float32(0.1)
-  key = jax.random.PRNGKey(0)
-  for k in jax.random.split(key, 60):
-    x, acc = sampling.mala(energy, x, h, k, 5)
-    h = sampling.adapt_step_size(h, acc, rate=0.3)
+
+  @jax.jit
+  def run(x, h, key):
+    def body(carry, k):
+      x, h = carry
+      x, acc = sampling.mala(energy, x, h, k, 5)
+      return (x, sampling.adapt_step_size(h, acc, rate=0.3)), acc
+    (x, h), accs = jax.lax.scan(body, (x, h), jax.random.split(key, 60))
+    return x, accs[-1]
+
+  x, acc = run(x, jnp.float32(0.1), jax.random.PRNGKey(0))
   assert 0.4 < float(acc) < 0.75
   # 4000 chains: standard errors ~ 0.02 for the mean, ~ 0.05 for the covariance
   np.testing.assert_allclose(np.mean(x, 0), mean, atol=0.1)
