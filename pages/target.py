@@ -98,12 +98,11 @@ def _upload() -> None:
     st.error(str(e))
     return
   columns = [str(c) for c in (report.get("columns") or [f"x{i + 1}" for i in range(arr.shape[1])])]
-  msg = f"Read {report.get('rows_read', arr.shape[0])} rows and {arr.shape[1]} column(s)"
+  st.caption(f"Read {report.get('rows_read', arr.shape[0])} rows and {arr.shape[1]} numeric "
+             "column(s).")
   dropped = int(report.get("rows_dropped", 0) or 0)
-  st.caption(msg + (f"; dropped {dropped} row(s) with missing or non-numeric values." if dropped
-                    else "."))
   if dropped:
-    st.warning(f"{dropped} row(s) were dropped.")
+    st.warning(f"Dropped {dropped} row(s) with missing or non-numeric values.")
   ignored = report.get("ignored_columns") or []
   if ignored:
     st.caption(f"Ignored non-numeric column(s): {', '.join(map(str, ignored))}.")

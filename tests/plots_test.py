@@ -7,11 +7,6 @@ import pytest
 from cmm_core import plots
 
 
-@pytest.fixture
-def rng():
-  return np.random.default_rng(0)
-
-
 def _types(fig):
   return [type(t).__name__ for t in fig.data]
 

@@ -52,11 +52,6 @@ class GaussianCMM:
     raise NotImplementedError
 
 
-@pytest.fixture
-def rng():
-  return np.random.default_rng(0)
-
-
 def _finite(*arrays):
   return all(np.all(np.isfinite(np.asarray(a, np.float64))) for a in arrays)
 
