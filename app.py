@@ -20,11 +20,14 @@ def home() -> None:
       "1. **Target**: pick a data set: a 1D or 2D toy, a Gaussian, or your own file.\n"
       "2. **Train & explore**: choose a model, press *Train*, and watch the loss.\n"
       "3. Compare the three panels: the base e<sup>−w</sup>, the transport map ∇w\\*, "
-      "and the model's samples against the data.",
+      "and the model's samples against the data.\n"
+      "4. **Compare**: fit several models with the same budget and seed, and rank them "
+      "side by side.",
       unsafe_allow_html=True)
-  c1, c2 = st.columns(2)
+  c1, c2, c3 = st.columns(3)
   c1.page_link("pages/target.py", label="Choose a target", icon=":material/scatter_plot:")
   c2.page_link("pages/train.py", label="Train & explore", icon=":material/model_training:")
+  c3.page_link("pages/compare.py", label="Compare models", icon=":material/compare:")
   st.markdown("**Learn, without training**: *Gaussians, exactly* draws MM, CMM and the Brenier "
               "baseline of a Gaussian in closed form; *1D, exactly* solves the CMM and MM of any "
               "1D target on a grid and compares them with your trained 1D model.")
@@ -41,6 +44,7 @@ nav = st.navigation({
         st.Page(home, title="Home", icon=":material/home:", default=True),
         st.Page("pages/target.py", title="Target", icon=":material/scatter_plot:"),
         st.Page("pages/train.py", title="Train & explore", icon=":material/model_training:"),
+        st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
     ],
     "Learn: exactly, no training": [
         st.Page("pages/exact_gaussians.py", title="Gaussians, exactly", icon=":material/functions:"),

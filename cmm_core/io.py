@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from io import StringIO
 
 import jax
 import numpy as np
@@ -11,7 +12,7 @@ from flax import serialization
 
 from cmm_core.errors import DataError
 
-__all__ = ["save", "load", "to_bytes", "from_bytes", "FORMAT"]
+__all__ = ["save", "load", "to_bytes", "from_bytes", "points_csv", "samples_csv", "FORMAT"]
 
 FORMAT = "cmm_core.fitted/1"
 MAX_MODEL_BYTES = 100 * 2**20
@@ -84,3 +85,22 @@ def load(path):
   """Reads a FittedModel saved by :func:`save` (``cc.load``)."""
   with open(os.fspath(path), "rb") as f:
     return from_bytes(f.read())
+
+
+def points_csv(points) -> bytes:
+  """Points ``[n, d]`` as CSV bytes with a header ``x1,x2,...``; values keep float32 precision."""
+  arr = np.asarray(points, dtype=np.float64)
+  if arr.ndim == 1:
+    arr = arr[:, None]
+  if arr.ndim != 2:
+    raise ValueError(f"points must have shape [n, d], got {arr.shape}")
+  buf = StringIO()
+  buf.write(",".join(f"x{i + 1}" for i in range(arr.shape[1])) + "\n")
+  np.savetxt(buf, arr, delimiter=",", fmt="%.9g")
+  return buf.getvalue().encode("utf-8")
+
+
+def samples_csv(fitted, n: int, seed: int = 0, *, base: bool = False) -> bytes:
+  """``fitted.sample(n, seed)`` (or ``sample_base`` when ``base``) as :func:`points_csv` bytes."""
+  points = fitted.sample_base(n, seed) if base else fitted.sample(n, seed)
+  return points_csv(points)

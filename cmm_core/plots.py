@@ -401,3 +401,44 @@ def model_figures(fitted, data, seed: int = 0) -> list:
   if module is None:
     return []
   return importlib.import_module(module).explore_figures(fitted, data, seed=seed)
+
+
+def draw_canvas(grid: dict, cells: Sequence[int] = (), *, title: str = "draw the target",
+                dragmode: str = "select", height: int = 440) -> go.Figure:
+  """The canvas for drawing a 2D target: the selected cells filled, the free cells as faint dots.
+
+  Args:
+    grid: from :func:`cmm_core.targets.draw_grid`.
+    cells: the selected cell indices.
+    title: the figure's title.
+    dragmode: ``"select"`` (box) or ``"lasso"``: the tool the mouse starts with.
+    height: in pixels.
+
+  Box/lasso selections on it are turned into cells by
+  :func:`cmm_core.targets.cells_from_selection` (from the selection's geometry).
+  """
+  k, lo, hi = int(grid["cells"]), float(grid["lo"]), float(grid["hi"])
+  centres = np.asarray(grid["centres"])
+  axis = centres[:k, 0]
+  z = np.full(k * k, np.nan)
+  sel = np.asarray(list(cells), dtype=np.int64)
+  if sel.size:
+    z[sel] = 1.0
+  fig = go.Figure()
+  fig.add_trace(go.Heatmap(x=axis, y=axis, z=z.reshape(k, k), zmin=0, zmax=1, showscale=False,
+                           colorscale=[[0.0, COLORS["base"]], [1.0, COLORS["base"]]],
+                           opacity=0.75, hoverinfo="skip", name="drawn"))
+  fig.add_trace(go.Scatter(x=centres[:, 0], y=centres[:, 1], mode="markers", name="cells",
+                           marker={"color": COLORS["grid"], "size": 3, "opacity": 0.45},
+                           hoverinfo="none", showlegend=False))
+  _layout(fig, title, "x1", "x2", x_range=(lo, hi), y_range=(lo, hi), equal_aspect=True,
+          height=height, legend=False)
+  fig.update_layout(dragmode=dragmode, margin={"l": 45, "r": 15, "t": 45, "b": 40},
+                    newselection={"line": {"color": COLORS["map"], "width": 2}})
+  # the ranges stay exactly [lo, hi]: equal aspect shrinks the plot area instead
+  fig.update_xaxes(fixedrange=True, showgrid=False, constrain="domain")
+  fig.update_yaxes(fixedrange=True, showgrid=False, constrain="domain")
+  return fig
+
+
+__all__ += ["draw_canvas"]

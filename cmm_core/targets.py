@@ -21,7 +21,7 @@ import os
 import pathlib
 import zipfile
 from collections import Counter
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -30,7 +30,9 @@ from cmm_core.validation import as_dataset
 
 __all__ = [
     "names", "info", "make", "density_1d", "log_density_1d", "gaussian",
-    "load_file", "load_file_report", "MAX_N", "MAX_FILE_BYTES",
+    "load_file", "load_file_report", "load_table", "select_columns",
+    "draw_grid", "cells_from_selection", "sample_cells", "parse_points", "sample_points",
+    "MAX_N", "MAX_FILE_BYTES",
 ]
 
 MAX_N = 1_000_000
@@ -582,10 +584,9 @@ def _array_table(arr: np.ndarray) -> tuple[np.ndarray, dict]:
     columns = [f"x{j}" for j in range(arr.shape[1])]
     with np.errstate(invalid="ignore", over="ignore"):
       arr = arr.astype(np.float64)
-  good = np.all(np.isfinite(arr), axis=1)
-  report = {"rows_read": int(arr.shape[0]), "rows_dropped": int(np.sum(~good)),
+  report = {"rows_read": int(arr.shape[0]), "rows_malformed": 0,
             "columns": columns, "ignored_columns": ignored}
-  return arr[good], report
+  return arr, report
 
 
 def _parse_npz(raw: bytes) -> tuple[np.ndarray, dict]:
@@ -703,14 +704,10 @@ def _parse_text(raw: bytes) -> tuple[np.ndarray, dict]:
     detail = f" (ignored non-numeric columns: {', '.join(ignored)})" if ignored else ""
     raise DataError(f"no numeric column found; the file must contain numbers{detail}.")
   table = np.stack(cols, axis=1) if complete else np.zeros((0, len(cols)))
-  good = np.all(np.isfinite(table), axis=1)
-  report = {"rows_read": len(rows), "rows_dropped": int(bad_shape + np.sum(~good)),
+  report = {"rows_read": len(rows), "rows_malformed": int(bad_shape),
             "columns": kept, "ignored_columns": ignored, "header": header,
             "delimiter": "whitespace" if delim is None else delim}
-  if not np.any(good):
-    raise DataError(f"no complete numeric rows: all {len(rows)} row(s) have missing or "
-                    "non-numeric values.")
-  return table[good], report
+  return table, report
 
 
 def _parse(raw: bytes, filename: str | None) -> tuple[np.ndarray, dict]:
@@ -723,6 +720,106 @@ def _parse(raw: bytes, filename: str | None) -> tuple[np.ndarray, dict]:
   arr, report = parser(raw)
   report["format"] = fmt
   return arr, report
+
+
+def load_table(source, *, filename: str | None = None) -> tuple[np.ndarray, dict]:
+  """Reads a data file as a float64 table ``[rows, columns]`` keeping its incomplete rows.
+
+  Missing or non-numeric cells are NaN (``inf`` stays ``inf``), so the caller can pick columns
+  first and drop only the rows incomplete in those (:func:`select_columns`). Rows of a text
+  file with the wrong number of fields are left out and counted in ``report["rows_malformed"]``.
+
+  Args: as :func:`load_file_report`.
+
+  Returns:
+    ``(table, report)`` with ``report = {"rows_read", "rows_malformed", "columns",
+    "ignored_columns", "format", ...}``; ``columns`` names the table's columns.
+
+  Raises:
+    DataError: a file that cannot be read at all (too big, empty, binary, pickled, no numeric
+      column, ...), with a message saying what to do.
+  """
+  label = filename or "the file"
+  try:
+    raw, filename = _read_source(source, filename)
+    label = filename or "the file"
+    table, report = _parse(raw, filename)
+  except DataError:
+    raise
+  except MemoryError:
+    raise DataError(f"{label} is too large to load in memory; subsample it.") from None
+  except Exception as e:  # anything a parser may throw on malformed bytes
+    raise DataError(f"{label} could not be read ({type(e).__name__}: {e}); save it as a "
+                    "UTF-8 CSV or with numpy.save.") from None
+  report["filename"] = filename
+  return table, report
+
+
+def select_columns(table, columns=None, *, names: Sequence[str] | None = None,
+                   standardize: bool = False, max_columns: int | None = None,
+                   label: str = "the data", rows_malformed: int = 0) -> tuple[np.ndarray, dict]:
+  """The chosen columns of a table as a clean data set, dropping rows incomplete in them.
+
+  Args:
+    table: ``[rows, columns]`` numbers, NaN/inf where a value is missing (:func:`load_table`).
+    columns: column names (looked up in ``names``) or integer positions, in the order wanted;
+      ``None`` keeps all.
+    names: the table's column names (default ``x0, x1, ...``).
+    standardize: shift and scale each chosen column to mean 0, std 1 (after dropping rows).
+    max_columns: refuse more columns than this (``None``: no limit beyond the library's).
+    label: what to call the data in messages (e.g. the file name).
+    rows_malformed: rows already left out by the reader, added to the count of dropped rows.
+
+  Returns:
+    ``(data, report)``: float32 ``[n, d]`` and ``{"rows_read", "rows_dropped", "rows",
+    "columns", "standardized"}``; ``rows_read`` counts the malformed rows too.
+
+  Raises:
+    DataError: unknown or repeated column, no column, too many columns, fewer than 10 complete
+      rows, a constant column, values too large; the message says which and what to do.
+  """
+  table = np.asarray(table, dtype=np.float64)
+  if table.ndim == 1:
+    table = table[:, None]
+  ncols = table.shape[1]
+  names = [str(c) for c in names] if names is not None else [f"x{j}" for j in range(ncols)]
+  if len(names) != ncols:
+    raise ValueError(f"names has {len(names)} entries for a table of {ncols} columns")
+  if columns is None:
+    idx = list(range(ncols))
+  else:
+    columns = [columns] if isinstance(columns, (str, int, np.integer)) else list(columns)
+    idx = []
+    for c in columns:
+      if isinstance(c, (int, np.integer)) and not isinstance(c, bool):
+        if not 0 <= c < ncols:
+          raise DataError(f"{label} has {ncols} column(s); column {int(c)} does not exist.")
+        idx.append(int(c))
+      elif str(c) in names:
+        idx.append(names.index(str(c)))
+      else:
+        raise DataError(f"{label} has no column {c!r}; its columns are {', '.join(names)}.")
+  if not idx:
+    raise DataError("pick at least one column to fit.")
+  if len(set(idx)) != len(idx):
+    raise DataError("a column was picked twice; pick each column once.")
+  if max_columns is not None and len(idx) > max_columns:
+    raise DataError(f"{len(idx)} columns picked; at most {max_columns} can be fitted at once.")
+  sub = table[:, idx]
+  with np.errstate(invalid="ignore"):
+    good = np.all(np.isfinite(sub), axis=1)
+  dropped = int(rows_malformed + np.sum(~good))
+  rows_read = int(table.shape[0] + rows_malformed)
+  if rows_read and not np.any(good):
+    raise DataError(f"no complete numeric rows: all {rows_read} row(s) of {label} have missing "
+                    "or non-numeric values in the chosen column(s).")
+  name = f"{label} (after dropping {dropped} incomplete row(s))" if dropped else label
+  data = as_dataset(sub[good], name=name)
+  if standardize:
+    from cmm_core.datasets import standardize as _standardize
+    data = _standardize(data)
+  return data, {"rows_read": rows_read, "rows_dropped": dropped, "rows": int(data.shape[0]),
+                "columns": [names[j] for j in idx], "standardized": bool(standardize)}
 
 
 def load_file_report(source, *, filename: str | None = None) -> tuple[np.ndarray, dict]:
@@ -740,28 +837,208 @@ def load_file_report(source, *, filename: str | None = None) -> tuple[np.ndarray
     dropped and counted; columns with no numeric value at all are ignored and named.
 
   Raises:
-    DataError: for every input that cannot be used, with a message saying what to do.
+    DataError: for every input that cannot be used, with a message saying what to do
+      (files over ``MAX_FILE_BYTES``, fewer than 10 complete rows, ...).
       ``.npy``/``.npz`` files are read with ``allow_pickle=False``: pickled data is
       refused, never loaded.
   """
-  label = filename or "the file"
-  try:
-    raw, filename = _read_source(source, filename)
-    label = filename or "the file"
-    arr, report = _parse(raw, filename)
-    data = as_dataset(arr, name=f"{label} (after dropping incomplete rows)"
-                      if report["rows_dropped"] else label)
-  except DataError:
-    raise
-  except MemoryError:
-    raise DataError(f"{label} is too large to load in memory; subsample it.") from None
-  except Exception as e:  # anything a parser may throw on malformed bytes
-    raise DataError(f"{label} could not be read ({type(e).__name__}: {e}); save it as a "
-                    "UTF-8 CSV or with numpy.save.") from None
-  report["rows"] = int(data.shape[0])
+  table, report = load_table(source, filename=filename)
+  label = report.get("filename") or "the file"
+  data, sel = select_columns(table, names=report["columns"], label=label,
+                             rows_malformed=report["rows_malformed"])
+  report["rows_dropped"] = sel["rows_dropped"]
+  report["rows"] = sel["rows"]
   return data, report
 
 
 def load_file(source, *, filename: str | None = None) -> np.ndarray:
   """Loads a data file as float32 ``[n, d]``; see :func:`load_file_report`."""
   return load_file_report(source, filename=filename)[0]
+
+
+# ----------------------------------------------------------------------------
+# Drawn targets: regions selected on a grid of cells, or points typed as text.
+# ----------------------------------------------------------------------------
+
+DRAW_EXTENT = (-4.0, 4.0)
+DRAW_CELLS = 40
+
+
+def draw_grid(extent: tuple[float, float] = DRAW_EXTENT, cells: int = DRAW_CELLS) -> dict:
+  """The square canvas a user draws a 2D target on: ``cells x cells`` equal square cells.
+
+  Returns:
+    ``{"lo", "hi", "cells", "size", "centres"}``; ``centres`` is float64 ``[cells**2, 2]``, cell
+    ``k`` is in column ``k % cells`` (along x) and row ``k // cells`` (along y), its centre
+    ``centres[k]``, its side ``size``.
+  """
+  lo, hi = float(extent[0]), float(extent[1])
+  cells = int(cells)
+  if not (np.isfinite(lo) and np.isfinite(hi) and hi > lo):
+    raise ValueError(f"extent must be (lo, hi) with lo < hi, got {extent!r}")
+  if not 1 <= cells <= 400:
+    raise ValueError(f"cells must be in [1, 400], got {cells}")
+  size = (hi - lo) / cells
+  c = lo + size * (np.arange(cells) + 0.5)
+  gx, gy = np.meshgrid(c, c)  # rows follow y
+  return {"lo": lo, "hi": hi, "cells": cells, "size": size,
+          "centres": np.stack([gx.ravel(), gy.ravel()], axis=1)}
+
+
+def _in_polygon(points: np.ndarray, xs, ys) -> np.ndarray:
+  """Even-odd rule: which of ``points [m, 2]`` lie inside the polygon with vertices (xs, ys)."""
+  xs, ys = np.asarray(xs, dtype=np.float64), np.asarray(ys, dtype=np.float64)
+  px, py = points[:, 0:1], points[:, 1:2]
+  x1, y1 = xs[None, :], ys[None, :]
+  x2, y2 = np.roll(xs, -1)[None, :], np.roll(ys, -1)[None, :]
+  crosses = (y1 > py) != (y2 > py)
+  with np.errstate(divide="ignore", invalid="ignore"):
+    x_at = x1 + (py - y1) * (x2 - x1) / (y2 - y1)
+  return np.sum(crosses & (px < x_at), axis=1) % 2 == 1
+
+
+def _as_number_list(v) -> list[float]:
+  if v is None:
+    return []
+  v = v if isinstance(v, (list, tuple, np.ndarray)) else [v]
+  out = []
+  for a in v:
+    try:
+      out.append(float(a))
+    except (TypeError, ValueError):
+      return []
+  return out
+
+
+def cells_from_selection(selection, grid: dict) -> list[int]:
+  """The cells a plotly box/lasso selection covers, sorted (a cell is in when its centre is).
+
+  Args:
+    selection: Streamlit's ``PlotlyState.selection`` (or any mapping) with any of ``"box"``
+      (``[{"x": [x0, x1], "y": [y0, y1]}, ...]``), ``"lasso"`` (``[{"x": [...], "y": [...]}]``)
+      and ``"points"`` (``[{"x", "y", ...}]``, snapped to the cell they fall in).
+    grid: from :func:`draw_grid`.
+
+  Returns:
+    Cell indices (see :func:`draw_grid`); ``[]`` for an empty or unreadable selection.
+  """
+  if not selection:
+    return []
+  get = selection.get if hasattr(selection, "get") else (lambda k, d=None: d)
+  centres = grid["centres"]
+  inside = np.zeros(centres.shape[0], dtype=bool)
+  for box in get("box", None) or []:
+    xs, ys = _as_number_list(box.get("x")), _as_number_list(box.get("y"))
+    if len(xs) >= 2 and len(ys) >= 2:
+      inside |= ((centres[:, 0] >= min(xs)) & (centres[:, 0] <= max(xs))
+                 & (centres[:, 1] >= min(ys)) & (centres[:, 1] <= max(ys)))
+  for lasso in get("lasso", None) or []:
+    xs, ys = _as_number_list(lasso.get("x")), _as_number_list(lasso.get("y"))
+    if len(xs) >= 3 and len(xs) == len(ys):
+      inside |= _in_polygon(centres, xs, ys)
+  lo, size, cells = grid["lo"], grid["size"], grid["cells"]
+  for p in get("points", None) or []:
+    try:
+      x, y = float(p.get("x")), float(p.get("y"))
+    except (TypeError, ValueError, AttributeError):
+      continue
+    i, j = math.floor((x - lo) / size), math.floor((y - lo) / size)
+    if 0 <= i < cells and 0 <= j < cells:
+      inside[j * cells + i] = True
+  return [int(k) for k in np.nonzero(inside)[0]]
+
+
+def sample_cells(cells, grid: dict, n: int, seed: int = 0, jitter: float = 0.1) -> np.ndarray:
+  """``n`` points uniform on the union of the given grid cells, plus a little Gaussian noise.
+
+  Args:
+    cells: cell indices (repeats count once), e.g. from :func:`cells_from_selection`.
+    grid: from :func:`draw_grid`.
+    n: number of points.
+    seed: non-negative integer; the same cells and seed give the same points.
+    jitter: standard deviation of the added noise, as a fraction of the cell side (in [0, 2]);
+      it blurs the cells' edges.
+
+  Returns:
+    float32 ``[n, 2]``.
+
+  Raises:
+    DataError: no cell selected, or a cell index off the grid.
+  """
+  idx = np.unique(np.asarray(list(cells), dtype=np.int64))
+  if idx.size == 0:
+    raise DataError("nothing drawn yet: select at least one region of the canvas (box or lasso).")
+  m = grid["cells"] ** 2
+  if idx.min() < 0 or idx.max() >= m:
+    raise DataError(f"cell indices must be in [0, {m - 1}] for this canvas.")
+  if not 0.0 <= float(jitter) <= 2.0:
+    raise ValueError(f"jitter must be in [0, 2] (a fraction of the cell side), got {jitter}")
+  n = _check_n(n)
+  rng = _rng(seed)
+  pick = idx[rng.integers(0, idx.size, size=n)]
+  corner = grid["centres"][pick] - 0.5 * grid["size"]
+  x = corner + grid["size"] * rng.random((n, 2))
+  x = x + float(jitter) * grid["size"] * rng.standard_normal((n, 2))
+  return x.astype(np.float32)
+
+
+_POINT_SPLIT = str.maketrans({c: " " for c in ",;\t()[]"})
+
+
+def parse_points(text: str, *, dim: int = 2) -> np.ndarray:
+  """Points typed one per line, ``"x, y"`` (commas, semicolons, spaces or tabs between numbers;
+  brackets ignored; blank lines and ``#`` comments skipped).
+
+  Returns:
+    float64 ``[k, dim]``.
+
+  Raises:
+    DataError: no point, or lines that are not ``dim`` numbers (the message names them).
+  """
+  pts, bad = [], []
+  for lineno, line in enumerate(str(text or "").splitlines(), start=1):
+    line = line.split("#", 1)[0].strip()
+    if not line:
+      continue
+    fields = line.translate(_POINT_SPLIT).split()
+    try:
+      vals = [float(f) for f in fields]
+    except ValueError:
+      vals = []
+    if len(vals) != dim or not all(math.isfinite(v) for v in vals):
+      bad.append(lineno)
+      continue
+    pts.append(vals)
+  if bad:
+    shown = ", ".join(map(str, bad[:5])) + (", ..." if len(bad) > 5 else "")
+    example = ", ".join(["1.5", "-0.25", "2"][:dim])
+    raise DataError(f"line(s) {shown} are not {dim} numbers; write one point per line, "
+                    f"e.g. \"{example}\".")
+  if not pts:
+    raise DataError("no points typed yet: write one point per line, e.g. \"1.5, -0.25\".")
+  return np.asarray(pts, dtype=np.float64).reshape(-1, dim)
+
+
+def sample_points(points, n: int, seed: int = 0, spread: float = 0.3) -> np.ndarray:
+  """A data set from typed points: ``n`` draws of a typed point (each equally likely) plus
+  Gaussian noise of std ``spread``; with ``spread = 0`` the points themselves (``n`` ignored).
+
+  Returns:
+    float32 ``[n, d]`` (``[k, d]`` when ``spread = 0``), validated as a data set.
+
+  Raises:
+    DataError: a data set that cannot be fitted (with ``spread = 0``: fewer than 10 points,
+      all on one line parallel to an axis, ...).
+  """
+  pts = np.asarray(points, dtype=np.float64)
+  if pts.ndim != 2 or pts.shape[0] == 0:
+    raise DataError("no points given.")
+  spread = float(spread)
+  if not (math.isfinite(spread) and spread >= 0):
+    raise ValueError(f"spread must be >= 0, got {spread}")
+  if spread == 0:
+    return as_dataset(pts, name="the typed points")
+  n = _check_n(n)
+  rng = _rng(seed)
+  x = pts[rng.integers(0, pts.shape[0], size=n)] + spread * rng.standard_normal((n, pts.shape[1]))
+  return as_dataset(x, name="the points drawn around the typed points")

@@ -61,13 +61,23 @@ HELDOUT_SEED_OFFSET = 10_007
 
 
 def heldout_draw(spec: dict, n: int = 2000):
-  """A fresh draw ``[n, d]`` of the target described by ``spec`` (other seed), or None (uploads)."""
+  """A fresh draw ``[n, d]`` of the target described by ``spec`` (another seed), or None when the
+  target cannot be drawn again (real data, uploads, typed points without spread)."""
   seed = int(spec.get("seed", 0)) + HELDOUT_SEED_OFFSET
   if spec.get("kind", "").endswith("toy"):
     return make_toy(spec["name"], n, seed, tuple(sorted(spec.get("params", {}).items())))
   if spec.get("kind") == "Gaussian":
     cov = tuple(tuple(r) for r in spec["cov"]) if isinstance(spec["cov"][0], (list, tuple)) else tuple(spec["cov"])
     return make_gaussian(tuple(spec["mean"]), cov, n, seed)
+  if spec.get("kind") == "Draw":
+    import numpy as np
+    from cmm_core import targets
+    if spec.get("mode") == "mouse":
+      return targets.sample_cells(spec["cells"], targets.draw_grid(), n, seed=seed,
+                                  jitter=float(spec.get("jitter", 0.1)))
+    if spec.get("mode") == "typed" and float(spec.get("spread", 0)) > 0:
+      return targets.sample_points(np.asarray(spec["points"]), n, seed=seed,
+                                   spread=float(spec["spread"]))
   return None
 
 

@@ -1,16 +1,19 @@
-"""Target page: choose the data set to fit (toy, Gaussian or uploaded file) with a live preview."""
+"""Target page: choose the data set to fit (toy, Gaussian, real data, uploaded file or drawn by
+hand) with a live preview."""
 
 import numpy as np
 import streamlit as st
 
-from cmm_core import plots, targets, views
+from cmm_core import datasets, plots, targets, views
 from cmm_core.errors import DataError
-from cmm_core.validation import as_dataset
+from cmm_core.validation import MIN_ROWS
 from pages import _state
 
 _state.run_through_app()
 
-KINDS = ["1D toy", "2D toy", "Gaussian", "Upload"]
+KINDS = ["1D toy", "2D toy", "Gaussian", "Real data", "Upload", "Draw"]
+MAX_COLUMNS = datasets.MAX_COLUMNS
+MAX_UPLOAD_MB = targets.MAX_FILE_BYTES // 2**20
 SIZES = [256, 512, 1024, 2048, 4096, 8192, 16384]
 KEEP = "session"  # widget values survive page switches
 
@@ -84,45 +87,213 @@ def _gaussian() -> None:
                                   "cov": cov.tolist(), "n": n, "seed": seed})
 
 
+def _column_picker(columns: list[str], default: list[str], key: str,
+                   persist: bool = False) -> list[str]:
+  """Columns to fit (1 to ``MAX_COLUMNS``), in the order picked; ``[]`` when none is picked."""
+  if len(columns) == 1:
+    return list(columns)
+  picked = st.multiselect(f"columns to fit (1 to {MAX_COLUMNS})", columns, default=default,
+                          max_selections=MAX_COLUMNS, key=key, wrap=True,
+                          persist_state=KEEP if persist else None,
+                          help="All the columns picked are fitted together (a d-dimensional "
+                               "target); the preview shows two of them at a time.")
+  if not picked:
+    st.warning("Pick at least one column.")
+  return list(picked)
+
+
+def _standardize_box(key: str) -> bool:
+  return st.checkbox("standardise each column (mean 0, std 1)", value=False, key=key,
+                     persist_state=KEEP,
+                     help="Off: the data is fitted as measured. The models are not "
+                          "scale-equivariant, so the base and the map you see depend on the "
+                          "units; standardising puts every column on the same scale.")
+
+
+def _columns_label(names: list[str], standardized: bool) -> str:
+  """``[a, b]``, or ``[4 columns]`` when the names would make a long title."""
+  text = ", ".join(names)
+  inner = text if len(names) <= 2 or len(text) <= 36 else f"{len(names)} columns"
+  return f"[{inner}{', standardised' if standardized else ''}]"
+
+
+def _real_data() -> None:
+  names = datasets.names()
+
+  def label(k: str) -> str:
+    i = datasets.info(k)
+    return f"{i['title']} ({i['rows']} rows × {i['dim']} column{'s' if i['dim'] > 1 else ''})"
+
+  name = st.selectbox("data set", names, format_func=label, key="tgt_real", persist_state=KEEP)
+  info = datasets.info(name)
+  st.caption(info["description"])
+  st.caption(f"**Source**: {info['source']}  \n**Licence**: {info['licence']}")
+  picked = _column_picker(info["columns"], info["default_columns"], key=f"tgt_real_cols_{name}",
+                          persist=True)
+  std = _standardize_box("tgt_real_std")
+  if not picked:
+    return
+  data = datasets.load(name, columns=picked, standardize=std)
+  _state.set_target(f"{name} {_columns_label(picked, std)} (n={data.shape[0]})", data,
+                    {"kind": "Real data", "name": name, "columns": picked, "standardize": std,
+                     "n": int(data.shape[0])}, columns=picked)
+
+
+def _refused(e: DataError) -> None:
+  st.error(str(e))
+  st.caption(f"The current target is kept ({_state.get_target()['label']}).")
+
+
 def _upload() -> None:
-  up = st.file_uploader("a table of numbers: CSV, TSV, NPY or NPZ",
-                        type=["csv", "tsv", "txt", "npy", "npz"], key="tgt_upload",
-                        help="One row per point, one column per coordinate. A header row is fine; "
-                             "rows with missing or non-numeric values are dropped.")
+  up = st.file_uploader(
+      "a table of numbers: CSV, TSV, NPY or NPZ", type=["csv", "tsv", "txt", "npy", "npz"],
+      key="tgt_upload", max_upload_size=MAX_UPLOAD_MB,
+      help=f"One row per point, one column per coordinate, at most {MAX_UPLOAD_MB} MB and at "
+           f"least {MIN_ROWS} complete rows. A header row is fine; rows with missing or "
+           "non-numeric values in the chosen columns are dropped.")
   if up is None:
     st.info(f"No file yet: the current target is kept ({_state.get_target()['label']}).")
     return
+  file_id = getattr(up, "file_id", None) or up.name
+  if st.session_state.get("tgt_upload_id") != file_id:  # a new file: forget the old columns
+    st.session_state["tgt_upload_id"] = file_id
+    st.session_state.pop("tgt_cols", None)
   try:
-    arr, report = targets.load_file_report(up.getvalue(), filename=up.name)
+    table, report = targets.load_table(up.getvalue(), filename=up.name)
   except DataError as e:
-    st.error(str(e))
+    _refused(e)
     return
-  columns = [str(c) for c in (report.get("columns") or [f"x{i + 1}" for i in range(arr.shape[1])])]
-  st.caption(f"Read {report.get('rows_read', arr.shape[0])} rows and {arr.shape[1]} numeric "
-             "column(s).")
-  dropped = int(report.get("rows_dropped", 0) or 0)
-  if dropped:
-    st.warning(f"Dropped {dropped} row(s) with missing or non-numeric values.")
+  columns = [str(c) for c in report["columns"]]
   ignored = report.get("ignored_columns") or []
+  picked = _column_picker(columns, columns[:MAX_COLUMNS], key="tgt_cols")
+  std = _standardize_box("tgt_upload_std")
   if ignored:
     st.caption(f"Ignored non-numeric column(s): {', '.join(map(str, ignored))}.")
-  chosen = list(range(arr.shape[1]))
-  if arr.shape[1] > 2:
-    picked = st.multiselect("columns to fit (1 or 2)", columns, default=columns[:2],
-                            max_selections=2, key="tgt_cols")
-    if not picked:
-      st.warning("Pick at least one column.")
-      return
-    chosen = [columns.index(c) for c in picked]
-  try:
-    data = as_dataset(arr[:, chosen], name=up.name)
-  except DataError as e:
-    st.error(str(e))
+  if not picked:
     return
-  names = [columns[i] for i in chosen]
-  _state.set_target(f"{up.name} [{', '.join(names)}] (n={data.shape[0]})", data,
-                    {"kind": "Upload", "file": up.name, "columns": names, "n": int(data.shape[0])},
-                    columns=names)
+  try:
+    data, sel = targets.select_columns(table, picked, names=columns, standardize=std,
+                                       max_columns=MAX_COLUMNS, label=up.name,
+                                       rows_malformed=report.get("rows_malformed", 0))
+  except DataError as e:
+    _refused(e)
+    return
+  st.caption(f"Read {sel['rows_read']} rows and {len(columns)} numeric column(s); "
+             f"{sel['rows']} complete rows are used.")
+  if sel["rows_dropped"]:
+    st.warning(f"Dropped {sel['rows_dropped']} row(s) with missing or non-numeric values "
+               "in the chosen columns.")
+  _state.set_target(f"{up.name} {_columns_label(picked, std)} (n={data.shape[0]})", data,
+                    {"kind": "Upload", "file": up.name, "columns": picked, "standardize": std,
+                     "n": int(data.shape[0])}, columns=picked)
+
+
+DRAW_MODES = ["draw with the mouse", "type points"]
+DRAW_EXAMPLE = "# one point per line: x, y\n0, 2\n-1.7, -1\n1.7, -1\n"
+
+
+def _bump_canvas() -> None:
+  """A new canvas widget: its selection starts empty (each selection is added once)."""
+  st.session_state["tgt_draw_v"] = int(st.session_state.get("tgt_draw_v", 0)) + 1
+
+
+def _add_selection(key: str) -> None:
+  """on_select callback: the cells of the new box/lasso selection become one more region."""
+  state = st.session_state.get(key)
+  selection = state.get("selection") if state is not None else None
+  new = targets.cells_from_selection(selection, targets.draw_grid())
+  if new:
+    st.session_state.setdefault("tgt_draw_regions", []).append(new)
+    _bump_canvas()
+
+
+def _undo_region() -> None:
+  regions = st.session_state.get("tgt_draw_regions") or []
+  if regions:
+    regions.pop()
+  _bump_canvas()
+
+
+def _clear_regions() -> None:
+  st.session_state["tgt_draw_regions"] = []
+  _bump_canvas()
+
+
+def _draw() -> None:
+  mode = st.radio("how", DRAW_MODES, horizontal=True, key="tgt_draw_mode", persist_state=KEEP,
+                  label_visibility="collapsed")
+  if mode == DRAW_MODES[0]:
+    _draw_mouse()
+  else:
+    _draw_typed()
+
+
+def _draw_mouse() -> None:
+  grid = targets.draw_grid()
+  regions = st.session_state.setdefault("tgt_draw_regions", [])
+  cells = sorted({c for r in regions for c in r})
+  tool = st.segmented_control("tool", ["box", "lasso"], default="box", required=True,
+                              key="tgt_draw_tool", persist_state=KEEP,
+                              help="Drag on the canvas: every box or lasso adds a region.")
+  key = f"tgt_draw_canvas_{int(st.session_state.get('tgt_draw_v', 0))}"
+  st.plotly_chart(plots.draw_canvas(grid, cells, title="drag a box or a lasso to paint",
+                                    dragmode="lasso" if tool == "lasso" else "select"),
+                  key=key, on_select=lambda: _add_selection(key),
+                  selection_mode=("box", "lasso"), config={"displaylogo": False})
+  c1, c2 = st.columns(2)
+  c1.button("Undo last region", icon=":material/undo:", key="tgt_draw_undo",
+            disabled=not regions, on_click=_undo_region, width="stretch")
+  c2.button("Clear all", icon=":material/delete:", key="tgt_draw_clear", disabled=not regions,
+            on_click=_clear_regions, width="stretch")
+  jitter = st.slider("blur the edges (noise std, in cell sides)", 0.0, 1.0, 0.1, 0.05,
+                     key="tgt_draw_jitter", persist_state=KEEP)
+  n, seed = _size_and_seed("tgt_draw")
+  if not cells:
+    st.info("Nothing drawn yet: drag a box or a lasso on the canvas. The current target is kept "
+            f"({_state.get_target()['label']}).")
+    return
+  area = len(cells) * grid["size"] ** 2
+  st.caption(f"{len(regions)} region(s), {len(cells)} cell(s) of {grid['size']:g} × "
+             f"{grid['size']:g}, area {area:.3g}. The data is drawn uniformly on them.")
+  data = targets.sample_cells(cells, grid, n, seed=seed, jitter=float(jitter))
+  _state.set_target(f"drawn: {len(regions)} region(s) (n={n}, seed={seed})", data,
+                    {"kind": "Draw", "mode": "mouse", "cells": cells, "n": n, "seed": seed,
+                     "jitter": float(jitter)})
+
+
+def _draw_typed() -> None:
+  text = st.text_area("points, one \"x, y\" per line", value=DRAW_EXAMPLE, height=170,
+                      key="tgt_draw_text", persist_state=KEEP,
+                      help="Each typed point becomes a Gaussian blob of the chosen spread; with "
+                           f"spread 0 the points themselves are the data (at least {MIN_ROWS}).")
+  spread = st.slider("spread around each point (std)", 0.0, 2.0, 0.3, 0.05,
+                     key="tgt_draw_spread", persist_state=KEEP)
+  n, seed = _size_and_seed("tgt_type")
+  pts = targets.parse_points(text)  # DataError -> shown by the caller
+  data = targets.sample_points(pts, n, seed=seed, spread=float(spread))
+  if spread == 0:
+    st.caption(f"Spread 0: the {pts.shape[0]} typed points are the data (n is ignored).")
+    label = f"typed: {pts.shape[0]} points"
+  else:
+    label = f"typed: {pts.shape[0]} point(s), spread {spread:g} (n={n}, seed={seed})"
+  _state.set_target(label, data, {"kind": "Draw", "mode": "typed", "points": pts.tolist(),
+                                  "spread": float(spread), "n": int(data.shape[0]),
+                                  "seed": seed})
+
+
+def _preview_dims(d: int, names: list[str]) -> tuple[int, int]:
+  """The pair of columns the preview shows (a choice only when d > 2)."""
+  if d <= 2:
+    return (0, 1)
+  a, b = st.columns(2)
+  i = a.selectbox("preview: horizontal axis", range(d), index=0, format_func=lambda k: names[k],
+                  key=f"tgt_view_x_{d}")
+  j = b.selectbox("preview: vertical axis", range(d), index=1, format_func=lambda k: names[k],
+                  key=f"tgt_view_y_{d}")
+  if i == j:
+    st.warning("Pick two different columns for the preview.")
+    return (0, 1)
+  return (int(i), int(j))
 
 
 st.title("Target")
@@ -139,18 +310,27 @@ with left:
       _toy(2)
     elif kind == "Gaussian":
       _gaussian()
-    else:
+    elif kind == "Real data":
+      _real_data()
+    elif kind == "Upload":
       _upload()
+    else:
+      _draw()
   except ValueError as e:  # DataError included: a message the user can act on
     st.error(str(e))
 
 target = _state.get_target()
 with right:
   data = np.asarray(target["data"])
+  d = data.shape[1]
+  names = [str(c) for c in (target.get("columns") or [f"x{i + 1}" for i in range(d)])]
+  dims = _preview_dims(d, names)
   summary = views.data_summary(data)
-  st.plotly_chart(plots.target_preview(data, labels=target.get("columns"), title=target["label"]),
+  st.plotly_chart(plots.target_preview(data, dims=dims, labels=names, title=target["label"]),
                   key="tgt_preview")
   st.caption(f"{summary['n']} points in {summary['d']}D · mean "
              f"({', '.join(f'{m:.3g}' for m in summary['mean'])}) · std "
              f"({', '.join(f'{s:.3g}' for s in summary['std'])})")
+  if d > 2:
+    st.caption(f"All {d} columns are fitted; the preview shows two of them.")
   st.page_link("pages/train.py", label="Train on this target", icon=":material/arrow_forward:")

@@ -1,12 +1,16 @@
 """Train & explore page: fit a model to the chosen target, watch the loss, then compare the
 base, the transport map and the samples side by side."""
 
+import dataclasses
+import re
+
 import numpy as np
 import streamlit as st
 
 import cmm_core as cc
-from cmm_core import plots, views
+from cmm_core import io, plots, views
 from cmm_core.api import MAX_STEPS
+from cmm_core.models.base import MAX_SAMPLES
 from pages import _state
 
 _state.run_through_app()
@@ -162,6 +166,8 @@ def _nll(entry: dict):
   """``(train NLL, held-out NLL or None)`` in nats per point, or None when the model has no
   density; computed once per fit and kept."""
   fitted = entry["fitted"]
+  if np.asarray(entry["data"]).shape[0] == 0:  # a saved model shown without data
+    return None
   key = (entry["uid"], views.fit_summary(fitted)["steps"])
   cached = st.session_state.get("nll")
   if cached is not None and cached["key"] == key:
@@ -185,7 +191,7 @@ def _nll(entry: dict):
 def _draw_model_figures(entry: dict) -> None:
   """The model's own views (animation, cells, ...), computed once per fit and kept."""
   fitted = entry["fitted"]
-  if fitted.model not in ("maflow", "sdot"):
+  if fitted.model not in ("maflow", "sdot") or np.asarray(entry["data"]).shape[0] == 0:
     return
   key = (entry["uid"], views.fit_summary(fitted)["steps"])
   cached = st.session_state.get("model_figures")
@@ -204,6 +210,80 @@ def _draw_model_figures(entry: dict) -> None:
   tabs = st.tabs([title for title, _ in cached["figs"]])
   for i, (tab, (title, fig)) in enumerate(zip(tabs, cached["figs"])):
     tab.plotly_chart(fig, key=f"tr_model_fig_{i}")
+
+
+def use_saved_model(blob: bytes, filename: str, target: dict):
+  """Loads a model file (``cmm_core.io.from_bytes``) and makes it the current fit, shown against
+  ``target`` when the dimensions match and without data otherwise. Returns an error message for a
+  file that cannot be used (the current fit is then kept), else None."""
+  try:
+    fitted = io.from_bytes(blob)
+    d = fitted.dim
+  except cc.DataError as e:
+    return f"{filename}: {e}"
+  except Exception as e:  # a damaged file the reader did not catch: say so, keep the page alive
+    return f"{filename}: this model file could not be used ({type(e).__name__}: {e})."
+  td = int(np.asarray(target["data"]).shape[1])
+  if td != d:
+    target = {"label": f"no data (a {d}D model, the current target is {td}D)",
+              "data": np.zeros((0, d), np.float32), "spec": {"kind": "saved model", "file": filename},
+              "columns": None}
+  steps = views.fit_summary(fitted)["steps"]
+  settings = {"model": fitted.model, "steps": steps, "seed": None, "hyper": dict(fitted.config)}
+  _state.store_fit(fitted, _state.new_fit_uid(), target, settings)
+  st.session_state["fit"]["file"] = filename
+  return None
+
+
+def _saved_model_uploader(target: dict) -> None:
+  """"Explore a saved model": a model file becomes the current fit (once per file)."""
+  with st.expander("explore a saved model", icon=":material/upload_file:",
+                   expanded=st.session_state.get("tr_saved") is not None):
+    up = st.file_uploader(
+        "a model file (.msgpack) downloaded from this page or written by `python -m cmm_core fit`",
+        type=["msgpack"], key="tr_saved_upload", max_upload_size=io.MAX_MODEL_BYTES // 2**20,
+        help="The model replaces the current fit. It is shown against the current target when their "
+             "dimensions match, otherwise its samples are shown alone.")
+    if up is None:
+      st.session_state.pop("tr_saved", None)
+      return
+    file_id = getattr(up, "file_id", None) or up.name
+    saved = st.session_state.get("tr_saved")
+    if saved is None or saved["id"] != file_id:  # a new file (reruns keep the old one in the widget)
+      saved = {"id": file_id, "error": use_saved_model(up.getvalue(), up.name, target)}
+      st.session_state["tr_saved"] = saved
+    if saved["error"]:
+      st.error(saved["error"])
+
+
+def _model_file_name(entry: dict) -> str:
+  if entry.get("file"):  # a loaded model keeps its file's name
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(entry["file"]).removesuffix(".msgpack")) + ".msgpack"
+  spec = entry.get("target_spec") or {}
+  what = spec.get("name") or spec.get("kind") or "data"
+  return re.sub(r"[^A-Za-z0-9_.-]+", "_", f"{entry['fitted'].model}_{what}") + ".msgpack"
+
+
+@st.fragment
+def _downloads(entry: dict) -> None:
+  """The model file and samples as CSV; both are made when the button is clicked."""
+  fitted = entry["fitted"]
+  if "trained_on" not in fitted.info and not entry.get("file"):  # say what it was trained on
+    fitted = dataclasses.replace(fitted, info={**fitted.info, "trained_on": entry["target_label"]})
+  c1, c2, c3 = st.columns([2, 1, 2], vertical_alignment="bottom")
+  c1.download_button(
+      "Download the model", data=lambda: io.to_bytes(fitted), file_name=_model_file_name(entry),
+      mime="application/octet-stream", on_click="ignore", key="tr_dl_model",
+      icon=":material/download:", width="stretch",
+      help="Explore it here later (explore a saved model, above), load it with "
+           "`cmm_core.load(path)` or sample it with `python -m cmm_core sample FILE`.")
+  n = int(c2.number_input("samples in the CSV", 1, MAX_SAMPLES, 2000, 500, key="tr_dl_n",
+                          persist_state=KEEP))
+  c3.download_button(
+      f"Download {n} samples (CSV)", data=lambda: io.samples_csv(fitted, n, seed=0),
+      file_name=_model_file_name(entry)[:-len(".msgpack")] + "_samples.csv", mime="text/csv",
+      on_click="ignore", key="tr_dl_samples", icon=":material/table_view:", width="stretch",
+      help="fitted.sample(n, seed=0) with a header x1, x2, ...")
 
 
 @st.fragment
@@ -226,12 +306,20 @@ def _explore(entry: dict) -> None:
     nll = _nll(entry)
     if nll is not None:
       held = (f"held-out NLL **{nll[1]:.3f}** nats/point (2000 fresh points of the same target) · "
-              if nll[1] is not None else "no held-out data for an upload · ")
+              if nll[1] is not None else "no fresh draw of this target exists (real data, uploads) · ")
       st.markdown(f"{held}training-data NLL {nll[0]:.3f}", help=(
           "Negative log-likelihood -mean log p(y) of the model's exact density: cmm, mm and brenier "
           "by the change of variables through the map, maflow by integrating the flow backward. "
           "Lower is better; compare models on the same target."))
-  if entry["target_spec"] != _state.get_target()["spec"]:
+  no_data = np.asarray(entry["data"]).shape[0] == 0
+  if entry.get("file"):
+    trained_on = fitted.info.get("trained_on")
+    st.info(f"Loaded from **{entry['file']}**" + (f" (trained on {trained_on})" if trained_on else "")
+            + (": its samples are shown without data, since the current target has "
+               f"{_state.get_target()['data'].shape[1]} dimension(s) and the model {fitted.dim}. "
+               "Choose a matching target to compare them." if no_data else
+               f", shown against the target *{entry['target_label']}*."))
+  elif entry["target_spec"] != _state.get_target()["spec"]:
     st.info("The target has changed since this fit was trained; press Train to fit the new one. "
             "The panels below show the data the model was trained on.")
 
@@ -296,9 +384,11 @@ if train_clicked:
 
 if model == "sdot":
   _epsilon_experiment(target)
+_saved_model_uploader(target)
 
 entry = _state.get_fit()
 if entry is None:
-  st.info("No model yet: choose the settings above and press **Train**.")
+  st.info("No model yet: choose the settings above and press **Train**, or explore a saved model.")
 else:
   _explore(entry)
+  _downloads(entry)

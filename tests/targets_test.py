@@ -510,3 +510,156 @@ def test_fuzz_npy_and_csv_round_trip(arr):
   np.testing.assert_allclose(targets.load_file(_npy(arr)), arr.astype(np.float32))
   text = "\n".join(",".join(repr(float(v)) for v in row) for row in arr).encode()
   np.testing.assert_allclose(targets.load_file(text, filename="a.csv"), arr.astype(np.float32))
+
+
+# ----------------------------------------------------------------------------
+# load_table() + select_columns(): pick columns first, then drop incomplete rows.
+# ----------------------------------------------------------------------------
+
+
+def _holes_csv():
+  lines = ["a,b,c,label"] + [f"{a},{b},{c},l{i}" for i, (a, b, c) in enumerate(TABLE)]
+  lines[3] = lines[3].replace(lines[3].split(",")[2], "")  # c missing in row 3
+  lines[6] = "1.0,2.0"                                     # malformed: too few fields
+  return ("\n".join(lines) + "\n").encode()
+
+
+def test_load_table_keeps_incomplete_rows_as_nan():
+  table, report = targets.load_table(_holes_csv(), filename="h.csv")
+  assert table.shape == (29, 3) and table.dtype == np.float64
+  assert int(np.isnan(table).sum()) == 1
+  assert report["columns"] == ["a", "b", "c"] and report["ignored_columns"] == ["label"]
+  assert report["rows_read"] == 30 and report["rows_malformed"] == 1
+  assert report["filename"] == "h.csv" and report["format"] == "text"
+
+
+def test_select_columns_drops_only_rows_incomplete_in_the_chosen_columns():
+  table, report = targets.load_table(_holes_csv(), filename="h.csv")
+  kw = {"names": report["columns"], "rows_malformed": report["rows_malformed"], "label": "h.csv"}
+  x, sel = targets.select_columns(table, ["c", "a"], **kw)
+  assert x.shape == (28, 2) and x.dtype == np.float32
+  assert sel == {"rows_read": 30, "rows_dropped": 2, "rows": 28, "columns": ["c", "a"],
+                 "standardized": False}
+  x, sel = targets.select_columns(table, ["a", "b"], **kw)
+  assert x.shape == (29, 2) and sel["rows_dropped"] == 1  # only the malformed row
+  x, sel = targets.select_columns(table, None, standardize=True, **kw)
+  assert x.shape == (28, 3) and sel["standardized"]
+  np.testing.assert_allclose(x.mean(0), 0, atol=1e-6)
+  np.testing.assert_allclose(x.std(0), 1, atol=1e-6)
+  x, _ = targets.select_columns(table, [1], **kw)  # by position
+  assert x.shape == (29, 1)
+  # the same rows as load_file when all columns are kept
+  np.testing.assert_allclose(targets.select_columns(table, None, **kw)[0],
+                             targets.load_file(_holes_csv()))
+
+
+@pytest.mark.parametrize("columns, kwargs, match", [
+    (["z"], {}, "no column 'z'"),
+    ([], {}, "at least one column"),
+    ([5], {}, "does not exist"),
+    (["a", 0], {}, "twice"),
+    (["a", "b", "c"], {"max_columns": 2}, "at most 2"),
+])
+def test_select_columns_refusals(columns, kwargs, match):
+  with pytest.raises(DataError, match=match):
+    targets.select_columns(TABLE, columns, names=["a", "b", "c"], **kwargs)
+
+
+def test_fewer_than_ten_usable_rows_are_refused():
+  with pytest.raises(DataError, match="9 row.*at least 10"):
+    targets.select_columns(TABLE[:9], None)
+  # 12 rows read, 3 incomplete: the message says rows were dropped
+  table = TABLE[:12].copy()
+  table[[1, 4, 7], 0] = np.nan
+  with pytest.raises(DataError, match="dropping 3 incomplete.*9 row.*at least 10"):
+    targets.select_columns(table, None, label="f.csv")
+  assert targets.select_columns(table, [1, 2])[0].shape == (12, 2)
+  raw = b"x,y\n" + b"".join(f"{i},{i % 3}\n".encode() for i in range(9))
+  with pytest.raises(DataError, match="at least 10"):
+    targets.load_file(raw, filename="nine.csv")
+  with pytest.raises(DataError, match="no complete numeric rows"):
+    targets.select_columns(np.full((20, 2), np.nan), None)
+
+
+def test_too_big_file_is_refused_by_load_table():
+  big = b"1.5,2.5\n" * (targets.MAX_FILE_BYTES // 8 + 1)
+  with pytest.raises(DataError, match=r"at most 50\.0 MB"):
+    targets.load_table(big, filename="big.csv")
+
+
+# ----------------------------------------------------------------------------
+# Drawn targets.
+# ----------------------------------------------------------------------------
+
+
+def test_draw_grid():
+  g = targets.draw_grid((-4, 4), 40)
+  assert g["centres"].shape == (1600, 2) and g["size"] == pytest.approx(0.2)
+  np.testing.assert_allclose(g["centres"][0], [-3.9, -3.9])
+  np.testing.assert_allclose(g["centres"][1], [-3.7, -3.9])  # column first (along x)
+  np.testing.assert_allclose(g["centres"][40], [-3.9, -3.7])
+  with pytest.raises(ValueError):
+    targets.draw_grid((1, 1))
+
+
+def test_cells_from_box_lasso_and_points():
+  g = targets.draw_grid((0, 4), 4)  # unit cells, centres at .5, 1.5, 2.5, 3.5
+  box = {"box": [{"xref": "x", "yref": "y", "x": [2.2, 0.2], "y": [0.2, 1.8]}],
+         "lasso": [], "points": []}
+  assert targets.cells_from_selection(box, g) == [0, 1, 4, 5]
+  tri = {"lasso": [{"x": [0, 4, 0], "y": [0, 0, 4]}]}  # the lower-left triangle x + y < 4
+  assert targets.cells_from_selection(tri, g) == [0, 1, 2, 4, 5, 8]
+  pts = {"points": [{"x": 3.5, "y": 3.5, "curve_number": 1}, {"x": 9, "y": 0}, {"x": None}]}
+  assert targets.cells_from_selection(pts, g) == [15]
+  both = {"box": box["box"], "lasso": tri["lasso"]}
+  assert targets.cells_from_selection(both, g) == [0, 1, 2, 4, 5, 8]
+  for empty in (None, {}, {"box": [], "lasso": [], "points": []}, {"box": [{"x": [1]}]},
+                {"lasso": [{"x": [0, 1], "y": [0, 1]}]}):
+    assert targets.cells_from_selection(empty, g) == []
+
+
+def test_sample_cells_is_uniform_on_the_union():
+  g = targets.draw_grid((0, 4), 4)
+  x = targets.sample_cells([0, 15, 15], g, 4000, seed=3, jitter=0.0)  # repeats count once
+  assert x.shape == (4000, 2) and x.dtype == np.float32
+  in0 = np.all((x >= 0) & (x <= 1), axis=1)
+  in15 = np.all((x >= 3) & (x <= 4), axis=1)
+  assert np.all(in0 | in15) and abs(in0.mean() - 0.5) < 0.03
+  np.testing.assert_allclose(x[in0].mean(0), [0.5, 0.5], atol=0.03)
+  np.testing.assert_array_equal(x, targets.sample_cells([15, 0], g, 4000, seed=3, jitter=0.0))
+  blurred = targets.sample_cells([0], g, 4000, seed=0, jitter=0.2)
+  assert np.any(blurred < 0) and np.all(np.abs(blurred - 0.5) < 0.5 + 6 * 0.2)
+
+
+def test_sample_cells_refusals():
+  g = targets.draw_grid()
+  with pytest.raises(DataError, match="nothing drawn"):
+    targets.sample_cells([], g, 100)
+  with pytest.raises(DataError, match="cell indices"):
+    targets.sample_cells([1600], g, 100)
+  with pytest.raises(ValueError, match="jitter"):
+    targets.sample_cells([0], g, 100, jitter=-1)
+
+
+def test_parse_points():
+  text = "# a comment\n1, 2\n  (3; 4)  \n\n[-5 6e-1]\n7\t8 # trailing\n"
+  np.testing.assert_allclose(targets.parse_points(text), [[1, 2], [3, 4], [-5, 0.6], [7, 8]])
+  with pytest.raises(DataError, match="line\\(s\\) 2, 3 are not 2 numbers"):
+    targets.parse_points("1, 2\nfoo\n1 2 3\n")
+  with pytest.raises(DataError, match="no points"):
+    targets.parse_points("  \n# only a comment\n")
+  with pytest.raises(DataError, match="not 2 numbers"):
+    targets.parse_points("nan, 1")
+
+
+def test_sample_points():
+  pts = np.array([[0.0, 0.0], [10.0, 0.0]])
+  x = targets.sample_points(pts, 2000, seed=1, spread=0.1)
+  assert x.shape == (2000, 2)
+  near0 = np.linalg.norm(x, axis=1) < 1
+  assert abs(near0.mean() - 0.5) < 0.05 and np.all(near0 | (np.abs(x[:, 0] - 10) < 1))
+  np.testing.assert_array_equal(x, targets.sample_points(pts, 2000, seed=1, spread=0.1))
+  many = np.stack([np.arange(12.0), np.arange(12.0) % 5], axis=1)
+  np.testing.assert_array_equal(targets.sample_points(many, 99, spread=0), many.astype(np.float32))
+  with pytest.raises(DataError, match="at least 10"):
+    targets.sample_points(pts, 100, spread=0)

@@ -97,6 +97,7 @@ class ConvexFixedPoint(Model):
       "activation": "softplus",  # convex, non-decreasing
       "init_scale": 0.5,         # scale of the ICNN's random weights at init
       "feature_scale": 1.0,      # first-layer weights x this, kinks through data points
+      "objective": "semidual",   # "semidual" (OT fixed point) or "mle" (exact likelihood)
       "alpha": 0.05,             # strongly convex floor, fraction of the Gaussian guess
       "learning_rate": 5e-3,
       "lr_decay": 1.0,           # final learning rate / initial (cosine schedule); 1 = constant
@@ -119,6 +120,11 @@ class ConvexFixedPoint(Model):
     c["hidden"] = check_widths(self.name, c["hidden"])
     if "potential" in c and c["potential"] not in ("data", "base"):
       raise ValueError(f"{self.name}: potential must be 'data' or 'base', got {c['potential']!r}")
+    if c.get("objective", "semidual") not in ("semidual", "mle"):
+      raise ValueError(f"{self.name}: objective must be 'semidual' or 'mle', got {c['objective']!r}")
+    if c.get("objective") == "mle" and c.get("potential", "data") != "data":
+      raise ValueError(f"{self.name}: objective='mle' needs potential='data' (the likelihood is "
+                       "evaluated through w on the data side)")
     if c["activation"] not in potentials.ACTIVATIONS:
       raise ValueError(f"{self.name}: activation must be one of {sorted(potentials.ACTIVATIONS)}, "
                        f"got {c['activation']!r}")
@@ -233,6 +239,11 @@ class ConvexFixedPoint(Model):
 
     def loss_fn(params):
       f = self._energy(params, state.consts)
+      if c.get("objective") == "mle":
+        # -log rho(y) = w(grad w(y)) - log det Hess w(y) + log Z; grad log Z = -E_{e^{-w}}[grad w]
+        g = potentials.batch_grad(f, y)
+        _, logdet = jnp.linalg.slogdet(potentials.batch_hessian(f, y))
+        return jnp.mean(f(g) - logdet) - jnp.mean(f(jax.lax.stop_gradient(x)))
       # E_P[f] + E_Q[<q, q*> - f(q*)] with q* fixed (Danskin)
       return jnp.mean(f(p)) + jnp.mean(jnp.sum(q * q_star, -1) - f(q_star))
 
@@ -274,27 +285,34 @@ def _without(*names):
 class CMM(ConvexFixedPoint):
   """Conjugate moment measure: base ``e^{-w}``, map ``grad w*``."""
   name = side = "cmm"
+  # exact likelihood with moderately sharp features separates clusters best (docs/training.md)
+  defaults = {**ConvexFixedPoint.defaults, "objective": "mle", "feature_scale": 10.0,
+              "learning_rate": 1e-2}
 
 
 class MM(ConvexFixedPoint):
   """Moment measure: base ``e^{-u}``, map ``grad u``; fitted to the centred data."""
   name = side = "mm"
-  defaults, bounds, integers = _without("potential", "chain_conjugate_iters")
+  defaults, bounds, integers = _without("potential", "chain_conjugate_iters", "objective")
   # sharp first-layer features let grad u cut the base into cells (docs/training.md)
   defaults = {**defaults, "feature_scale": 20.0}
 
   def prepare(self, data):
-    mean = np.asarray(data, np.float64).mean(0)
+    data = np.asarray(data, np.float64)
+    mean = data.mean(0)
     self.shift = mean
+    # already centred (e.g. standardised data): nothing worth telling the user
+    if np.all(np.abs(mean) <= 1e-3 * (data.std(0) + 1e-12)):
+      return (data - mean).astype(np.float32), {}
     msg = (f"a moment measure needs a centred target: the data were centred (mean "
            f"{np.array2string(mean, precision=3)} subtracted) and the samples are shifted back by it")
-    return (np.asarray(data, np.float64) - mean).astype(np.float32), {"warnings": [msg]}
+    return (data - mean).astype(np.float32), {"warnings": [msg]}
 
 
 class Brenier(ConvexFixedPoint):
   """The classical split: base N(0, I), Brenier map ``grad w*``."""
   name = side = "brenier"
-  defaults, bounds, integers = _without("langevin_steps", "chain_conjugate_iters")
+  defaults, bounds, integers = _without("langevin_steps", "chain_conjugate_iters", "objective")
   # the map's own potential (grad f = map) with sharp features fits clusters best (docs/training.md)
   defaults = {**defaults, "potential": "base", "feature_scale": 10.0}
   default_steps = 1500

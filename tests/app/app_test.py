@@ -57,7 +57,7 @@ def test_deep_link_as_first_request(page, title):
 def test_target_page_toys_and_gaussian():
   at = _goto(_app(), "pages/target.py")
   kind = at.radio(key="tgt_kind")
-  assert kind.value == "2D toy" and kind.options == ["1D toy", "2D toy", "Gaussian", "Upload"]
+  assert kind.value == "2D toy" and kind.options == ["1D toy", "2D toy", "Gaussian", "Real data", "Upload", "Draw"]
   tgt = at.session_state["target"]
   assert tgt["spec"]["name"] == "eight_gaussians" and tgt["data"].shape == (4096, 2)
   assert len(_charts(at)) == 1
@@ -101,18 +101,18 @@ def test_target_page_upload():
   at.file_uploader(key="tgt_upload").set_value(("points.csv", csv, "text/csv"))
   at.run()
   assert not at.exception and not at.error
-  assert at.multiselect(key="tgt_cols").value == ["a", "b"]
+  assert at.multiselect(key="tgt_cols").value == ["a", "b", "c"]
   tgt = at.session_state["target"]
-  assert tgt["data"].shape == (50, 2) and tgt["columns"] == ["a", "b"]
+  assert tgt["data"].shape == (50, 3) and tgt["columns"] == ["a", "b", "c"]
   assert any("dropped" in w.value.lower() for w in at.warning)
   at.multiselect(key="tgt_cols").set_value(["c"])
   at.run()
-  assert at.session_state["target"]["data"].shape == (50, 1)
+  assert at.session_state["target"]["data"].shape == (51, 1)
 
   at.file_uploader(key="tgt_upload").set_value(("bad.csv", b"x,y\nfoo,bar\n", "text/csv"))
   at.run()
   assert not at.exception and len(at.error) == 1  # a DataError message, not a traceback
-  assert at.session_state["target"]["data"].shape == (50, 1)  # the previous target is kept
+  assert at.session_state["target"]["data"].shape == (51, 1)  # the previous target is kept
 
 
 def test_train_page_trains_and_shows_the_panels():

@@ -1,0 +1,371 @@
+"""Several models fitted to one target under one budget, and the figures that compare them.
+
+Pure logic for the app's Compare page (no Streamlit), usable from a script or a notebook:
+
+>>> jobs = [{"model": m, "budget": budget_for(m, "steps", 500)} for m in ("cmm", "maflow")]
+>>> for result in run_compare(target, jobs, seed=0, heldout=fresh_draw):
+...   print(result["model"], result["status"], result["metrics"]["sinkhorn"])
+
+- :func:`budget_for` / :func:`budget_label`: the same budget for every model (its own default
+  number of steps, one number of steps, or a wall-clock time).
+- :func:`cache_key`: what identifies a fit (target, model, budget, seed, hyper-parameters), so a
+  comparison run again with the same settings reuses its fits.
+- :func:`compare_metrics`: the table's numbers for one fit (Sinkhorn divergence and energy
+  distance to a held-out draw, held-out NLL where the model has a density, parameter count).
+- :func:`run_compare`: the driver; fits the models one after another, calls back after every
+  chunk of steps (return False to stop; what was trained is kept) and yields one result per model.
+- :func:`share_ranges`: gives the panel data of every row the same axes (:mod:`cmm_core.views`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from typing import Any, Callable, Iterator, MutableMapping, Optional, Sequence
+
+import numpy as np
+
+__all__ = [
+    "BUDGET_MODES",
+    "budget_for",
+    "budget_label",
+    "data_digest",
+    "cache_key",
+    "param_count",
+    "compare_metrics",
+    "run_compare",
+    "share_ranges",
+    "mark_stopped",
+    "table_rows",
+    "CACHEABLE",
+]
+
+# "default": each model its own ``default_steps``; "steps": one number for all; "seconds": one
+# wall-clock budget for all (compilation included).
+BUDGET_MODES = ("default", "steps", "seconds")
+
+# Statuses of a result that is the complete outcome of its settings (may be reused).
+CACHEABLE = ("done", "diverged", "time budget")
+
+# Sizes used by compare_metrics.
+N_EVAL = 1024        # model samples drawn; held-out points used for the metrics (1024: the
+                     # size the panels already compile sample_base for)
+N_SINKHORN = 1024    # points per side for the Sinkhorn divergence (compiled once for this size)
+
+
+# -- budgets and keys ----------------------------------------------------------------------------
+
+def budget_for(model: str, mode: str, value: Optional[float] = None) -> dict:
+  """The budget of ``model`` under a comparison's budget ``mode``.
+
+  Returns ``{"steps": int}`` (``"default"``: the model's ``default_steps``; ``"steps"``:
+  ``value``) or ``{"steps": MAX_STEPS, "seconds": float}`` (``"seconds"``: train until ``value``
+  seconds have passed). Raises ValueError for a bad mode or value.
+  """
+  from cmm_core import models
+  from cmm_core.api import MAX_STEPS
+  if mode == "default":
+    return {"steps": int(models.get(model).default_steps)}
+  if mode == "steps":
+    if value is None or isinstance(value, bool) or int(value) != value or not 1 <= value <= MAX_STEPS:
+      raise ValueError(f"steps must be an integer in [1, {MAX_STEPS}], got {value!r}")
+    return {"steps": int(value)}
+  if mode == "seconds":
+    if value is None or isinstance(value, bool) or not (0 < float(value) <= 24 * 3600):
+      raise ValueError(f"seconds must be a positive number (at most a day), got {value!r}")
+    return {"steps": int(MAX_STEPS), "seconds": float(value)}
+  raise ValueError(f"unknown budget mode {mode!r}; choose one of {list(BUDGET_MODES)}")
+
+
+def budget_label(budget: dict) -> str:
+  """``"500 steps"`` or ``"30 s"``."""
+  if budget.get("seconds") is not None:
+    return f"{budget['seconds']:g} s"
+  return f"{int(budget['steps'])} steps"
+
+
+def _jsonable(x: Any) -> Any:
+  if isinstance(x, dict):
+    return {str(k): _jsonable(v) for k, v in x.items()}
+  if isinstance(x, (list, tuple)):
+    return [_jsonable(v) for v in x]
+  if isinstance(x, np.ndarray):
+    return _jsonable(x.tolist())
+  if isinstance(x, np.generic):
+    return x.item()
+  if isinstance(x, float) and not math.isfinite(x):
+    return repr(x)
+  if x is None or isinstance(x, (bool, int, float, str)):
+    return x
+  return repr(x)
+
+
+def _canonical(x: Any) -> str:
+  return json.dumps(_jsonable(x), sort_keys=True, separators=(",", ":"))
+
+
+def data_digest(data) -> str:
+  """A short fingerprint of a data set ``[n, d]`` (its float32 values and shape)."""
+  arr = np.ascontiguousarray(np.asarray(data, dtype=np.float32))
+  h = hashlib.sha1(str(arr.shape).encode())
+  h.update(arr.tobytes())
+  return h.hexdigest()[:16]
+
+
+def cache_key(target: dict, model: str, budget: dict, seed: int, hyper: Optional[dict] = None) -> tuple:
+  """What identifies a fit in a comparison: a hashable tuple of strings and ints.
+
+  Args:
+    target: ``{"label", "spec", "data"}`` (as the app stores it); the data enter by a digest, so
+      two uploads with the same name but other values get other keys.
+    model, budget, seed, hyper: as passed to :func:`run_compare` (``hyper`` defaults to ``{}``:
+      the model's defaults).
+  """
+  return (str(target.get("label", "")), _canonical(target.get("spec", {})),
+          data_digest(target["data"]), str(model), _canonical(budget), int(seed),
+          _canonical(hyper or {}))
+
+
+# -- metrics -------------------------------------------------------------------------------------
+
+def param_count(fitted) -> int:
+  """Number of trainable numbers: the sum of the sizes of the leaves of ``fitted.params``."""
+  import jax
+  return int(sum(int(np.size(leaf)) for leaf in jax.tree_util.tree_leaves(fitted.params)))
+
+
+def _finite(x: np.ndarray) -> np.ndarray:
+  return x[np.all(np.isfinite(x), axis=1)]
+
+
+def compare_metrics(fitted, heldout, seed: int = 0, *, n_samples: int = N_EVAL,
+                    n_sinkhorn: int = N_SINKHORN) -> dict:
+  """The comparison table's numbers for one fit.
+
+  Args:
+    fitted: a fitted model (the FittedModel protocol).
+    heldout: reference points ``[m, d]``: a fresh draw of the target (not seen in training), or
+      the training data when there is none (an upload).
+    seed: seeds the model's samples and the subsets.
+    n_samples: model samples drawn (the held-out set is cut to this size too).
+    n_sinkhorn: points per side for the Sinkhorn divergence.
+
+  Returns:
+    ``{"steps", "seconds", "status", "message", "params", "sinkhorn", "energy", "nll",
+    "n_nonfinite", "errors"}``: ``sinkhorn`` the debiased Sinkhorn divergence (epsilon 1% of the
+    reference's variance) and ``energy`` the energy distance between model samples and
+    ``heldout``; ``nll`` the mean ``-log p`` in nats per point on ``heldout``, None where the model
+    has no density; NaN where a number could not be computed (the reason is in ``errors``).
+  """
+  from cmm_core import metrics, views
+  s = views.fit_summary(fitted)
+  ref = np.asarray(heldout, dtype=np.float32)
+  if ref.ndim == 1:
+    ref = ref[:, None]
+  ref = views.subsample(ref, n_samples, seed)
+  out = {"steps": s["steps"], "seconds": s["seconds"], "status": s["status"],
+         "message": s["message"], "params": param_count(fitted), "sinkhorn": math.nan,
+         "energy": math.nan, "nll": None, "n_nonfinite": 0, "errors": []}
+  try:
+    samples = np.asarray(fitted.sample(int(n_samples), int(seed)), dtype=np.float64)
+    good = _finite(samples)
+    out["n_nonfinite"] = int(samples.shape[0] - good.shape[0])
+    if good.shape[0] < 2:
+      out["errors"].append("the model's samples are all NaN/inf")
+    else:
+      b = views.subsample(ref, n_sinkhorn, seed + 2)
+      a = views.subsample(good, b.shape[0], seed + 1)
+      if a.shape[0] < b.shape[0]:  # some samples were NaN: resample to the same (compiled) size
+        a = a[np.random.default_rng(seed + 3).integers(0, a.shape[0], b.shape[0])]
+      out["sinkhorn"] = metrics.sinkhorn_divergence(a, b, accelerate=True)
+      out["energy"] = metrics.energy_distance(good, ref)
+  except Exception as e:  # a model that cannot sample: say so in the row
+    out["errors"].append(f"sampling failed ({type(e).__name__}: {e})")
+  try:
+    logp = np.asarray(fitted.log_prob(ref), dtype=np.float64)
+    out["nll"] = float(-np.mean(logp)) if np.all(np.isfinite(logp)) else math.nan
+    if not np.all(np.isfinite(logp)):
+      out["errors"].append("the log-density is NaN/inf on some held-out points")
+  except NotImplementedError:
+    out["nll"] = None
+  except Exception as e:
+    out["nll"] = math.nan
+    out["errors"].append(f"the density failed ({type(e).__name__}: {e})")
+  return out
+
+
+# -- the driver ----------------------------------------------------------------------------------
+
+Progress = Callable[[str, int, dict, Any], Any]
+
+
+def _chunk_size(budget: dict) -> int:
+  if budget.get("seconds") is not None:
+    return 25
+  return int(max(10, min(50, int(budget["steps"]) // 30)))
+
+
+def _status(fitted, budget: dict, user_stopped: bool) -> str:
+  status = str(fitted.info.get("status", "done"))
+  if status == "stopped" and not user_stopped and budget.get("seconds") is not None:
+    return "time budget"
+  return status
+
+
+def _result(job: dict, key: tuple, **kw) -> dict:
+  out = {"model": job["model"], "key": key, "budget": dict(job["budget"]),
+         "hyper": dict(job.get("hyper") or {}), "fitted": None, "metrics": None,
+         "status": "not run", "message": "", "cached": False}
+  out.update(kw)
+  return out
+
+
+def run_compare(target: dict, jobs: Sequence[dict], *, seed: int = 0, heldout=None,
+                cache: Optional[MutableMapping] = None, callback: Optional[Progress] = None,
+                on_fitted: Optional[Callable[[str, Any], Any]] = None,
+                metrics_seed: int = 0) -> Iterator[dict]:
+  """Fits the models of ``jobs`` one after another on ``target["data"]``; yields one result each.
+
+  Args:
+    target: ``{"label", "spec", "data" [n, d]}``.
+    jobs: ``[{"model": id, "budget": budget_for(...), "hyper": {...}}, ...]`` (``hyper``
+      optional: the model's defaults).
+    seed: the training seed (the same for every model).
+    heldout: reference points for :func:`compare_metrics`; None uses the training data.
+    cache: a mapping ``cache_key -> result``; a complete result found there is yielded again
+      (with ``cached=True``) instead of training, and new complete results are stored in it.
+    callback: ``callback(model, step, record, fitted_so_far)`` after every chunk of steps;
+      returning False stops: the current model keeps what it has trained (status ``"stopped"``)
+      and the models after it are yielded with status ``"not run"``.
+    on_fitted: ``on_fitted(model, fitted)`` when a model has finished training, before its
+      metrics are computed (to say what is happening).
+    metrics_seed: seeds the metrics' samples.
+
+  Yields:
+    ``{"model", "key", "budget", "hyper", "fitted" (FittedModel or None), "metrics" (dict of
+    :func:`compare_metrics` or None), "status", "message", "cached"}``. ``status`` is ``"done"``,
+    ``"time budget"`` (a seconds budget ran out), ``"diverged"`` (the parameters before the
+    NaN are kept), ``"stopped"`` (by the callback), ``"error"`` (bad settings or a failure; the
+    message says which) or ``"not run"``. Errors never propagate: they are the row's status.
+  """
+  from cmm_core import api
+  data = np.asarray(target["data"])
+  reference = data if heldout is None else heldout
+  stopped = False
+  for job in jobs:
+    model = job["model"]
+    key = cache_key(target, model, job["budget"], seed, job.get("hyper"))
+    if stopped:
+      yield _result(job, key, message="not run: the comparison was stopped")
+      continue
+    if cache is not None and key in cache and cache[key].get("status") in CACHEABLE:
+      yield {**cache[key], "cached": True}
+      continue
+    user_stopped = False
+
+    def on_chunk(step, record, fitted, _model=model):
+      nonlocal user_stopped
+      if callback is None:
+        return None
+      if callback(_model, step, record, fitted) is False:
+        user_stopped = True
+        return False
+      return None
+
+    budget = job["budget"]
+    t0 = time.perf_counter()
+    try:
+      fitted = api.fit(model, data, steps=int(budget["steps"]), seed=int(seed), callback=on_chunk,
+                       max_seconds=budget.get("seconds"), chunk_size=_chunk_size(budget),
+                       **(job.get("hyper") or {}))
+    except ValueError as e:  # DataError, TrainingError, a bad hyper-parameter: a user message
+      yield _result(job, key, status="error", message=str(e))
+      continue
+    except Exception as e:  # a bug, not the user's fault: in the row, not a traceback
+      yield _result(job, key, status="error",
+                    message=f"internal error ({type(e).__name__}: {e}) after "
+                            f"{time.perf_counter() - t0:.1f} s")
+      continue
+    status = _status(fitted, budget, user_stopped)
+    if on_fitted is not None:
+      on_fitted(model, fitted)
+    stats = compare_metrics(fitted, reference, metrics_seed)
+    result = _result(job, key, fitted=fitted, metrics=stats, status=status,
+                     message=str(fitted.info.get("message", "") or ""))
+    if cache is not None and status in CACHEABLE:
+      cache[key] = result
+    yield result
+    if user_stopped:
+      stopped = True
+
+
+def mark_stopped(fitted, step: int, seconds: float, message: str):
+  """A fit captured mid-training (status ``"running"``), relabelled ``"stopped"`` with
+  ``message`` (for a comparison interrupted between two callbacks)."""
+  info = {**fitted.info, "status": "stopped", "message": message, "steps_done": int(step),
+          "fit_seconds": float(seconds)}
+  return dataclasses.replace(fitted, info=info)
+
+
+def table_rows(results: Sequence[dict], labels: Optional[dict] = None) -> list:
+  """One row per result for the comparison table: ``model``, ``status``, ``steps``,
+  ``fit seconds``, ``Sinkhorn div.``, ``energy dist.``, ``held-out NLL``, ``params``, ``cached``
+  (None where a number does not exist: no fit, or no density for the NLL; NaN where it failed)."""
+  rows = []
+  for r in results:
+    m = r.get("metrics") or {}
+    fitted = r.get("fitted")
+    model = r["model"] if labels is None else str(labels.get(r["model"], r["model"])).split(":")[0]
+    rows.append({
+        "model": model,
+        "status": r["status"],
+        "steps": m.get("steps", None if fitted is None else int(fitted.info.get("steps_done", 0))),
+        "fit seconds": m.get("seconds"),
+        "Sinkhorn div.": m.get("sinkhorn"),
+        "energy dist.": m.get("energy"),
+        "held-out NLL": m.get("nll"),
+        "params": m.get("params", None if fitted is None else param_count(fitted)),
+        "cached": bool(r.get("cached", False)),
+    })
+  return rows
+
+
+# -- shared axes ---------------------------------------------------------------------------------
+
+def _union(ranges: Sequence[np.ndarray]) -> np.ndarray:
+  stacked = np.stack([np.asarray(r, dtype=np.float64) for r in ranges])
+  return np.stack([stacked[:, :, 0].min(axis=0), stacked[:, :, 1].max(axis=0)], axis=1)
+
+
+def _square(r: np.ndarray) -> np.ndarray:
+  center = r.mean(axis=1)
+  half = 0.5 * float((r[:, 1] - r[:, 0]).max())
+  return np.stack([center - half, center + half], axis=1)
+
+
+def share_ranges(panel_views: Sequence[Optional[dict]]) -> list:
+  """The :func:`cmm_core.views.panel_data` dicts of several models with common axes.
+
+  Each of the ranges ``base``, ``map``, ``data`` and ``common`` becomes the union over the rows,
+  so a column of panels (all the bases, all the maps, all the samples) is drawn on one range and
+  ``plots.panel_figures(view, same_axes=True)`` draws every panel of every row on one range. 2D
+  ranges stay square when every row had equal aspect. ``None`` entries (a row without panels)
+  are passed through; the inputs are not modified.
+  """
+  ok = [v for v in panel_views if v is not None]
+  if not ok:
+    return list(panel_views)
+  if len({v["view_dim"] for v in ok}) > 1:
+    raise ValueError("the panels to share axes must all be 1D or all 2D")
+  eq = all(bool(v.get("equal_aspect")) for v in ok)
+  shared = {}
+  for name in ok[0]["ranges"]:
+    r = _union([v["ranges"][name] for v in ok])
+    if eq and ok[0]["view_dim"] == 2:
+      r = _square(r)
+    shared[name] = r
+  return [None if v is None else {**v, "ranges": dict(shared), "equal_aspect": eq}
+          for v in panel_views]

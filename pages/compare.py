@@ -1,0 +1,363 @@
+"""Compare page: several models fitted to the current target with one budget and one seed, then
+their base / map / samples panels row by row on shared axes, and a table of metrics.
+
+Session keys used here (per user; see also ``pages/_state.py``):
+
+- ``"cmp_cache"``: ``{cmm_core.compare.cache_key: result}``, every complete fit of this session;
+  a comparison run again with the same target, budget, seed and hyper-parameters reuses them.
+- ``"cmp_run"``: the last comparison: ``{"order": [model], "jobs": {model: job},
+  "results": {model: result}, "partial": {model: {"fitted", "step", "seconds"}}, "done": bool,
+  "stopped": str | None, "target_label", "target_digest", "data", "columns", "heldout",
+  "reference", "budget_text", "seed"}``. ``partial`` holds the last chunk of the model in
+  training, so a Stop (which reruns the page and interrupts the training) keeps it.
+- ``"cmp_panels"``: ``{(cache key, steps, status, points): views.panel_data dict}``.
+"""
+
+import json
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+import cmm_core as cc
+from cmm_core import compare, plots, views
+from cmm_core.api import MAX_STEPS
+from pages import _state
+
+_state.run_through_app()
+
+KEEP = "session"  # widget values survive page switches
+POINTS = [500, 1000, 2000]
+DEFAULT_TICKED = ("cmm", "maflow")
+CACHE_MAX = 40    # complete fits kept per session
+PANELS_MAX = 24   # panel data kept per session
+BUDGET_TEXT = {"default": "each model's default steps", "steps": "same steps for all",
+               "seconds": "same time for all"}
+
+
+def _label(model: str) -> str:
+  return cc.models.LABELS.get(model, model)
+
+
+def _short(model: str) -> str:
+  return _label(model).split(":")[0]
+
+
+def _parse_hyper(model: str, text: str) -> dict:
+  """``'{"learning_rate": 0.001}'`` -> dict; raises ValueError with a readable message."""
+  text = (text or "").strip()
+  if not text:
+    return {}
+  try:
+    value = json.loads(text)
+  except json.JSONDecodeError as e:
+    raise ValueError(f"{model}: the hyper-parameters are not valid JSON ({e.msg}); "
+                     'write them like {"learning_rate": 0.001}') from None
+  if not isinstance(value, dict):
+    raise ValueError(f'{model}: give the hyper-parameters as a JSON object, like {{"hidden": [32, 32]}}')
+  known = cc.models.get(model).defaults
+  unknown = sorted(set(value) - set(known))
+  if unknown:
+    raise ValueError(f"{model}: unknown hyper-parameter(s) {unknown}; known: {sorted(known)}")
+  return {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+
+
+def _hyper_widgets(models: list) -> tuple[dict, list]:
+  hyper, errors = {}, []
+  st.caption("Leave empty for the model's defaults (those of the Train page). JSON, e.g. "
+             '`{"learning_rate": 0.001, "hidden": [32, 32]}`.')
+  cols = st.columns(2)
+  for i, m in enumerate(models):
+    defaults = json.dumps(dict(cc.models.get(m).defaults), default=str)
+    text = cols[i % 2].text_input(f"{_short(m)}", key=f"cmp_hp_{m}", persist_state=KEEP,
+                                  placeholder='{"learning_rate": 0.001}',
+                                  help=f"defaults: {defaults}")
+    try:
+      hyper[m] = _parse_hyper(m, text)
+    except ValueError as e:
+      errors.append(str(e))
+  return hyper, errors
+
+
+def _metrics_or_none(fitted, heldout):
+  try:
+    return compare.compare_metrics(fitted, heldout, 0)
+  except Exception as e:  # keep the page alive
+    st.warning(f"Could not compute the metrics of {fitted.model} ({type(e).__name__}: {e}).")
+    return None
+
+
+def _finish_interrupted(stop_clicked: bool) -> None:
+  """A comparison that a rerun cut short (Stop, or any other widget): keep what was trained."""
+  run = st.session_state.get("cmp_run")
+  if run is None or run["done"]:
+    return
+  why = "stopped by the user" if stop_clicked else "interrupted (the page was rerun)"
+  for m in run["order"]:
+    if m in run["results"]:
+      continue
+    job, part = run["jobs"][m], run["partial"].get(m)
+    result = {"model": m, "key": job["key"], "budget": job["budget"], "hyper": job["hyper"],
+              "fitted": None, "metrics": None, "status": "not run", "cached": False,
+              "message": f"not run: the comparison was {why}"}
+    if part is not None:
+      msg = f"{why} at step {part['step']}; the model as it was then is kept"
+      fitted = compare.mark_stopped(part["fitted"], part["step"], part["seconds"], msg)
+      with st.spinner(f"Computing the metrics of the stopped {m} fit…"):
+        metrics = _metrics_or_none(fitted, run["heldout"])
+      result.update(fitted=fitted, metrics=metrics, status="stopped", message=msg)
+    run["results"][m] = result
+  run["partial"] = {}
+  run["done"] = True
+  run["stopped"] = why
+
+
+def _trim(d: dict, keep: int) -> None:
+  for k in list(d)[:max(0, len(d) - keep)]:
+    del d[k]
+
+
+def _compare(target: dict, models: list, mode: str, value, seed: int, hyper: dict) -> None:
+  """Fits the models one after another, a progress bar each; results go to session_state."""
+  jobs = []
+  for m in models:
+    budget = compare.budget_for(m, mode, value)
+    jobs.append({"model": m, "budget": budget, "hyper": hyper.get(m, {}),
+                 "key": compare.cache_key(target, m, budget, seed, hyper.get(m, {}))})
+  heldout = _state.heldout_draw(target["spec"])
+  run = {"order": list(models), "jobs": {j["model"]: j for j in jobs}, "results": {},
+         "partial": {}, "done": False, "stopped": None, "target_label": target["label"],
+         "target_digest": compare.data_digest(target["data"]), "data": target["data"],
+         "columns": target.get("columns"),
+         "heldout": target["data"] if heldout is None else heldout,
+         "reference": ("training data" if heldout is None else
+                       f"{min(len(heldout), compare.N_EVAL)} fresh points"),
+         "budget_text": BUDGET_TEXT[mode] + ("" if mode == "default" else
+                                            f": {compare.budget_label(jobs[0]['budget'])}"),
+         "seed": seed}
+  st.session_state["cmp_run"] = run  # first: a Stop rerun must find it
+  cache = st.session_state.setdefault("cmp_cache", {})
+
+  slot = st.empty()  # cleared when done: the table below says the rest
+  box = slot.container(border=True)
+  box.markdown("**Training, one model after another** (Stop keeps what has been trained)")
+  bars = {}
+  for j in jobs:
+    state = "reused from the cache" if j["key"] in cache else "waiting"
+    bars[j["model"]] = box.progress(0.0, text=f"{_short(j['model'])}: {state}")
+
+  def starting(model):
+    if model is not None:
+      bars[model].progress(0.0, text=f"{_short(model)}: compiling the training step "
+                                     "(the first chunk takes longest)…")
+
+  def callback(model, step, record, fitted):
+    run["partial"][model] = {"fitted": fitted, "step": step, "seconds": record["seconds"]}
+    budget = run["jobs"][model]["budget"]
+    if budget.get("seconds"):
+      frac, what = record["seconds"] / budget["seconds"], f"step {step}"
+    else:
+      frac, what = step / budget["steps"], f"step {step} / {budget['steps']}"
+    bars[model].progress(min(1.0, frac), text=f"{_short(model)}: {what} · loss {record['loss']:.4g} · "
+                                              f"{record['seconds']:.1f} s")
+
+  def on_fitted(model, fitted):
+    bars[model].progress(1.0, text=f"{_short(model)}: trained; computing the metrics…")
+
+  pending = [j["model"] for j in jobs if j["key"] not in cache]
+  starting(pending[0] if pending else None)
+  for result in compare.run_compare(target, jobs, seed=seed, heldout=run["heldout"], cache=cache,
+                                    callback=callback, on_fitted=on_fitted):
+    m = result["model"]
+    run["results"][m] = result
+    run["partial"].pop(m, None)
+    s = result["metrics"] or {}
+    note = " (reused from the cache)" if result["cached"] else ""
+    bars[m].progress(1.0, text=f"{_short(m)}: {result['status']}{note}"
+                               + (f" · {s['steps']} steps · {s['seconds']:.1f} s" if s else ""))
+    rest = [j["model"] for j in jobs if j["model"] not in run["results"] and j["key"] not in cache]
+    starting(rest[0] if rest else None)
+  run["done"] = True
+  _trim(cache, CACHE_MAX)
+  slot.empty()
+
+
+def _panel_view(result: dict, data, n_points: int, columns):
+  """views.panel_data of a result, kept in session_state."""
+  fitted = result["fitted"]
+  key = (result["key"], views.fit_summary(fitted)["steps"], result["status"], n_points)
+  store = st.session_state.setdefault("cmp_panels", {})
+  if key not in store:
+    store[key] = views.panel_data(fitted, data, n_samples=n_points, seed=0, dims=(0, 1),
+                                  labels=columns)
+    _trim(store, PANELS_MAX)
+  return store[key]
+
+
+def _table(results: list, reference: str) -> None:
+  df = pd.DataFrame(compare.table_rows(results, cc.models.LABELS))
+  num = st.column_config.NumberColumn
+  st.dataframe(df, hide_index=True, width="stretch", column_config={
+      "model": st.column_config.TextColumn("model", width="small"),
+      "steps": num("steps", format="%d"),
+      "fit seconds": num("fit s", format="%.1f", help="training time, compilation included"),
+      "Sinkhorn div.": num("Sinkhorn div. ↓", format="%.4f",
+                           help=f"debiased Sinkhorn divergence (ott-jax, ε = 1% of the variance) between "
+                                f"{compare.N_SINKHORN} model samples and the reference "
+                                f"({reference}); 0 = same distribution"),
+      "energy dist.": num("energy dist. ↓", format="%.4f",
+                          help=f"energy distance between model samples and the reference ({reference})"),
+      "held-out NLL": num("held-out NLL ↓", format="%.3f",
+                          help=f"-mean log p on the reference ({reference}), nats per point; "
+                               "empty: the model has no density (sdot)"),
+      "params": num("params", format="%d", help="number of trained parameters"),
+      "cached": st.column_config.CheckboxColumn("cached", help="reused from this session's cache"),
+  })
+
+
+def _row(result: dict, view, problem, one_range: bool) -> None:
+  m, fitted, s = result["model"], result["fitted"], result["metrics"] or {}
+  st.markdown(f"#### {_label(m)}")
+  facts = [f"status **{result['status']}**"]
+  if s:
+    facts = [f"{s['steps']} steps", f"{s['seconds']:.1f} s"] + facts
+  if result["cached"]:
+    facts.append("reused from the cache")
+  st.caption(" · ".join(facts))
+  if result["status"] == "error":
+    st.error(result["message"] or "Training failed.")
+    return
+  if result["status"] == "not run":
+    st.info(result["message"] or "Not run.")
+    return
+  if result["status"] in ("diverged", "stopped"):
+    st.warning(result["message"] or f"Training {result['status']}.")
+  elif result["status"] == "time budget":
+    st.caption(result["message"])
+  for w in (fitted.info.get("warnings") or []):
+    st.caption(f":material/info: {w}")
+  for e in s.get("errors", []):
+    st.caption(f":material/warning: metrics: {e}")
+  if problem is not None:
+    kind, text = problem
+    (st.info if kind == "info" else st.error)(text)
+    return
+  if view["n_nonfinite"]:
+    st.caption(f"{view['n_nonfinite']} base sample(s) or their images were NaN/inf and are not shown.")
+  figs = plots.panel_figures(view, model=m, same_axes=one_range)
+  for col, fig, name in zip(st.columns(3), figs, ("base", "map", "samples")):
+    col.plotly_chart(fig, key=f"cmp_panel_{m}_{name}")
+
+
+def _results() -> None:
+  run = st.session_state.get("cmp_run")
+  if run is None:
+    st.info("No comparison yet: tick two or more models, choose a budget and press **Compare**.")
+    return
+  results = [run["results"][m] for m in run["order"] if m in run["results"]]
+  st.subheader("Results")
+  st.caption(f"*{run['target_label']}* · budget: {run['budget_text']} · seed {run['seed']} · "
+             f"metrics against {run['reference']} of the target")
+  if run["target_digest"] != compare.data_digest(_state.get_target()["data"]):
+    st.info("The target has changed since this comparison; press **Compare** to fit the current one. "
+            "The panels below show the data these models were trained on.")
+  n_cached = sum(bool(r["cached"]) for r in results)
+  if n_cached:
+    st.info(f"{n_cached} of {len(results)} fit(s) reused from this session's cache: same target, "
+            "model, budget, seed and hyper-parameters as an earlier run. Change any of them to "
+            "train afresh.", icon=":material/cached:")
+  if run["stopped"]:
+    st.warning(f"The comparison was {run['stopped']}: the models trained so far are kept, the "
+               "model in training as it was at its last chunk of steps.")
+  if run["reference"] == "training data":
+    st.caption("An uploaded target has no fresh draw: the metrics compare with the training data.")
+  _table(results, run["reference"])
+
+  c1, c2 = st.columns([3, 2], vertical_alignment="bottom")
+  n_points = int(c1.select_slider("points drawn", POINTS, value=1000, key="cmp_points",
+                                  persist_state=KEEP))
+  one_range = c2.toggle("one range for all panels", value=False, key="cmp_one_range", persist_state=KEEP,
+            help="Off: each column (bases, maps, samples) has one range shared by every model. "
+                 "On: every panel of every row is drawn on one common range, to compare sizes.")
+  d = int(np.asarray(run["data"]).shape[1])
+  if d > 2:
+    st.caption("With more than two coordinates the panels show the first two; the base density "
+               "and the grid are a slice through the base mean.")
+  shown, problems = [], []
+  with st.spinner("Sampling the bases and mapping them to data space…"):
+    for r in results:
+      view, problem = None, None
+      fitted = r["fitted"]
+      if fitted is not None:
+        latent = fitted.config.get("latent_dim")
+        if latent not in (None, d):
+          problem = ("info", f"The generator's latent has {latent} dimension(s) and the data {d}: "
+                             "the base / map / samples panels need equal dimensions.")
+        else:
+          try:
+            view = _panel_view(r, run["data"], n_points, run.get("columns"))
+          except Exception as e:  # the model failed to sample or map: in its row
+            problem = ("error", f"Could not draw the panels ({type(e).__name__}): {e}")
+      shown.append(view)
+      problems.append(problem)
+  try:
+    shared = compare.share_ranges(shown)
+  except ValueError:
+    shared = shown
+  for r, view, problem in zip(results, shared, problems):
+    with st.container(border=True):
+      _row(r, view, problem, one_range)
+
+
+st.title("Compare models")
+target = _state.get_target()
+tdata = np.asarray(target["data"])
+st.caption(f"Target: **{target['label']}**, {tdata.shape[0]} points in {tdata.shape[1]}D. "
+           "Every ticked model is fitted to it with the same budget and seed, one after another; "
+           "then each gets a row of panels (base, map, samples) on shared axes, and the table "
+           "ranks them on a fresh draw of the target.")
+st.page_link("pages/target.py", label="change the target", icon=":material/scatter_plot:")
+
+names = cc.models.names()
+left, right = st.columns([3, 2], gap="large")
+with left:
+  st.markdown("**models**")
+  ticked = [m for m in names
+            if st.checkbox(_label(m), value=m in DEFAULT_TICKED, key=f"cmp_use_{m}",
+                           persist_state=KEEP)]
+with right:
+  mode = st.radio("budget", compare.BUDGET_MODES, format_func=BUDGET_TEXT.get, key="cmp_budget",
+                  persist_state=KEEP, horizontal=True)
+  a, b = st.columns(2)
+  value = None
+  if mode == "steps":
+    value = int(a.number_input("steps per model", 1, MAX_STEPS, 500, 50, key="cmp_steps",
+                               persist_state=KEEP))
+  elif mode == "seconds":
+    value = float(a.number_input("seconds per model", 1.0, 3600.0, 30.0, 5.0, format="%g",
+                                 key="cmp_seconds", persist_state=KEEP,
+                                 help="Wall-clock time, compilation included; training stops at the "
+                                      "first chunk of steps past it."))
+  else:
+    a.caption("default steps: " + ", ".join(f"{m} {cc.models.get(m).default_steps}" for m in names))
+  seed = int(b.number_input("seed", 0, 2**31 - 1, 0, 1, key="cmp_seed", persist_state=KEEP))
+  c1, c2 = st.columns(2)
+  go = c1.button("Compare", type="primary", icon=":material/play_arrow:", width="stretch",
+                 key="cmp_go")
+  stop = c2.button("Stop", icon=":material/stop:", width="stretch", key="cmp_stop",
+                   help="Stops the comparison; the models trained so far are kept, and the one in "
+                        "training as it was at its last chunk of steps.")
+with st.expander("advanced: hyper-parameters"):
+  hyper, hyper_errors = _hyper_widgets(ticked)
+
+_finish_interrupted(stop)
+for msg in hyper_errors:
+  st.error(msg)
+if go:
+  if not ticked:
+    st.warning("Tick at least one model.")
+  elif hyper_errors:
+    st.error("Fix the hyper-parameters first.")
+  else:
+    _compare(target, ticked, mode, value, seed, hyper)
+_results()
