@@ -86,3 +86,25 @@ def test_bad_hyper_parameters_are_refused():
     cc.fit("nope", data)
   with pytest.raises(cc.DataError):
     cc.fit("cmm", np.full((100, 2), np.nan))
+  with pytest.raises(ValueError, match="objective"):
+    cc.fit("cmm", data, steps=10, objective="kl")
+  with pytest.raises(ValueError, match="potential='data'"):
+    cc.fit("cmm", data, steps=10, objective="mle", potential="base")
+  with pytest.raises(ValueError, match="unknown hyper-parameter"):
+    cc.fit("mm", data, steps=10, objective="mle")  # the likelihood route is cmm's only
+
+
+def test_likelihood_loss_is_the_nll_up_to_log_z():
+  """With objective='mle' the loss is E_data[w(grad w(y)) - log det Hess w(y)] - E_chains[w]:
+  its data part plus log Z must equal the exact NLL from ``log_prob``."""
+  data = cc.targets.gaussian([0.5, -0.3], [[1.5, 0.4], [0.4, 0.8]], n=512, seed=0)
+  fitted = cc.fit("cmm", data, steps=1, seed=0, burn_in=0, batch_size=64)
+  y = data[:200]
+  pot, var = fitted._pot, fitted._vars
+  import jax.numpy as jnp
+  from cmm_core import potentials
+  w = lambda x: pot.apply(var, x)
+  g = potentials.batch_grad(w, jnp.asarray(y))
+  _, logdet = jnp.linalg.slogdet(potentials.batch_hessian(w, jnp.asarray(y)))
+  nll = np.asarray(w(g) - logdet) + fitted.log_normalizer
+  np.testing.assert_allclose(nll, -fitted.log_prob(y), rtol=1e-3, atol=1e-3)
