@@ -51,4 +51,7 @@ nav = st.navigation({
         st.Page("pages/exact_1d.py", title="1D, exactly", icon=":material/show_chart:"),
     ],
 })
+from pages import _link  # noqa: E402  (after set_page_config)
+_link.restore_from_url(page=nav.url_path)
+_link.show_problems()
 nav.run()

@@ -87,6 +87,63 @@ def toy_label(name: str, n: int, seed: int, params: dict) -> str:
   return f"{name} (n={n}, seed={seed}{', ' + extra if extra else ''})"
 
 
+def columns_label(names: list, standardized: bool) -> str:
+  """``[a, b]``, or ``[4 columns]`` when the names would make a long title."""
+  text = ", ".join(names)
+  inner = text if len(names) <= 2 or len(text) <= 36 else f"{len(names)} columns"
+  return f"[{inner}{', standardised' if standardized else ''}]"
+
+
+def build_target(spec: dict) -> dict:
+  """The target ``{"label", "data" [n, d], "spec", "columns"}`` described by a spec of the Target
+  page (toys, Gaussians, real data and typed points; uploads and mouse drawings are built there).
+
+  Raises:
+    ValueError (DataError included): a spec whose data cannot be made, with the reason.
+  """
+  import numpy as np
+  from cmm_core import datasets, targets, views
+  spec = dict(spec)
+  kind, columns = spec.get("kind", ""), None
+  if kind.endswith("toy"):
+    params = spec.get("params", {})
+    data = make_toy(spec["name"], spec["n"], spec["seed"], tuple(sorted(params.items())))
+    label = toy_label(spec["name"], spec["n"], spec["seed"], params)
+  elif kind == "Gaussian":
+    mean, stds, angle, n, seed = (spec[k] for k in ("mean", "stds", "angle", "n", "seed"))
+    spec["cov"] = views.covariance_from_axes(stds, angle).tolist()
+    data = make_gaussian(tuple(float(m) for m in mean), tuple(map(tuple, spec["cov"])), n, seed)
+    if len(mean) == 1:
+      label = f"Gaussian N({mean[0]:g}, {stds[0]:g}²) (n={n}, seed={seed})"
+    else:
+      label = (f"Gaussian, mean ({mean[0]:g}, {mean[1]:g}), stds {stds[0]:g} / {stds[1]:g}, "
+               f"angle {angle}° (n={n}, seed={seed})")
+  elif kind == "Real data":
+    columns = list(spec["columns"])
+    data = datasets.load(spec["name"], columns=columns, standardize=spec["standardize"])
+    spec["n"] = int(data.shape[0])
+    label = f"{spec['name']} {columns_label(columns, spec['standardize'])} (n={data.shape[0]})"
+  elif kind == "Draw" and spec.get("mode") == "typed":
+    pts = np.asarray(spec["points"], dtype=np.float64)
+    data = targets.sample_points(pts, spec["n"], seed=spec["seed"], spread=float(spec["spread"]))
+    spec.update(points=pts.tolist(), spread=float(spec["spread"]), n=int(data.shape[0]))
+    if spec["spread"] == 0:
+      label = f"typed: {pts.shape[0]} points"
+    else:
+      label = (f"typed: {pts.shape[0]} point(s), spread {spec['spread']:g} (n={spec['n']}, "
+               f"seed={spec['seed']})")
+  else:
+    raise ValueError(f"a target of kind {kind!r} cannot be rebuilt from its settings")
+  return {"label": label, "data": data, "spec": spec, "columns": columns}
+
+
+def use_target(spec: dict) -> dict:
+  """Builds the target of ``spec`` (see :func:`build_target`) and makes it the current one."""
+  tgt = build_target(spec)
+  set_target(tgt["label"], tgt["data"], tgt["spec"], columns=tgt["columns"])
+  return st.session_state["target"]
+
+
 def set_target(label: str, data, spec: dict, columns=None) -> None:
   """Stores the chosen data set ``[n, d]``."""
   st.session_state["target"] = {"label": label, "data": data, "spec": dict(spec),
@@ -101,9 +158,7 @@ def get_target() -> dict:
     s = dict(DEFAULT_SPEC)
     # the same spec (defaults filled in) as the Target page would store for these settings
     s["params"] = {p: v["default"] for p, v in targets.info(s["name"])["params"].items()}
-    data = make_toy(s["name"], s["n"], s["seed"], tuple(sorted(s["params"].items())))
-    set_target(toy_label(s["name"], s["n"], s["seed"], s["params"]), data, s)
-    tgt = st.session_state["target"]
+    tgt = use_target(s)
   return tgt
 
 

@@ -22,7 +22,7 @@ import streamlit as st
 import cmm_core as cc
 from cmm_core import compare, plots, views
 from cmm_core.api import MAX_STEPS
-from pages import _state
+from pages import _link, _state
 
 _state.run_through_app()
 
@@ -182,13 +182,14 @@ def _compare(target: dict, models: list, mode: str, value, seed: int, hyper: dic
   slot.empty()
 
 
-def _panel_view(result: dict, data, n_points: int, columns):
-  """views.panel_data of a result, kept in session_state."""
+def _panel_view(result: dict, data, n_points: int, columns, dims=(0, 1)):
+  """views.panel_data of a result on the coordinates ``dims``, kept in session_state."""
   fitted = result["fitted"]
-  key = (result["key"], views.fit_summary(fitted)["steps"], result["status"], n_points)
+  key = (result["key"], views.fit_summary(fitted)["steps"], result["status"], n_points,
+         tuple(dims))
   store = st.session_state.setdefault("cmp_panels", {})
   if key not in store:
-    store[key] = views.panel_data(fitted, data, n_samples=n_points, seed=0, dims=(0, 1),
+    store[key] = views.panel_data(fitted, data, n_samples=n_points, seed=0, dims=tuple(dims),
                                   labels=columns)
     _trim(store, PANELS_MAX)
   return store[key]
@@ -280,9 +281,19 @@ def _results() -> None:
             help="Off: each column (bases, maps, samples) has one range shared by every model. "
                  "On: every panel of every row is drawn on one common range, to compare sizes.")
   d = int(np.asarray(run["data"]).shape[1])
+  dims = (0, 1)
   if d > 2:
-    st.caption("With more than two coordinates the panels show the first two; the base density "
-               "and the grid are a slice through the base mean.")
+    names = run.get("columns") or [f"x{i + 1}" for i in range(d)]
+    a, b = st.columns(2)
+    dims = (a.selectbox("horizontal axis", range(d), 0, format_func=lambda k: names[k],
+                        key=f"cmp_dim_x_{d}"),
+            b.selectbox("vertical axis", range(d), 1, format_func=lambda k: names[k],
+                        key=f"cmp_dim_y_{d}"))
+    st.caption("With more than two coordinates the panels show the two picked; the base density "
+               "and the grid are a slice through the base mean, the points are projections.")
+    if dims[0] == dims[1]:
+      st.warning("Pick two different coordinates.")
+      return
   shown, problems = [], []
   with st.spinner("Sampling the bases and mapping them to data space…"):
     for r in results:
@@ -295,7 +306,7 @@ def _results() -> None:
                              "the base / map / samples panels need equal dimensions.")
         else:
           try:
-            view = _panel_view(r, run["data"], n_points, run.get("columns"))
+            view = _panel_view(r, run["data"], n_points, run.get("columns"), dims)
           except Exception as e:  # the model failed to sample or map: in its row
             problem = ("error", f"Could not draw the panels ({type(e).__name__}): {e}")
       shown.append(view)
@@ -350,10 +361,12 @@ with right:
 with st.expander("advanced: hyper-parameters"):
   hyper, hyper_errors = _hyper_widgets(ticked)
 
+_link.share_box(_link.write_url(compare={"models": ticked, "mode": mode, "value": value,
+                                          "seed": seed, "hyper": hyper}))
 _finish_interrupted(stop)
 for msg in hyper_errors:
   st.error(msg)
-if go:
+if go or _link.run_requested("compare"):
   if not ticked:
     st.warning("Tick at least one model.")
   elif hyper_errors:

@@ -4,17 +4,17 @@ hand) with a live preview."""
 import numpy as np
 import streamlit as st
 
-from cmm_core import datasets, plots, targets, views
+from cmm_core import datasets, plots, share, targets, views
 from cmm_core.errors import DataError
 from cmm_core.validation import MIN_ROWS
-from pages import _state
+from pages import _link, _state
 
 _state.run_through_app()
 
 KINDS = ["1D toy", "2D toy", "Gaussian", "Real data", "Upload", "Draw"]
 MAX_COLUMNS = datasets.MAX_COLUMNS
 MAX_UPLOAD_MB = targets.MAX_FILE_BYTES // 2**20
-SIZES = [256, 512, 1024, 2048, 4096, 8192, 16384]
+SIZES = list(share.SIZES)
 KEEP = "session"  # widget values survive page switches
 
 
@@ -51,9 +51,7 @@ def _toy(dim: int) -> None:
   for p, spec in info.get("params", {}).items():
     params[p] = _number_widget(p, spec, key=f"tgt_{name}_{p}")
   n, seed = _size_and_seed(f"tgt_toy{dim}")
-  data = _state.make_toy(name, n, seed, tuple(sorted(params.items())))
-  _state.set_target(_state.toy_label(name, n, seed, params), data,
-                    {"kind": f"{dim}D toy", "name": name, "n": n, "seed": seed, "params": params})
+  _state.use_target({"kind": f"{dim}D toy", "name": name, "n": n, "seed": seed, "params": params})
 
 
 def _gaussian() -> None:
@@ -75,16 +73,8 @@ def _gaussian() -> None:
     angle = st.slider("angle of axis 1 (degrees)", 0, 180, 30, 5, key="tgt_g2_angle",
                       persist_state=KEEP)
   n, seed = _size_and_seed("tgt_gauss")
-  cov = views.covariance_from_axes(stds, angle)
-  data = _state.make_gaussian(tuple(float(m) for m in mean), tuple(map(tuple, cov.tolist())),
-                              n, seed)
-  if len(mean) == 1:
-    label = f"Gaussian N({mean[0]:g}, {stds[0]:g}²) (n={n}, seed={seed})"
-  else:
-    label = (f"Gaussian, mean ({mean[0]:g}, {mean[1]:g}), stds {stds[0]:g} / {stds[1]:g}, "
-             f"angle {angle}° (n={n}, seed={seed})")
-  _state.set_target(label, data, {"kind": "Gaussian", "mean": [float(m) for m in mean],
-                                  "cov": cov.tolist(), "n": n, "seed": seed})
+  _state.use_target({"kind": "Gaussian", "mean": [float(m) for m in mean],
+                     "stds": [float(s) for s in stds], "angle": int(angle), "n": n, "seed": seed})
 
 
 def _column_picker(columns: list[str], default: list[str], key: str,
@@ -110,13 +100,6 @@ def _standardize_box(key: str) -> bool:
                           "units; standardising puts every column on the same scale.")
 
 
-def _columns_label(names: list[str], standardized: bool) -> str:
-  """``[a, b]``, or ``[4 columns]`` when the names would make a long title."""
-  text = ", ".join(names)
-  inner = text if len(names) <= 2 or len(text) <= 36 else f"{len(names)} columns"
-  return f"[{inner}{', standardised' if standardized else ''}]"
-
-
 def _real_data() -> None:
   names = datasets.names()
 
@@ -133,10 +116,7 @@ def _real_data() -> None:
   std = _standardize_box("tgt_real_std")
   if not picked:
     return
-  data = datasets.load(name, columns=picked, standardize=std)
-  _state.set_target(f"{name} {_columns_label(picked, std)} (n={data.shape[0]})", data,
-                    {"kind": "Real data", "name": name, "columns": picked, "standardize": std,
-                     "n": int(data.shape[0])}, columns=picked)
+  _state.use_target({"kind": "Real data", "name": name, "columns": picked, "standardize": std})
 
 
 def _refused(e: DataError) -> None:
@@ -183,7 +163,7 @@ def _upload() -> None:
   if sel["rows_dropped"]:
     st.warning(f"Dropped {sel['rows_dropped']} row(s) with missing or non-numeric values "
                "in the chosen columns.")
-  _state.set_target(f"{up.name} {_columns_label(picked, std)} (n={data.shape[0]})", data,
+  _state.set_target(f"{up.name} {_state.columns_label(picked, std)} (n={data.shape[0]})", data,
                     {"kind": "Upload", "file": up.name, "columns": picked, "standardize": std,
                      "n": int(data.shape[0])}, columns=picked)
 
@@ -270,15 +250,10 @@ def _draw_typed() -> None:
                      key="tgt_draw_spread", persist_state=KEEP)
   n, seed = _size_and_seed("tgt_type")
   pts = targets.parse_points(text)  # DataError -> shown by the caller
-  data = targets.sample_points(pts, n, seed=seed, spread=float(spread))
   if spread == 0:
     st.caption(f"Spread 0: the {pts.shape[0]} typed points are the data (n is ignored).")
-    label = f"typed: {pts.shape[0]} points"
-  else:
-    label = f"typed: {pts.shape[0]} point(s), spread {spread:g} (n={n}, seed={seed})"
-  _state.set_target(label, data, {"kind": "Draw", "mode": "typed", "points": pts.tolist(),
-                                  "spread": float(spread), "n": int(data.shape[0]),
-                                  "seed": seed})
+  _state.use_target({"kind": "Draw", "mode": "typed", "points": pts.tolist(),
+                     "spread": float(spread), "n": n, "seed": seed})
 
 
 def _preview_dims(d: int, names: list[str]) -> tuple[int, int]:
@@ -334,3 +309,4 @@ with right:
   if d > 2:
     st.caption(f"All {d} columns are fitted; the preview shows two of them.")
   st.page_link("pages/train.py", label="Train on this target", icon=":material/arrow_forward:")
+  _link.share_box(_link.write_url())

@@ -11,7 +11,7 @@ import cmm_core as cc
 from cmm_core import io, plots, views
 from cmm_core.api import MAX_STEPS
 from cmm_core.models.base import MAX_SAMPLES
-from pages import _state
+from pages import _link, _state
 
 _state.run_through_app()
 
@@ -376,12 +376,14 @@ with st.expander("advanced: hyper-parameters"):
   for msg in hyper_errors:
     st.error(msg)
 
-if train_clicked:
+if train_clicked or _link.run_requested("train"):
   if hyper_errors:
     st.error(f"Fix the hyper-parameters first: {'; '.join(hyper_errors)}")
   else:
     _train(model, steps, seed, hyper, target)
 
+_link.share_box(_link.write_url(train={"model": model, "steps": steps, "seed": seed,
+                                        "hyper": hyper}))
 if model == "sdot":
   _epsilon_experiment(target)
 _saved_model_uploader(target)

@@ -1,33 +1,23 @@
 """Streamlit AppTest of the app: every page runs without exception and trains end to end."""
 
 import dataclasses
-import pathlib
-import sys
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # `streamlit run` puts the app's folder on the path; mirror it
-  sys.path.insert(0, str(ROOT))
+from apptest_utils import APP, open_app, run
 
-APP = str(ROOT / "app.py")
 TIMEOUT = 180
 
 
 def _app() -> AppTest:
-  at = AppTest.from_file(APP, default_timeout=60)
-  at.run()
-  assert not at.exception
-  return at
+  return open_app()
 
 
 def _goto(at: AppTest, page: str) -> AppTest:
   at.switch_page(page)
-  at.run()
-  assert not at.exception, [e.value for e in at.exception]
-  return at
+  return run(at)
 
 
 def _charts(at: AppTest) -> list:

@@ -1,32 +1,20 @@
 """AppTest of the Compare page: renders, compares two tiny fits, reuses them, keeps a stopped one."""
 
 import dataclasses
-import pathlib
-import sys
 
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
+from apptest_utils import open_app
+
 import cmm_core as cc
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # `streamlit run` puts the app's folder on the path; mirror it
-  sys.path.insert(0, str(ROOT))
-
-APP = str(ROOT / "app.py")
 PAGE = "pages/compare.py"
 TIMEOUT = 400
 
 
 def _page(target=None) -> AppTest:
-  at = AppTest.from_file(APP, default_timeout=60)
-  at.run()
-  if target is not None:
-    at.session_state["target"] = target
-  at.switch_page(PAGE)
-  at.run()
-  assert not at.exception, [e.value for e in at.exception]
-  return at
+  return open_app(PAGE, target=target)
 
 
 def _toy(name: str, n: int, d: int) -> dict:
@@ -145,3 +133,26 @@ def test_bad_hyper_parameters_and_no_model_are_messages():
   at.button(key="cmp_go").click()
   at.run()
   assert not at.exception and any("Tick at least one model" in w.value for w in at.warning)
+
+
+def test_a_3d_target_is_shown_through_the_picked_pair_of_columns():
+  data = cc.targets.gaussian(np.zeros(3), np.diag([1.0, 4.0, 0.25]), 256, seed=0).astype(np.float32)
+  target = {"label": "3D Gaussian", "data": data, "columns": ["a", "b", "c"],
+            "spec": {"kind": "Upload", "file": "g.csv", "columns": ["a", "b", "c"], "n": 256}}
+  at = _page(target)
+  _tick(at, ["maflow"])
+  _steps(at, 20)
+  at.button(key="cmp_go").click()
+  at.run(timeout=TIMEOUT)
+  assert not at.exception, [e.value for e in at.exception]
+  assert len(_charts(at)) == 3
+  x, y = at.selectbox(key="cmp_dim_x_3"), at.selectbox(key="cmp_dim_y_3")
+  assert (x.value, y.value) == (0, 1) and x.options == ["a", "b", "c"]
+  y.set_value(2)
+  at.run(timeout=120)
+  assert not at.exception and len(_charts(at)) == 3
+  keys = [k[-1] for k in at.session_state["cmp_panels"]]
+  assert (0, 1) in keys and (0, 2) in keys  # drawn again on the new pair
+  at.selectbox(key="cmp_dim_x_3").set_value(2)
+  at.run(timeout=120)
+  assert any("two different" in w.value for w in at.warning) and not _charts(at)

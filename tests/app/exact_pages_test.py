@@ -1,16 +1,10 @@
 """AppTest of the two "exactly" pages: Gaussians in closed form and 1D grid fixed points."""
 
-import pathlib
-import sys
-
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # `streamlit run` puts the app's folder on the path; mirror it
-  sys.path.insert(0, str(ROOT))
+from apptest_utils import APP
 
-APP = str(ROOT / "app.py")
 GAUSS = "pages/exact_gaussians.py"
 ONE_D = "pages/exact_1d.py"
 

@@ -1,30 +1,19 @@
 """Train & explore page: downloading the model and samples, and exploring a saved model file."""
 
-import pathlib
-import sys
-
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from apptest_utils import open_app
+
 import cmm_core as cc
 from cmm_core import io
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # `streamlit run` puts the app's folder on the path; mirror it
-  sys.path.insert(0, str(ROOT))
-
-APP = str(ROOT / "app.py")
 TIMEOUT = 180
 
 
 def _train_page() -> AppTest:
-  at = AppTest.from_file(APP, default_timeout=60)
-  at.run()
-  at.switch_page("pages/train.py")
-  at.run()
-  assert not at.exception, [e.value for e in at.exception]
-  return at
+  return open_app("pages/train.py")
 
 
 def _ok(at: AppTest) -> None:

@@ -1,34 +1,20 @@
 """AppTest of the Target page's kinds: real data, uploads with column picking, drawn targets."""
 
-import pathlib
-import sys
-
 import numpy as np
-import pytest
 from streamlit.testing.v1 import AppTest
+
+from apptest_utils import open_app, run
 
 from cmm_core import datasets, targets
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path:  # `streamlit run` puts the app's folder on the path; mirror it
-  sys.path.insert(0, str(ROOT))
-
-APP = str(ROOT / "app.py")
 KINDS = ["1D toy", "2D toy", "Gaussian", "Real data", "Upload", "Draw"]
 
 
 def _target_page() -> AppTest:
-  at = AppTest.from_file(APP, default_timeout=60)
-  at.switch_page("pages/target.py")
-  at.run()
-  assert not at.exception, [e.value for e in at.exception]
-  return at
+  return open_app("pages/target.py", home_first=False)
 
 
-def _run(at: AppTest) -> AppTest:
-  at.run()
-  assert not at.exception, [e.value for e in at.exception]
-  return at
+_run = run
 
 
 def _kind(at: AppTest, kind: str) -> AppTest:

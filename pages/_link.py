@@ -1,0 +1,158 @@
+"""Shareable links: the experiment in the URL query string (``cmm_core.share``) and back.
+
+``restore_from_url`` runs once per session, in ``app.py`` before the page: it rebuilds the target
+of the link and presets the widgets of the Target, Train and Compare pages (by their keys). Each
+of those pages then calls ``write_url`` with its settings, so the address bar always holds the
+experiment on screen, and ``share_box`` shows the link ready to copy.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+
+import streamlit as st
+
+from cmm_core import share
+from pages import _state
+
+PROBLEMS_KEY = "url_problems"
+RUN_KEY = "url_run"  # "train" or "compare": the page that starts at once (a link with run=1)
+DRAW_TYPED = "type points"  # pages/target.py DRAW_MODES[1]
+
+
+def _target_widgets(spec: dict) -> dict:
+  """Widget keys of the Target page -> values that show ``spec``."""
+  kind = spec["kind"]
+  if kind.endswith("toy"):
+    dim = kind[0]
+    keys = {"tgt_kind": kind, f"tgt_toy{dim}": spec["name"], f"tgt_toy{dim}_n": spec["n"],
+            f"tgt_toy{dim}_seed": spec["seed"]}
+    keys.update({f"tgt_{spec['name']}_{p}": v for p, v in spec["params"].items()})
+    return keys
+  if kind == "Gaussian":
+    keys = {"tgt_kind": kind, "tgt_gauss_n": spec["n"], "tgt_gauss_seed": spec["seed"]}
+    if len(spec["mean"]) == 1:
+      keys.update(tgt_gauss_dim="1D", tgt_g1_mean=float(spec["mean"][0]),
+                  tgt_g1_std=float(spec["stds"][0]))
+    else:
+      keys.update(tgt_gauss_dim="2D", tgt_g2_mx=float(spec["mean"][0]),
+                  tgt_g2_my=float(spec["mean"][1]), tgt_g2_s1=float(spec["stds"][0]),
+                  tgt_g2_s2=float(spec["stds"][1]), tgt_g2_angle=int(spec["angle"]))
+    return keys
+  if kind == "Real data":
+    return {"tgt_kind": kind, "tgt_real": spec["name"],
+            f"tgt_real_cols_{spec['name']}": list(spec["columns"]),
+            "tgt_real_std": bool(spec["standardize"])}
+  text = "\n".join(", ".join(f"{c:g}" for c in p) for p in spec["points"]) + "\n"
+  return {"tgt_kind": "Draw", "tgt_draw_mode": DRAW_TYPED, "tgt_draw_text": text,
+          "tgt_draw_spread": float(spec["spread"]), "tgt_type_n": spec["n"],
+          "tgt_type_seed": spec["seed"]}
+
+
+def _hyper_text(value) -> object:
+  """A hyper-parameter as its Train-page widget holds it (widths as ``"64, 64"``)."""
+  if isinstance(value, (tuple, list)):
+    return ", ".join(map(str, value))
+  return value
+
+
+def _train_widgets(train: dict) -> dict:
+  model = train["model"]
+  keys = {"tr_model": model}
+  if train["steps"] is not None:
+    keys[f"tr_steps_{model}"] = train["steps"]
+  if train["seed"] is not None:
+    keys["tr_seed"] = train["seed"]
+  keys.update({f"tr_hp_{model}_{k}": _hyper_text(v) for k, v in train["hyper"].items()})
+  return keys
+
+
+def _compare_widgets(compare: dict) -> dict:
+  import cmm_core as cc
+  keys = {f"cmp_use_{m}": m in compare["models"] for m in cc.models.names()}
+  keys["cmp_budget"] = compare["mode"]
+  if compare["mode"] == "steps":
+    keys["cmp_steps"] = int(compare["value"])
+  elif compare["mode"] == "seconds":
+    keys["cmp_seconds"] = float(compare["value"])
+  if compare["seed"] is not None:
+    keys["cmp_seed"] = compare["seed"]
+  for m, hyper in compare["hyper"].items():
+    keys[f"cmp_hp_{m}"] = json.dumps(hyper)
+  return keys
+
+
+def restore_from_url(page: str = "") -> None:
+  """Once per session: the experiment in the query string becomes the session's (target built,
+  widgets preset); values the app cannot use are listed for :func:`show_problems`. ``page`` is
+  the URL path of the page opened ("train", "compare", ...): ``run=1`` starts only that page."""
+  if st.session_state.get("url_restored"):
+    return
+  st.session_state["url_restored"] = True
+  params = st.query_params.to_dict()
+  if not params:
+    return
+  got = share.decode(params)
+  problems = list(got["problems"])
+  keys = {}
+  if got["target"] is not None:
+    try:
+      spec = _state.use_target(got["target"])["spec"]
+      keys.update(_target_widgets(spec))
+    except ValueError as e:  # e.g. typed points that make no data set
+      problems.append(f"The link's target could not be made: {e} The default target is used.")
+  if got["train"] is not None:
+    keys.update(_train_widgets(got["train"]))
+  if got["compare"] is not None:
+    keys.update(_compare_widgets(got["compare"]))
+  if got["run"]:
+    wanted = "train" if got["train"] is not None else "compare"
+    if page == wanted:
+      st.session_state[RUN_KEY] = wanted
+    else:
+      problems.append(f"run=1 starts training on the {wanted} page only; press the button there.")
+  for k, v in keys.items():
+    st.session_state[k] = v
+  if problems:
+    st.session_state[PROBLEMS_KEY] = problems
+
+
+def show_problems() -> None:
+  """Shows, once, what the opening link held that could not be used."""
+  problems = st.session_state.pop(PROBLEMS_KEY, None)
+  if problems:
+    st.warning("Part of this link could not be used:\n\n" + "\n".join(f"- {p}" for p in problems))
+
+
+def run_requested(page: str) -> bool:
+  """True once if the opening link asked ``page`` ("train" or "compare") to start at once."""
+  if st.session_state.get(RUN_KEY) == page:
+    del st.session_state[RUN_KEY]
+    return True
+  return False
+
+
+def write_url(train: dict | None = None, compare: dict | None = None) -> dict:
+  """Puts the current target and the page's settings in the address bar; returns the params."""
+  params = share.encode(_state.get_target()["spec"], train, compare)
+  if st.query_params.to_dict() != params:
+    st.query_params.from_dict(params)
+  return params
+
+
+def share_box(params: dict) -> None:
+  """The link to this experiment, ready to copy, and what it does not carry."""
+  with st.expander("share this experiment", icon=":material/link:"):
+    link = (st.context.url or "") + "?" + urllib.parse.urlencode(params, safe=",;:")
+    st.code(link, language=None, wrap_lines=True)
+    if "model" in params or "models" in params:
+      st.caption("The same link that also starts training as it opens (for a demo):")
+      st.code(link + "&run=1", language=None, wrap_lines=True)
+    kind = _state.get_target()["spec"].get("kind", "")
+    if not any(k in params for k in share.TARGET_KEYS):
+      st.caption(f"A link cannot carry this target ({kind.lower() or 'its data'}): whoever opens it "
+                 "gets the settings and chooses the data again.")
+    else:
+      st.caption("The address bar holds the same link: whoever opens it gets this target and these "
+                 "settings (then presses the button to train).")

@@ -1,0 +1,42 @@
+"""Helpers shared by the AppTests: open the app on a page, and check a run went through."""
+
+import pathlib
+
+from streamlit.testing.v1 import AppTest
+
+APP = str(pathlib.Path(__file__).resolve().parents[2] / "app.py")
+
+
+def ok(at: AppTest, errors: bool = False) -> AppTest:
+  """Asserts the last run raised nothing (and, with ``errors``, showed no st.error)."""
+  assert not at.exception, [e.value for e in at.exception]
+  if errors:
+    assert not at.error, [e.value for e in at.error]
+  return at
+
+
+def run(at: AppTest) -> AppTest:
+  at.run()
+  return ok(at)
+
+
+def open_app(page: str | None = None, *, target: dict | None = None, query: dict | None = None,
+             home_first: bool = True) -> AppTest:
+  """A new session of the app, on ``page`` (a path such as ``"pages/train.py"``) when given.
+
+  Args:
+    target: stored as the session's target before the page runs.
+    query: the URL query parameters the session is opened with.
+    home_first: run the home page once before switching (as a user arriving at ``/`` does).
+  """
+  at = AppTest.from_file(APP, default_timeout=60)
+  if query:
+    at.query_params.update(query)
+  if home_first or page is None:
+    run(at)
+  if target is not None:
+    at.session_state["target"] = target
+  if page is not None:
+    at.switch_page(page)
+    run(at)
+  return at
