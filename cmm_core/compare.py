@@ -46,6 +46,7 @@ __all__ = [
 # "default": each model its own ``default_steps``; "steps": one number for all; "seconds": one
 # wall-clock budget for all (compilation included).
 BUDGET_MODES = ("default", "steps", "seconds")
+MAX_BUDGET_SECONDS = 24 * 3600  # the longest "seconds" budget per model
 
 # Statuses of a result that is the complete outcome of its settings (may be reused).
 CACHEABLE = ("done", "diverged", "time budget")
@@ -69,12 +70,14 @@ def budget_for(model: str, mode: str, value: Optional[float] = None) -> dict:
   from cmm_core.api import MAX_STEPS
   if mode == "default":
     return {"steps": int(models.get(model).default_steps)}
+  number = (isinstance(value, (int, float, np.integer, np.floating))
+            and not isinstance(value, (bool, np.bool_)))
   if mode == "steps":
-    if value is None or isinstance(value, bool) or int(value) != value or not 1 <= value <= MAX_STEPS:
+    if not number or not 1 <= value <= MAX_STEPS or int(value) != value:  # bounds first: int(inf)
       raise ValueError(f"steps must be an integer in [1, {MAX_STEPS}], got {value!r}")
     return {"steps": int(value)}
   if mode == "seconds":
-    if value is None or isinstance(value, bool) or not (0 < float(value) <= 24 * 3600):
+    if not number or not 0 < value <= MAX_BUDGET_SECONDS:
       raise ValueError(f"seconds must be a positive number (at most a day), got {value!r}")
     return {"steps": int(MAX_STEPS), "seconds": float(value)}
   raise ValueError(f"unknown budget mode {mode!r}; choose one of {list(BUDGET_MODES)}")

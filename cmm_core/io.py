@@ -55,7 +55,7 @@ def from_bytes(blob: bytes):
   """Reads bytes written by :func:`to_bytes`; raises DataError for anything else."""
   from cmm_core import models
   if len(blob) > MAX_MODEL_BYTES:
-    raise DataError(f"model file is {len(blob) / 2**20:.1f} MB; the limit is {MAX_MODEL_BYTES // 2**20} MB.")
+    raise _too_big(len(blob))
   try:
     raw = serialization.msgpack_restore(blob)
     header = json.loads(raw["header"])
@@ -65,13 +65,17 @@ def from_bytes(blob: bytes):
     raise DataError(f"unsupported model file format {header.get('format') if isinstance(header, dict) else None!r}; "
                     f"expected {FORMAT!r}.")
   try:
-    cls = models.fitted_class(header["model"])
+    cls = models.fitted_class(header.get("model"))
   except ValueError as e:
     raise DataError(str(e)) from None
-  extras = dict(header["extras"])
-  extras.update(raw.get("arrays", {}))
-  return cls(config=header["config"], params=raw["params"], extras=extras,
-             history=header["history"], info=header["info"])
+  try:
+    extras = dict(header["extras"])
+    extras.update(raw.get("arrays", {}))
+    return cls(config=dict(header["config"]), params=raw["params"], extras=extras,
+               history=list(header["history"]), info=dict(header["info"]))
+  except (KeyError, TypeError, ValueError) as e:
+    raise DataError(f"the model file is incomplete or corrupt ({type(e).__name__}: {e}); save "
+                    "the model again.") from None
 
 
 def save(fitted, path) -> None:
@@ -82,9 +86,20 @@ def save(fitted, path) -> None:
 
 
 def load(path):
-  """Reads a FittedModel saved by :func:`save` (``cc.load``)."""
-  with open(os.fspath(path), "rb") as f:
+  """Reads a FittedModel saved by :func:`save` (``cc.load``); DataError if it cannot."""
+  path = os.fspath(path)
+  if not os.path.isfile(path):
+    raise DataError(f"model file not found: {path!r}")
+  size = os.path.getsize(path)
+  if size > MAX_MODEL_BYTES:
+    raise _too_big(size)
+  with open(path, "rb") as f:
     return from_bytes(f.read())
+
+
+def _too_big(nbytes: int) -> DataError:
+  return DataError(f"the model file is {nbytes:,} bytes; the limit is {MAX_MODEL_BYTES:,} bytes "
+                   f"({MAX_MODEL_BYTES // 2**20} MB).")
 
 
 def points_csv(points) -> bytes:

@@ -26,18 +26,20 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from cmm_core.errors import DataError
-from cmm_core.validation import as_dataset
+from cmm_core.validation import MAX_DIM, as_dataset
 
 __all__ = [
     "names", "info", "make", "density_1d", "log_density_1d", "gaussian",
     "load_file", "load_file_report", "load_table", "select_columns",
     "draw_grid", "cells_from_selection", "sample_cells", "parse_points", "sample_points",
-    "MAX_N", "MAX_FILE_BYTES",
+    "MAX_N", "MAX_FILE_BYTES", "MAX_TABLE_COLUMNS", "MAX_ROWS",
 ]
 
 MAX_N = 1_000_000
 MAX_FILE_BYTES = 50 * 2**20
 _MAX_ARRAY_BYTES = 4 * MAX_FILE_BYTES  # decompressed size cap for an array in a .npz
+MAX_TABLE_COLUMNS = 1000  # columns a file may have (a fit takes at most validation.MAX_DIM of them)
+MAX_ROWS = MAX_N  # rows a file may have: as many points as a toy may draw
 
 
 # ----------------------------------------------------------------------------
@@ -465,8 +467,21 @@ def _mb(nbytes: int) -> str:
 
 
 def _too_big(nbytes: int, what: str = "file", limit: int = MAX_FILE_BYTES) -> DataError:
-  return DataError(f"the {what} is {_mb(nbytes)}; at most {_mb(limit)} can be loaded. "
+  size, cap = _mb(nbytes), _mb(limit)
+  if size == cap:  # just over the limit: say it in bytes
+    size, cap = f"{nbytes:,} bytes", f"{cap} ({limit:,} bytes)"
+  return DataError(f"the {what} is {size}; at most {cap} can be loaded. "
                    "Subsample the data or keep fewer columns.")
+
+
+def _too_wide(ncols: int) -> DataError:
+  return DataError(f"the data has {ncols} columns; at most {MAX_TABLE_COLUMNS} can be read. Save "
+                   f"only the columns to fit (a model takes at most {MAX_DIM} at once).")
+
+
+def _too_long(nrows: int, what: str = "rows") -> DataError:
+  return DataError(f"the data has {nrows:,} {what}; at most {MAX_ROWS:,} rows can be loaded. "
+                   "Subsample it (e.g. keep every 10th row).")
 
 
 def _read_source(source, filename):
@@ -564,6 +579,10 @@ def _array_table(arr: np.ndarray) -> tuple[np.ndarray, dict]:
     ignored = [k for k in arr.dtype.names if k not in fields]
     if not fields:
       raise DataError("the array has no numeric fields; save numbers only.")
+    if len(fields) > MAX_TABLE_COLUMNS:
+      raise _too_wide(len(fields))
+    if arr.size > MAX_ROWS:
+      raise _too_long(arr.size)
     columns = list(fields)
     with np.errstate(invalid="ignore", over="ignore"):
       arr = np.stack([arr[k].astype(np.float64).reshape(-1) for k in fields], axis=1)
@@ -574,6 +593,12 @@ def _array_table(arr: np.ndarray) -> tuple[np.ndarray, dict]:
       arr = arr[:, None]
     if arr.ndim != 2:
       raise DataError(f"the array has shape {arr.shape}; save a table [rows, columns].")
+    if arr.shape[1] == 0:
+      raise DataError(f"the array has no columns (shape {arr.shape}); save a table [rows, columns].")
+    if arr.shape[1] > MAX_TABLE_COLUMNS:  # e.g. an empty array of shape (0, 10**11)
+      raise _too_wide(arr.shape[1])
+    if arr.shape[0] > MAX_ROWS:
+      raise _too_long(arr.shape[0])
     if arr.dtype.kind in "USa":
       raise DataError(f"the array holds text (dtype {arr.dtype}), not numbers; save it with a "
                       "numeric dtype.")
@@ -673,6 +698,9 @@ def _parse_column(values: list[str], decimal_comma: bool) -> tuple[np.ndarray, b
 
 
 def _parse_text(raw: bytes) -> tuple[np.ndarray, dict]:
+  nlines = raw.count(b"\n") or raw.count(b"\r")  # counted on the bytes: splitting costs GBs
+  if nlines > MAX_ROWS + 1:  # + a header
+    raise _too_long(nlines, "lines")
   text = _decode(raw)
   lines = [ln.strip() for ln in text.splitlines()]
   lines = [ln for ln in lines if ln and not ln.startswith("#")]
@@ -687,6 +715,8 @@ def _parse_text(raw: bytes) -> tuple[np.ndarray, dict]:
   if not rows:
     raise DataError("the file has a header row but no data rows.")
   ncols = Counter(len(r) for r in rows).most_common(1)[0][0]
+  if ncols > MAX_TABLE_COLUMNS:
+    raise _too_wide(ncols)
   complete = [r for r in rows if len(r) == ncols]
   bad_shape = len(rows) - len(complete)
   names_ = [n or f"x{j}" for j, n in enumerate(names_[:ncols])]
@@ -778,9 +808,18 @@ def select_columns(table, columns=None, *, names: Sequence[str] | None = None,
     DataError: unknown or repeated column, no column, too many columns, fewer than 10 complete
       rows, a constant column, values too large; the message says which and what to do.
   """
-  table = np.asarray(table, dtype=np.float64)
+  try:
+    table = np.asarray(table, dtype=np.float64)
+  except (TypeError, ValueError):
+    raise DataError(f"{label} is not a table of numbers; give numbers only (NaN where "
+                    "missing).") from None
   if table.ndim == 1:
     table = table[:, None]
+  if table.ndim != 2:
+    raise DataError(f"{label} must be a table [rows, columns], got shape {table.shape}.")
+  if max_columns is not None and (isinstance(max_columns, bool)
+                                  or not isinstance(max_columns, (int, np.integer)) or max_columns < 1):
+    raise ValueError(f"max_columns must be a positive integer or None, got {max_columns!r}")
   ncols = table.shape[1]
   names = [str(c) for c in names] if names is not None else [f"x{j}" for j in range(ncols)]
   if len(names) != ncols:
@@ -788,7 +827,8 @@ def select_columns(table, columns=None, *, names: Sequence[str] | None = None,
   if columns is None:
     idx = list(range(ncols))
   else:
-    columns = [columns] if isinstance(columns, (str, int, np.integer)) else list(columns)
+    one = isinstance(columns, (str, bytes, int, float, np.number)) or not hasattr(columns, "__iter__")
+    columns = [columns] if one else list(columns)
     idx = []
     for c in columns:
       if isinstance(c, (int, np.integer)) and not isinstance(c, bool):
@@ -811,8 +851,8 @@ def select_columns(table, columns=None, *, names: Sequence[str] | None = None,
   dropped = int(rows_malformed + np.sum(~good))
   rows_read = int(table.shape[0] + rows_malformed)
   if rows_read and not np.any(good):
-    raise DataError(f"no complete numeric rows: all {rows_read} row(s) of {label} have missing "
-                    "or non-numeric values in the chosen column(s).")
+    raise DataError(f"no complete numeric rows: all {rows_read} row(s) of {label} have missing, "
+                    "non-numeric or infinite values in the chosen column(s).")
   name = f"{label} (after dropping {dropped} incomplete row(s))" if dropped else label
   data = as_dataset(sub[good], name=name)
   if standardize:

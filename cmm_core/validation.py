@@ -6,10 +6,11 @@ import numpy as np
 
 from cmm_core.errors import DataError
 
-__all__ = ["as_dataset", "MAX_DIM", "MIN_ROWS"]
+__all__ = ["as_dataset", "MAX_DIM", "MIN_ROWS", "MAX_ABS"]
 
 MIN_ROWS = 10
 MAX_DIM = 64
+MAX_ABS = 1e6  # larger values are refused: float32 training loses precision far from the origin
 
 
 def as_dataset(data, *, name: str = "data", min_rows: int = MIN_ROWS) -> np.ndarray:
@@ -44,8 +45,9 @@ def as_dataset(data, *, name: str = "data", min_rows: int = MIN_ROWS) -> np.ndar
     raise DataError(f"{name} has {bad} row(s) with NaN or infinite values; drop or fill them first.")
   if n < min_rows:
     raise DataError(f"{name} has {n} row(s); at least {min_rows} are needed to fit a model.")
-  if np.max(np.abs(arr)) > 1e6:
-    raise DataError(f"{name} has values up to {np.max(np.abs(arr)):.3g}; rescale it (|values| <= 1e6).")
+  if np.max(np.abs(arr)) > MAX_ABS:
+    raise DataError(f"{name} has values up to {np.max(np.abs(arr)):.7g}; rescale it "
+                    f"(|values| <= {MAX_ABS:g}).")
   std = arr.std(axis=0)
   if np.any(std < 1e-8 * (1.0 + np.abs(arr).max(axis=0))):
     cols = [int(i) for i in np.nonzero(std < 1e-8 * (1.0 + np.abs(arr).max(axis=0)))[0]]

@@ -14,6 +14,8 @@ Session keys used here (per user; see also ``pages/_state.py``):
 """
 
 import json
+import math
+import re
 
 import numpy as np
 import pandas as pd
@@ -195,8 +197,11 @@ def _panel_view(result: dict, data, n_points: int, columns, dims=(0, 1)):
   return store[key]
 
 
-def _table(results: list, reference: str) -> None:
+def _table(results: list, reference: str) -> pd.DataFrame:
+  """Draws the metrics table and returns it."""
   df = pd.DataFrame(compare.table_rows(results, cc.models.LABELS))
+  # a number, or why there is none (a blank numeric cell would read "None" on the page)
+  df["held-out NLL"] = [_nll_text(r) for r in results]
   num = st.column_config.NumberColumn
   st.dataframe(df, hide_index=True, width="stretch", column_config={
       "model": st.column_config.TextColumn("model", width="small"),
@@ -208,12 +213,28 @@ def _table(results: list, reference: str) -> None:
                                 f"({reference}); 0 = same distribution"),
       "energy dist.": num("energy dist. ↓", format="%.4f",
                           help=f"energy distance between model samples and the reference ({reference})"),
-      "held-out NLL": num("held-out NLL ↓", format="%.3f",
-                          help=f"-mean log p on the reference ({reference}), nats per point; "
-                               "empty: the model has no density (sdot)"),
+      "held-out NLL": st.column_config.TextColumn(
+          "held-out NLL ↓", help=f"-mean log p on the reference ({reference}), nats per point; "
+                                 "'no density': the model gives samples only (sdot)"),
       "params": num("params", format="%d", help="number of trained parameters"),
       "cached": st.column_config.CheckboxColumn("cached", help="reused from this session's cache"),
   })
+  return df
+
+
+def _csv_name(target_label: str) -> str:
+  return "compare_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", target_label).strip("_")[:60] + ".csv"
+
+
+def _nll_text(result: dict) -> str:
+  """The NLL cell: ``"1.234"``, ``"no density"`` (sdot), ``"not finite"``, or ``""`` (no fit)."""
+  metrics = result.get("metrics")
+  if result.get("fitted") is None or not metrics:
+    return ""
+  value = metrics.get("nll")
+  if value is None:
+    return "no density"
+  return f"{value:.3f}" if math.isfinite(value) else "not finite"
 
 
 def _row(result: dict, view, problem, one_range: bool) -> None:
@@ -272,7 +293,10 @@ def _results() -> None:
                "model in training as it was at its last chunk of steps.")
   if run["reference"] == "training data":
     st.caption("An uploaded target has no fresh draw: the metrics compare with the training data.")
-  _table(results, run["reference"])
+  table = _table(results, run["reference"])
+  st.download_button("Download the table (CSV)", table.to_csv(index=False).encode(),
+                     file_name=_csv_name(run["target_label"]), mime="text/csv", on_click="ignore",
+                     key="cmp_table_csv", icon=":material/download:")
 
   c1, c2 = st.columns([3, 2], vertical_alignment="bottom")
   n_points = int(c1.select_slider("points drawn", POINTS, value=1000, key="cmp_points",

@@ -18,10 +18,11 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-__all__ = ["FittedModel", "Model", "check_points", "check_n", "check_bounds", "check_widths",
-           "MAX_SAMPLES"]
+__all__ = ["FittedModel", "Model", "check_points", "check_n", "check_seed", "check_bounds",
+           "check_widths", "MAX_SAMPLES", "MAX_SEED"]
 
 MAX_SAMPLES = 200_000
+MAX_SEED = 2**32 - 1  # a JAX key keeps 32 bits of the seed: larger seeds would repeat smaller ones
 
 
 @dataclasses.dataclass
@@ -97,6 +98,14 @@ def check_n(n) -> int:
   if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= MAX_SAMPLES:
     raise ValueError(f"n must be an integer in [1, {MAX_SAMPLES}], got {n!r}")
   return int(n)
+
+
+def check_seed(seed, name: str = "seed") -> int:
+  """A seed in ``[0, MAX_SEED]``; raises ValueError otherwise."""
+  if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or not (
+      0 <= seed <= MAX_SEED):
+    raise ValueError(f"{name} must be an integer in [0, {MAX_SEED}], got {seed!r}")
+  return int(seed)
 
 
 def check_bounds(model: str, c: dict, bounds: dict, integers=()) -> None:

@@ -40,9 +40,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from cmm_core import closed_form, metrics as metrics_lib, potentials, sampling
+from cmm_core import closed_form, metrics as metrics_lib, potentials, sampling, sharding
 from cmm_core.models.base import (MAX_SAMPLES, FittedModel, Model, check_bounds, check_n,
-                                   check_widths)
+                                   check_seed, check_widths)
 
 __all__ = ["CMM", "MM", "Brenier", "ConvexFitted", "CMMFitted", "MMFitted", "BrenierFitted",
            "MAX_SAMPLES"]
@@ -125,7 +125,7 @@ class ConvexFixedPoint(Model):
     if c.get("objective") == "mle" and c.get("potential", "data") != "data":
       raise ValueError(f"{self.name}: objective='mle' needs potential='data' (the likelihood is "
                        "evaluated through w on the data side)")
-    if c["activation"] not in potentials.ACTIVATIONS:
+    if not isinstance(c["activation"], str) or c["activation"] not in potentials.ACTIVATIONS:
       raise ValueError(f"{self.name}: activation must be one of {sorted(potentials.ACTIVATIONS)}, "
                        f"got {c['activation']!r}")
 
@@ -219,7 +219,7 @@ class ConvexFixedPoint(Model):
     k_batch, k_move = jax.random.split(key)
     energy = self._energy(state.params, state.consts)
     idx = jax.random.randint(k_batch, (c["batch_size"],), 0, data.shape[0])
-    y = data[idx]
+    y = sharding.constrain_batch(data[idx])  # split over the devices of a multi-device fit
     warmup = state.t < c["burn_in"]
     x, chain_conj, acc, step_size = self._move_base(state, energy, k_move)
     if self.on_base():
@@ -451,7 +451,7 @@ class ConvexFitted(FittedModel):
   # -- the protocol --------------------------------------------------------
   def sample_base(self, n: int, seed: int = 0) -> np.ndarray:
     n = check_n(n)
-    key = jax.random.PRNGKey(seed)
+    key = jax.random.PRNGKey(check_seed(seed))
     if self.base_kind == "normal":
       return np.asarray(jax.random.normal(key, (n, self.dim)), np.float32)
     k0, k1 = jax.random.split(key)

@@ -38,7 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from cmm_core.models.base import FittedModel, Model, check_bounds, check_n
+from cmm_core import sharding
+from cmm_core.models.base import FittedModel, Model, check_bounds, check_n, check_seed
 
 __all__ = ["MAFlow", "MAFlowFitted", "group_matrices"]
 
@@ -350,7 +351,7 @@ class MAFlow(Model):
     c, spec = self.config, self.spec
     k_batch, k_noise = jax.random.split(key)
     idx = jax.random.randint(k_batch, (int(c["batch_size"]),), 0, data.shape[0])
-    u = (data[idx] - state.shift) / state.scale
+    u = sharding.constrain_batch((data[idx] - state.shift) / state.scale)  # multi-device: split
     noise = None
     if self._mode == "hutchinson":
       noise = jax.random.rademacher(k_noise, u.shape, dtype=u.dtype)
@@ -468,7 +469,8 @@ class MAFlowFitted(FittedModel):
   # -- the protocol --------------------------------------------------------
   def sample_base(self, n: int, seed: int = 0) -> np.ndarray:
     n = check_n(n)
-    return np.random.default_rng(seed).standard_normal((n, self.dim)).astype(np.float32)
+    rng = np.random.default_rng(check_seed(seed))
+    return rng.standard_normal((n, self.dim)).astype(np.float32)
 
   def sample(self, n: int, seed: int = 0) -> np.ndarray:
     return self.transport(self.sample_base(n, seed))

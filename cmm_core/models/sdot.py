@@ -45,8 +45,9 @@ from ott.geometry import semidiscrete_pointcloud
 from ott.problems.linear import semidiscrete_linear_problem
 from ott.solvers.linear import semidiscrete
 
-from cmm_core import metrics as metrics_lib
-from cmm_core.models.base import FittedModel, Model, check_n, check_points, check_widths
+from cmm_core import metrics as metrics_lib, sharding
+from cmm_core.models.base import (FittedModel, Model, check_n, check_points, check_seed,
+                                   check_widths)
 
 __all__ = ["SDOT", "SDOTFitted", "Generator", "ACTIVATIONS", "LATENTS", "semidual_objective",
            "c_transform", "generator_loss", "fit_dual", "epsilon_sweep"]
@@ -200,7 +201,8 @@ class SDOTState(NamedTuple):
 
 def _check_number(name, v, lo, hi, *, integer=False, lo_open=False):
   ok = not isinstance(v, bool) and isinstance(v, (int, float, np.integer, np.floating))
-  ok = ok and math.isfinite(float(v)) and (lo < v if lo_open else lo <= v) and v <= hi
+  # the bounds first: float() of a huge int overflows
+  ok = ok and (lo < v if lo_open else lo <= v) and v <= hi and math.isfinite(float(v))
   if integer:
     ok = ok and int(v) == v
   if not ok:
@@ -237,7 +239,7 @@ class SDOT(Model):
     if c["latent"] not in LATENTS:
       raise ValueError(f"sdot: latent must be one of {list(LATENTS)}, got {c['latent']!r}")
     c["hidden"] = check_widths("sdot", c["hidden"])
-    if c["activation"] not in ACTIVATIONS:
+    if not isinstance(c["activation"], str) or c["activation"] not in ACTIVATIONS:
       raise ValueError(f"sdot: activation must be one of {sorted(ACTIVATIONS)}, got {c['activation']!r}")
     _check_number("learning_rate", c["learning_rate"], 0.0, 1.0, lo_open=True)
     _check_number("psi_learning_rate", c["psi_learning_rate"], 0.0, 10.0, lo_open=True)
@@ -302,13 +304,13 @@ class SDOT(Model):
     gen = functools.partial(self.net.apply, jax.lax.stop_gradient(state.params))
 
     def sampler(key, shape, dtype=None):
-      return gen(sample_latent(key, shape[0], k, c["latent"]))
+      return gen(sharding.constrain_batch(sample_latent(key, shape[0], k, c["latent"])))
 
     prob = _problem(sampler, y, eps)
     dual, objective, psi_grad_norm = _ascent(self.solver, state.dual, k_dual, prob, eps,
                                              int(c["psi_steps"]))
     psi = dual.psi_avg
-    z = sample_latent(k_gen, b, k, c["latent"])
+    z = sharding.constrain_batch(sample_latent(k_gen, b, k, c["latent"]))  # multi-device: split
     (value, x), grads = jax.value_and_grad(generator_loss, argnums=1, has_aux=True)(
         self.net.apply, state.params, z, psi, y, eps)
     updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
@@ -387,7 +389,8 @@ class SDOTFitted(FittedModel):
   def sample_base(self, n: int, seed: int = 0) -> np.ndarray:
     """Latent draws ``[n, latent_dim]``."""
     n = check_n(n)
-    z = sample_latent(jax.random.PRNGKey(seed), n, self.latent_dim, str(self.extras["latent"]))
+    key = jax.random.PRNGKey(check_seed(seed))
+    z = sample_latent(key, n, self.latent_dim, str(self.extras["latent"]))
     return np.asarray(z)
 
   def transport(self, z) -> np.ndarray:

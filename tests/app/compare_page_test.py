@@ -64,7 +64,7 @@ def test_a_tiny_comparison_shows_a_row_per_model_then_reuses_the_cache():
   df = at.dataframe[0].value
   assert list(df["model"]) == ["mm", "maflow"] and list(df["status"]) == ["done", "done"]
   assert list(df["steps"]) == [20, 20] and not df["cached"].any()
-  assert np.all(np.isfinite(df["Sinkhorn div."])) and np.all(np.isfinite(df["held-out NLL"]))
+  assert np.all(np.isfinite(df["Sinkhorn div."])) and np.all(np.isfinite(df["held-out NLL"].astype(float)))
   assert (df["params"] > 0).all()
   assert len(_charts(at)) == 6  # base, map, samples for each model
   assert len(at.session_state["cmp_cache"]) == 2

@@ -1,0 +1,61 @@
+"""End-to-end checks of the benchmark harnesses (benchmarks/run.py, benchmarks/scaling.py) on tiny settings."""
+
+import json
+import math
+import pathlib
+import subprocess
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+MACHINE = ["platform", "cpu_count", "cpus_usable", "jax_version", "jax_backend", "jax_devices"]
+
+
+def _run(script, *args, tmp_path):
+  out, md = tmp_path / f"{script}.json", tmp_path / f"{script}.md"
+  proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), *args,
+                         "--out", str(out), "--markdown", str(md)],
+                        cwd=ROOT, capture_output=True, text=True, timeout=240)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return json.loads(out.read_text()), md.read_text()
+
+
+def _finite(v):
+  return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def test_run_quick_end_to_end(tmp_path):
+  out, md = _run("run", "--quick", "--models", "maflow", "--targets", "gaussian_2d",
+                 "--max-seconds", "2", tmp_path=tmp_path)
+  assert all(k in out["machine"] for k in MACHINE)
+  assert out["config"]["quick"] and out["config"]["level_factor"] == 3.0
+  (r,) = out["runs"]
+  assert "error" not in r, r
+  assert (r["model"], r["target"], r["seed"], r["dim"]) == ("maflow", "gaussian_2d", 0, 2)
+  for k in ("floor", "level", "best_ed", "best_ed_over_floor", "final_ed", "train_clock", "eval_seconds",
+            "first_chunk_seconds", "init_seconds", "steady_chunk_seconds", "steps_per_second",
+            "compile_seconds", "jax_compile_seconds", "peak_rss_mb"):
+    assert _finite(r[k]), (k, r[k])
+  assert r["level"] == r["level_factor"] * r["floor"] and r["floor"] > 0 and r["peak_rss_mb"] > 10
+  assert r["steps_per_second"] > 0 and r["steps_done"] >= 3 * r["chunk_size"]  # never stops before 3 chunks
+  assert r["time_to_level"] is None or r["time_to_level"] <= r["train_clock"]
+  assert set(r["time_to_factor"]) == {"3", "5", "10"}
+  assert r["evals"] and all(_finite(e["clock"]) and _finite(e["ed"]) for e in r["evals"])
+  assert r["stop_reason"] in ("max_seconds", "level_reached", "steps_done")
+  s = out["summary"]["gaussian_2d"]["maflow"]
+  assert s["runs"] == 1 and _finite(s["steps_per_second"]) and _finite(s["peak_rss_mb"])
+  assert s["ratio_to_fastest"] in (None, 1.0)
+  assert "## gaussian_2d" in md and "| maflow |" in md
+
+
+def test_scaling_quick_end_to_end(tmp_path):
+  out, md = _run("scaling", "--quick", "--models", "maflow", "--ns", "128", "--ds", "2", "3",
+                 "--n-fixed", "128", tmp_path=tmp_path)
+  assert all(k in out["machine"] for k in MACHINE)
+  rs = out["results"]
+  assert [(r["n"], r["d"], r["sweep"]) for r in rs] == [(128, 2, "n"), (128, 3, "d")]
+  for r in rs:
+    assert "error" not in r and r["status"] == "done", r
+    for k in ("seconds_per_step", "steps_per_second", "first_chunk_seconds", "compile_seconds"):
+      assert _finite(r[k]), (k, r[k])
+    assert r["seconds_per_step"] > 0 and r["first_chunk_seconds"] > 0
+  assert "By dimension d" in md and "| maflow |" in md
