@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Optional
 
+import jax
+import numpy as np
+
 from cmm_core import models, train
-from cmm_core.models.base import Callback, FittedModel
+from cmm_core.models.base import Callback, FittedModel, check_seed
 from cmm_core.validation import as_dataset
 
 __all__ = ["fit", "MAX_STEPS"]
@@ -15,38 +18,60 @@ MAX_STEPS = 200_000
 
 def fit(model: str, data, *, steps: Optional[int] = None, seed: int = 0,
         callback: Optional[Callback] = None, max_seconds: Optional[float] = None,
-        chunk_size: int = 50, **hyper) -> FittedModel:
+        chunk_size: int = 50, devices: Optional[int] = None, **hyper) -> FittedModel:
   """Fits the factorization ``model`` to ``data`` ``[n, d]``.
 
   Args:
     model: a model id from :func:`cmm_core.models.names`, e.g. ``"cmm"``.
     data: array-like ``[n, d]`` (or ``[n]`` for 1D).
     steps: training steps; ``None`` uses the model's default.
-    seed: seeds everything; the same seed and settings give the same fit.
+    seed: seeds everything (an integer in ``[0, MAX_SEED]``); the same seed and settings give
+      the same fit.
     callback: ``callback(step, record, fitted_so_far)`` after each chunk of steps;
       return ``False`` to stop (the last parameters are kept).
     max_seconds: optional wall-clock budget.
     chunk_size: steps per compiled chunk (callbacks come once per chunk).
+    devices: devices to split each batch over (``docs/sharding.md``): None = all visible ones
+      when there are several (falling back, with a warning, when they do not divide the
+      batch size), ``k`` = the first ``k`` (the batch size must divide by ``k``), 1 = one device.
+      The fit is the same up to float rounding.
     **hyper: the model's hyper-parameters (see ``cc.models.get(model).defaults``).
 
   Returns:
     A :class:`~cmm_core.models.base.FittedModel`.
 
   Raises:
-    DataError: the data cannot be used. ValueError: a bad model id or hyper-parameter.
+    DataError: the data cannot be used. ValueError: a bad model id, hyper-parameter or argument.
   """
   cls = models.get(model)
   data = as_dataset(data)
   if steps is None:
     steps = cls.default_steps
-  if not isinstance(steps, (int,)) or isinstance(steps, bool) or not 1 <= steps <= MAX_STEPS:
+  if not _is_int(steps) or not 1 <= steps <= MAX_STEPS:
     raise ValueError(f"steps must be an integer in [1, {MAX_STEPS}], got {steps!r}")
-  if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-    raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
-  if not isinstance(chunk_size, int) or chunk_size < 1:
+  seed = check_seed(seed)
+  if not _is_int(chunk_size) or chunk_size < 1:
     raise ValueError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+  number = (int, float, np.integer, np.floating)
+  if max_seconds is not None and (isinstance(max_seconds, (bool, np.bool_))
+                                  or not isinstance(max_seconds, number) or not max_seconds > 0):
+    raise ValueError(f"max_seconds must be a positive number of seconds or None, "
+                     f"got {max_seconds!r}")
+  if callback is not None and not callable(callback):
+    raise ValueError(f"callback must be a function or None, got {callback!r}")
+  if devices is not None:
+    n_visible = len(jax.devices())
+    if not _is_int(devices) or not 1 <= devices <= n_visible:
+      raise ValueError(f"devices must be None or an integer in [1, {n_visible}] (the number of "
+                       f"visible devices), got {devices!r}")
+    devices = int(devices)
+  steps, chunk_size = int(steps), int(chunk_size)
   m = cls(**hyper)
   m.total_steps = steps
   prepared, info = m.prepare(data)
   return train.run(m, prepared, steps=steps, seed=seed, callback=callback,
-                   chunk_size=chunk_size, max_seconds=max_seconds, info=info)
+                   chunk_size=chunk_size, max_seconds=max_seconds, info=info, devices=devices)
+
+
+def _is_int(v) -> bool:
+  return isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
