@@ -416,16 +416,20 @@ def main(argv=None):
       "runs": runs,
       "summary": summarise(runs, args.models, args.targets),
   }
-  text = json.dumps(out, indent=2)
-  out_path.parent.mkdir(parents=True, exist_ok=True)
-  out_path.write_text(text)
-  print(f"[run] wrote {out_path}", file=sys.stderr)
-  if args.markdown:
-    md = pathlib.Path(args.markdown)
-    md.parent.mkdir(parents=True, exist_ok=True)
-    md.write_text(markdown(out))
-    print(f"[run] wrote {md}", file=sys.stderr)
+  write_outputs(out, out_path, args.markdown, markdown, "run")
   return out
+
+
+def write_outputs(out: dict, out_path, markdown_path, to_markdown, tag: str) -> None:
+  """Writes ``out`` as JSON to ``out_path`` and, when ``markdown_path`` is set, ``to_markdown(out)``
+  there; says so on stderr as ``[tag] wrote ...``."""
+  for path, text in ((out_path, json.dumps(out, indent=2)),
+                     (markdown_path, to_markdown(out) if markdown_path else None)):
+    if path:
+      path = pathlib.Path(path)
+      path.parent.mkdir(parents=True, exist_ok=True)
+      path.write_text(text)
+      print(f"[{tag}] wrote {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -29,7 +29,7 @@ for p in (str(HERE.parent), str(HERE)):
   if p not in sys.path:
     sys.path.insert(0, p)
 
-from run import MODELS, machine_info  # noqa: E402  (benchmarks/run.py)
+from run import MODELS, machine_info, write_outputs  # noqa: E402  (benchmarks/run.py)
 
 FULL = dict(ns=[1000, 4000, 16000, 64000], ds=[2, 4, 8, 16, 32, 64], n_fixed=4000, d_fixed=2,
             chunk_size=10, timed_chunks=3, max_step_seconds=5.0)
@@ -170,14 +170,7 @@ def main(argv=None):
          "results": results}
   out_path = pathlib.Path(args.out or ("benchmarks/results/scaling_quick.json" if args.quick
                                        else "benchmarks/results/scaling.json"))
-  out_path.parent.mkdir(parents=True, exist_ok=True)
-  out_path.write_text(json.dumps(out, indent=2))
-  print(f"[scaling] wrote {out_path}", file=sys.stderr)
-  if args.markdown:
-    md = pathlib.Path(args.markdown)
-    md.parent.mkdir(parents=True, exist_ok=True)
-    md.write_text(markdown(out))
-    print(f"[scaling] wrote {md}", file=sys.stderr)
+  write_outputs(out, out_path, args.markdown, markdown, "scaling")
   return out
 
 
