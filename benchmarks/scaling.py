@@ -17,7 +17,6 @@ Everything runs in this process, in order; JSON (``--out``) and a markdown table
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 import time
