@@ -50,7 +50,8 @@ class ConvexPotential(nn.Module):
 
   The module holds only static settings (so it is hashable and jitted functions can be
   shared between fits); the data-dependent constants live in the ``"consts"`` collection:
-  ``center [d]``, ``scale []``, ``floor_a [d]``, ``floor_B [d, d]`` (already times alpha).
+  ``center [d]``, ``scale []``, ``floor_a [d]``, ``floor_B [d, d]`` (already times alpha), and
+  with ``pieces > 0`` ``tail_B [d, d]``, ``tail_radius []`` (the wall beyond the points).
 
   Attributes:
     dim: data dimension ``d``.
@@ -63,6 +64,7 @@ class ConvexPotential(nn.Module):
   hidden: Sequence[int]
   activation: str
   init_scale: float = 0.1
+  pieces: int = 0
 
   @nn.compact
   def __call__(self, x):
@@ -81,12 +83,43 @@ class ConvexPotential(nn.Module):
         name="icnn")
     diff = x - floor_a
     floor = 0.5 * jnp.sum(diff * (diff @ floor_B.T), axis=-1)
-    return icnn(z).reshape(floor.shape) * scale**2 + floor
+    out = icnn(z).reshape(floor.shape)
+    if self.pieces:
+      out = out + _SoftMaxAffine(self.pieces, d, name="soft_max_affine")(z).reshape(floor.shape)
+      # a soft max of affine pieces grows only linearly, so e^{-w} would have wide tails that
+      # grad w* sends far out (slope 1 / alpha); a wall 1/2 (|x - a|_B - r)_+^2 beyond the
+      # points (r: their largest B-radius) keeps the map's slope there near the Gaussian guess's
+      if self.has_variable("consts", "tail_B"):  # set by make_potential
+        tail_B = self.get_variable("consts", "tail_B")
+        tail_radius = self.get_variable("consts", "tail_radius")
+        radius = jnp.sqrt(jnp.maximum(jnp.sum(diff * (diff @ tail_B.T), axis=-1), 1e-12))
+        floor = floor + 0.5 * jnp.maximum(radius - tail_radius, 0.0) ** 2
+    return out * scale**2 + floor
+
+
+class _SoftMaxAffine(nn.Module):
+  """``tau logsumexp_k((<z, v_k> + b_k) / tau)``: ``[..., d] -> [...]``, a smoothed max of affine pieces.
+
+  Convex for any ``v [K, d]``, ``b [K]``, ``tau > 0``; its gradient is a softmax-weighted average of
+  the slopes ``v_k``, so ``grad f`` can send whole cells of space near one point (clusters) without
+  the ridge features an ICNN needs for that. ``tau = exp(log_tau)`` is learnt.
+  """
+
+  pieces: int
+  dim: int
+
+  @nn.compact
+  def __call__(self, z):
+    v = self.param("slopes", nn.initializers.zeros, (self.pieces, self.dim))
+    b = self.param("offsets", nn.initializers.zeros, (self.pieces,))
+    log_tau = self.param("log_tau", nn.initializers.constant(np.log(0.05)), ())
+    tau = jnp.exp(log_tau)
+    return tau * jax.nn.logsumexp((z @ v.T + b) / tau, axis=-1)
 
 
 def make_potential(points: np.ndarray, base_mean: np.ndarray, potential_matrix: np.ndarray, key, *,
                    hidden=(64, 64), activation="softplus", alpha=0.05, init_scale=0.1,
-                   feature_scale=1.0):
+                   feature_scale=1.0, pieces=0):
   """Builds a ConvexPotential and parameters whose gradient starts near ``x -> B (x - a)``.
 
   The ICNN's final quadratic (ott-jax's ``PosDefPotentials``) is set to ``(1 - alpha) w0``,
@@ -102,6 +135,9 @@ def make_potential(points: np.ndarray, base_mean: np.ndarray, potential_matrix: 
     feature_scale: the first layer's linear weights are this many times larger than
       ``init_scale`` would make them, and each first-layer unit's kink is placed through a
       random data point, so the units start as sharp features spread over the data.
+    pieces: ``K > 0`` adds a soft max of ``K`` affine pieces (``_SoftMaxAffine``) which then
+      carries the Gaussian guess: its pieces start as the guess's tangent planes at ``K`` of
+      ``points``, and the ICNN's own quadratic starts at zero.
 
   Returns:
     ``(potential, variables)``: ``potential.apply(variables, x)`` is ``w(x)``; the
@@ -114,7 +150,7 @@ def make_potential(points: np.ndarray, base_mean: np.ndarray, potential_matrix: 
   a = np.asarray(base_mean, np.float64).reshape(d)
   B = np.asarray(potential_matrix, np.float64).reshape(d, d)
   pot = ConvexPotential(dim=d, hidden=tuple(int(h) for h in hidden), activation=activation,
-                        init_scale=float(init_scale))
+                        init_scale=float(init_scale), pieces=int(pieces))
   params = pot.init(key, jnp.zeros(d, jnp.float32))
   consts = {"center": jnp.asarray(center, jnp.float32), "scale": jnp.asarray(scale, jnp.float32),
             "floor_a": jnp.asarray(a, jnp.float32), "floor_B": jnp.asarray(alpha * B, jnp.float32)}
@@ -146,7 +182,24 @@ def make_potential(points: np.ndarray, base_mean: np.ndarray, potential_matrix: 
     icnn["w_xs_0"] = {**first, "lin_kernel": jnp.asarray(w_lin, jnp.float32),
                       "bias": jnp.asarray(bias, jnp.float32)}
   icnn["pos_def_potentials"] = quad
-  return pot, {"params": {"icnn": icnn}, "consts": consts}
+  out = {"icnn": icnn}
+  if pieces:
+    # tangent planes of (1 - alpha) w0 at K of the points, in z = (x - c) / s and units of s^2
+    rng = np.random.default_rng(int(jax.random.randint(key, (), 0, 2**30)) + 1)
+    xk = data[rng.integers(0, len(data), int(pieces))]                        # [K, d]
+    slope = (1.0 - alpha) * (xk - a) @ B.T                                    # [K, d]
+    value = 0.5 * (1.0 - alpha) * np.sum((xk - a) * ((xk - a) @ B.T), 1)     # [K]
+    out["soft_max_affine"] = {
+        **params["params"]["soft_max_affine"],
+        "slopes": jnp.asarray(slope / scale, jnp.float32),
+        "offsets": jnp.asarray((value + np.sum(slope * (center - xk), 1)) / scale**2, jnp.float32)}
+    out["icnn"]["pos_def_potentials"] = {**quad, "quad_kernel": jnp.zeros_like(quad["quad_kernel"]),
+                                         "lin_kernel": jnp.zeros_like(quad["lin_kernel"])}
+    # the soft max grows only linearly: beyond the points, a quadratic wall (see ConvexPotential)
+    radius = np.sqrt(np.max(np.sum((data - a) * ((data - a) @ B.T), 1)))
+    consts["tail_B"] = jnp.asarray((1.0 - alpha) * B, jnp.float32)
+    consts["tail_radius"] = jnp.asarray(radius, jnp.float32)
+  return pot, {"params": out, "consts": consts}
 
 
 def batch_grad(w, x):

@@ -85,3 +85,37 @@ def test_unknown_solver_is_refused():
   with pytest.raises(ValueError, match="conjugate solver"):
     potentials.conjugate_argmax(lambda y: jnp.sum(y**2, -1), jnp.zeros((2, 2)), jnp.zeros((2, 2)),
                                 solver="bogus")
+
+
+
+def test_soft_max_affine_starts_at_the_guess_tangent_planes(rng):
+  # the pieces are tangent planes of (1 - alpha) w0 at data points, so at init grad w is the
+  # guess's gradient up to the width of a cell (a max of 64 planes in 2D is piecewise constant)
+  data = rng.standard_normal((512, 2)).astype(np.float32) * 1.5 + 1.0
+  a, B = np.full(2, 1.0), np.eye(2) / 1.5
+  pot, params = potentials.make_potential(data, a, B, jax.random.PRNGKey(2), hidden=(8, 8),
+                                          init_scale=1e-3, pieces=64)
+  w = lambda x: pot.apply(params, x)
+  assert pot.pieces == 64 and "soft_max_affine" in params["params"]
+  g = np.asarray(potentials.batch_grad(w, jnp.asarray(data[:256])))
+  guess = (data[:256] - a) @ B.T
+  err = np.linalg.norm(g - guess, axis=1)
+  assert np.median(err) < 0.35 * np.median(np.linalg.norm(guess, axis=1)), np.median(err)
+
+  # convex everywhere, inside the data and beyond it (where the wall takes over)
+  x = jnp.asarray(rng.standard_normal((64, 2)).astype(np.float32) * 4)
+  assert float(jnp.linalg.eigvalsh(potentials.batch_hessian(w, x)).min()) > 0
+
+  # Newton conjugates invert the gradient at the data ...
+  y_true = jnp.asarray(data[:128])
+  y, _, resid = potentials.conjugate_argmax(w, potentials.batch_grad(w, y_true), y_true + 0.3,
+                                            max_iter=20)
+  assert float(resid.max()) < 5e-3
+  np.testing.assert_allclose(y, y_true, atol=5e-3)
+
+  # ... and far out the wall brings back the guess's curvature, so grad w* stays near the data:
+  # without it a soft max grows linearly and |grad w*(x)| ~ |x| / (alpha |B|) = 30 / (0.05 / 1.5)
+  far = jnp.asarray(np.array([[30.0, 0.0], [0.0, -30.0], [-21.0, 21.0]], np.float32))
+  y, _, resid = potentials.conjugate_argmax(w, far, jnp.zeros_like(far), max_iter=30)
+  assert float(resid.max()) < 1e-2
+  assert float(jnp.linalg.norm(y - a, axis=1).max()) < 3 * 30.0 * 1.5, y  # measured ~50, no wall ~900

@@ -97,6 +97,7 @@ class ConvexFixedPoint(Model):
       "activation": "softplus",  # convex, non-decreasing
       "init_scale": 0.5,         # scale of the ICNN's random weights at init
       "feature_scale": 1.0,      # first-layer weights x this, kinks through data points
+      "pieces": 0,               # K > 0: add a soft max of K affine pieces (clusters; docs/training.md)
       "objective": "semidual",   # "semidual" (OT fixed point) or "mle" (exact likelihood)
       "alpha": 0.05,             # strongly convex floor, fraction of the Gaussian guess
       "learning_rate": 5e-3,
@@ -112,8 +113,10 @@ class ConvexFixedPoint(Model):
       "alpha": (1e-4, 0.9), "init_scale": (1e-3, 3.0), "feature_scale": (0.1, 50.0),
       "learning_rate": (1e-6, 0.1), "lr_decay": (0.0, 1.0), "batch_size": (8, 8192), "langevin_steps": (1, 100),
       "conjugate_iters": (1, 200), "burn_in": (0, 10_000), "chain_conjugate_iters": (1, 50),
+      "pieces": (0, 4096),
   }
-  integers = ("batch_size", "langevin_steps", "conjugate_iters", "burn_in", "chain_conjugate_iters")
+  integers = ("batch_size", "langevin_steps", "conjugate_iters", "burn_in", "chain_conjugate_iters",
+              "pieces")
 
   def validate(self, c: dict) -> None:
     check_bounds(self.name, c, self.bounds, self.integers)
@@ -163,11 +166,12 @@ class ConvexFixedPoint(Model):
       points = data_np
     self.potential, variables = potentials.make_potential(
         points, guess["a"], guess["B"], k_init, hidden=c["hidden"], activation=c["activation"],
-        alpha=c["alpha"], init_scale=c["init_scale"], feature_scale=c["feature_scale"])
+        alpha=c["alpha"], init_scale=c["init_scale"], feature_scale=c["feature_scale"],
+        pieces=c.get("pieces", 0))
     self.extras = {
         "side": side, "on_base": on_base, "base_kind": self.base_kind(), "dim": d,
         "hidden": list(c["hidden"]), "activation": c["activation"],
-        "init_scale": self.potential.init_scale,
+        "init_scale": self.potential.init_scale, "pieces": self.potential.pieces,
         "guess_a": guess["a"], "guess_B": guess["B"], "shift": getattr(self, "shift", np.zeros(d)),
     }
     lr = c["learning_rate"]
@@ -285,17 +289,21 @@ def _without(*names):
 class CMM(ConvexFixedPoint):
   """Conjugate moment measure: base ``e^{-w}``, map ``grad w*``."""
   name = side = "cmm"
-  # exact likelihood with moderately sharp features separates clusters best (docs/training.md)
-  defaults = {**ConvexFixedPoint.defaults, "objective": "mle", "feature_scale": 10.0,
-              "learning_rate": 1e-2}
+  # exact likelihood with a soft max of affine pieces separates clusters best (docs/training.md);
+  # the likelihood needs no conjugates, so one warm Newton iteration (for the sample metric) is enough
+  defaults = {**ConvexFixedPoint.defaults, "objective": "mle", "pieces": 256, "hidden": (16, 16),
+              "learning_rate": 2e-2, "conjugate_iters": 1}
+  default_steps = 1000
 
 
 class MM(ConvexFixedPoint):
   """Moment measure: base ``e^{-u}``, map ``grad u``; fitted to the centred data."""
   name = side = "mm"
   defaults, bounds, integers = _without("potential", "chain_conjugate_iters", "objective")
-  # sharp first-layer features let grad u cut the base into cells (docs/training.md)
-  defaults = {**defaults, "feature_scale": 20.0}
+  # sharp first-layer features and a soft max of affine pieces let grad u cut the base into cells
+  # (docs/training.md)
+  defaults = {**defaults, "feature_scale": 20.0, "pieces": 256, "hidden": (16, 16)}
+  default_steps = 1000
 
   def prepare(self, data):
     data = np.asarray(data, np.float64)
@@ -314,8 +322,8 @@ class Brenier(ConvexFixedPoint):
   name = side = "brenier"
   defaults, bounds, integers = _without("langevin_steps", "chain_conjugate_iters", "objective")
   # the map's own potential (grad f = map) with sharp features fits clusters best (docs/training.md)
-  defaults = {**defaults, "potential": "base", "feature_scale": 10.0}
-  default_steps = 1500
+  defaults = {**defaults, "potential": "base", "feature_scale": 10.0, "pieces": 256, "hidden": (16, 16)}
+  default_steps = 1000
 
   def divergence_hint(self) -> str:
     return "Lower learning_rate (e.g. halve it)."
@@ -394,7 +402,8 @@ class ConvexFitted(FittedModel):
     e = self.extras
     return potentials.ConvexPotential(dim=int(e["dim"]), hidden=tuple(int(h) for h in e["hidden"]),
                                       activation=str(e["activation"]),
-                                      init_scale=float(e["init_scale"]))
+                                      init_scale=float(e["init_scale"]),
+                                      pieces=int(e.get("pieces", 0)))
 
   @functools.cached_property
   def _vars(self):
