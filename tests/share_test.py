@@ -57,7 +57,7 @@ def test_train_settings_round_trip_with_typed_hyper_parameters():
 
 def test_compare_settings_round_trip():
   compare = {"models": ["maflow", "cmm", "sdot"], "mode": "seconds", "value": 12.5, "seed": 2,
-             "hyper": {"maflow": {"learning_rate": 0.01}, "cmm": {"hidden": (16, 16)}}}
+             "hyper": {"maflow": {"learning_rate": 0.01}, "cmm": {"hidden": (32, 16)}}}
   got = share.decode(_through_url(share.encode(REAL, compare=compare)))
   assert got["problems"] == []
   assert got["compare"] == compare and got["train"] is None
