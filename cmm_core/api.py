@@ -18,7 +18,8 @@ MAX_STEPS = 200_000
 
 def fit(model: str, data, *, steps: Optional[int] = None, seed: int = 0,
         callback: Optional[Callback] = None, max_seconds: Optional[float] = None,
-        chunk_size: int = 50, devices: Optional[int] = None, **hyper) -> FittedModel:
+        chunk_size: int = 50, devices: Optional[int] = None,
+        chunk_seconds: Optional[float] = None, **hyper) -> FittedModel:
   """Fits the factorization ``model`` to ``data`` ``[n, d]``.
 
   Args:
@@ -31,6 +32,8 @@ def fit(model: str, data, *, steps: Optional[int] = None, seed: int = 0,
       return ``False`` to stop (the last parameters are kept).
     max_seconds: optional wall-clock budget.
     chunk_size: steps per compiled chunk (callbacks come once per chunk).
+    chunk_seconds: None, or size the chunks to take about this many seconds each (at most
+      ``chunk_size`` steps): callbacks at a steady rate whatever the model's speed; same fit.
     devices: devices to split each batch over (``docs/sharding.md``): None = all visible ones
       when there are several (falling back, with a warning, when they do not divide the
       batch size), ``k`` = the first ``k`` (the batch size must divide by ``k``), 1 = one device.
@@ -59,6 +62,11 @@ def fit(model: str, data, *, steps: Optional[int] = None, seed: int = 0,
                      f"got {max_seconds!r}")
   if callback is not None and not callable(callback):
     raise ValueError(f"callback must be a function or None, got {callback!r}")
+  if chunk_seconds is not None and (isinstance(chunk_seconds, (bool, np.bool_))
+                                    or not isinstance(chunk_seconds, number)
+                                    or not 0 < chunk_seconds < float("inf")):
+    raise ValueError(f"chunk_seconds must be a positive number of seconds or None, "
+                     f"got {chunk_seconds!r}")
   if devices is not None:
     n_visible = len(jax.devices())
     if not _is_int(devices) or not 1 <= devices <= n_visible:
@@ -70,7 +78,8 @@ def fit(model: str, data, *, steps: Optional[int] = None, seed: int = 0,
   m.total_steps = steps
   prepared, info = m.prepare(data)
   return train.run(m, prepared, steps=steps, seed=seed, callback=callback,
-                   chunk_size=chunk_size, max_seconds=max_seconds, info=info, devices=devices)
+                   chunk_size=chunk_size, max_seconds=max_seconds, info=info, devices=devices,
+                   chunk_seconds=None if chunk_seconds is None else float(chunk_seconds))
 
 
 def _is_int(v) -> bool:

@@ -205,12 +205,6 @@ def compare_metrics(fitted, heldout, seed: int = 0, *, n_samples: int = N_EVAL,
 Progress = Callable[[str, int, dict, Any], Any]
 
 
-def _chunk_size(budget: dict) -> int:
-  if budget.get("seconds") is not None:
-    return 25
-  return int(max(10, min(50, int(budget["steps"]) // 30)))
-
-
 def _status(fitted, budget: dict, user_stopped: bool) -> str:
   status = str(fitted.info.get("status", "done"))
   if status == "stopped" and not user_stopped and budget.get("seconds") is not None:
@@ -254,7 +248,7 @@ def run_compare(target: dict, jobs: Sequence[dict], *, seed: int = 0, heldout=No
     NaN are kept), ``"stopped"`` (by the callback), ``"error"`` (bad settings or a failure; the
     message says which) or ``"not run"``. Errors never propagate: they are the row's status.
   """
-  from cmm_core import api
+  from cmm_core import api, train
   data = np.asarray(target["data"])
   reference = data if heldout is None else heldout
   stopped = False
@@ -282,7 +276,7 @@ def run_compare(target: dict, jobs: Sequence[dict], *, seed: int = 0, heldout=No
     t0 = time.perf_counter()
     try:
       fitted = api.fit(model, data, steps=int(budget["steps"]), seed=int(seed), callback=on_chunk,
-                       max_seconds=budget.get("seconds"), chunk_size=_chunk_size(budget),
+                       max_seconds=budget.get("seconds"), **train.LIVE_CHUNK,
                        **(job.get("hyper") or {}))
     except ValueError as e:  # DataError, TrainingError, a bad hyper-parameter: a user message
       yield _result(job, key, status="error", message=str(e))

@@ -1,8 +1,10 @@
-"""The one training loop: any model's ``init``/``step`` run in jit-compiled ``lax.scan`` chunks.
+"""The one training loop: any model's ``init``/``step`` run in jit-compiled chunks of steps.
 
-Python overhead is paid once per chunk. Each chunk has the same shapes, so it compiles once
-(a final partial chunk masks the extra steps instead of recompiling). After each chunk the
-loop checks for NaN/inf, records a history entry and calls the user's callback.
+Python overhead is paid once per chunk. A chunk is a ``lax.fori_loop`` whose trip count is a
+traced argument (at most the compiled ``chunk_size``), so it compiles once and a chunk of any
+length up to that size runs only its own steps: the final partial chunk, and the time-sized chunks
+of ``chunk_seconds`` (the app: a redraw every ~0.3 s whatever the model's speed), never recompile.
+After each chunk the loop checks for NaN/inf, records a history entry and calls the user's callback.
 """
 
 from __future__ import annotations
@@ -24,15 +26,19 @@ __all__ = ["run", "compiled_chunk"]
 _CHUNK_CACHE: dict = {}
 _CHUNK_CACHE_SIZE = 16
 _CHUNK_LOCK = threading.Lock()  # the app's sessions fit in parallel threads
+FIRST_TIMED_CHUNK = 10  # steps of the first two chunks of a ``chunk_seconds`` fit (before a timing)
+# the app's live fits: chunks of ~0.3 s (at most 100 steps), so the page redraws ~3 times a second
+LIVE_CHUNK = {"chunk_size": 100, "chunk_seconds": 0.3}
 
 
 def compiled_chunk(model: Model, chunk: int, dim: int | None = None, n_devices: int = 1):
   """Returns a jitted ``f(state, key, data, n_active, start) -> (state, metrics [chunk])``.
 
-  Step ``start + i`` draws with ``fold_in(key, start + i)``: the random stream of a fit depends on
-  its seed only, not on how its steps are cut into chunks (the app, the CLI and a link that opens
-  the same experiment give the same fit). Steps with index ``>= n_active`` leave the state
-  unchanged; :func:`run` ignores their metrics.
+  Runs steps ``start .. start + n_active - 1`` (``1 <= n_active <= chunk``, traced: any length
+  runs without recompiling, and costs only its own steps). Step ``start + i`` draws with
+  ``fold_in(key, start + i)``: the random stream of a fit depends on its seed only, not on how its
+  steps are cut into chunks (the app, the CLI and a link that opens the same experiment give the
+  same fit). Metrics past ``n_active`` are zeros; :func:`run` ignores them.
   Models whose ``cache_key()`` is not None share the compiled function between fits with the
   same settings, data dimension ``dim`` and device count (refitting in the app then skips
   compilation). ``n_devices > 1``: the step is partitioned over the first ``n_devices`` devices
@@ -58,22 +64,27 @@ def compiled_chunk(model: Model, chunk: int, dim: int | None = None, n_devices: 
 
 def _make_chunk(model: Model, chunk: int, mesh=None, batch_size: int = 0):
   # mesh: None = one device (the plain path); else the state keeps its batch layout through the
-  # scan and the model's sharding.constrain_batch calls split the per-step batch over the mesh
+  # loop and the model's sharding.constrain_batch calls split the per-step batch over the mesh
   pin = ((lambda s: s) if mesh is None
          else (lambda s: sharding.state_constraint(s, mesh, batch_size)))
 
   @jax.jit
   def run_chunk(state, key, data, n_active, start):
-
-    def body(state, i):
-      new_state, metrics = model.step(state, jax.random.fold_in(key, start + i), data)
-      active = i < n_active
-      state = jax.tree_util.tree_map(lambda a, b: jnp.where(active, a, b), new_state, state)
-      return pin(state), metrics
-
+    # steps start .. start + n_active - 1 (n_active <= chunk, traced); metrics [chunk] per name,
+    # entries past n_active are zeros
     with sharding.active(mesh):
-      state, metrics = jax.lax.scan(body, pin(state), jnp.arange(chunk))
-    return pin(state), metrics
+      shapes = jax.eval_shape(lambda s: model.step(s, key, data)[1], state)  # trace only
+      buffers = jax.tree_util.tree_map(lambda a: jnp.zeros((chunk,) + a.shape, a.dtype), shapes)
+
+      def body(i, carry):
+        state, buffers = carry
+        new_state, metrics = model.step(state, jax.random.fold_in(key, start + i), data)
+        new_state = jax.tree_util.tree_map(lambda a, b: a.astype(b.dtype), new_state, state)
+        buffers = jax.tree_util.tree_map(lambda buf, m: buf.at[i].set(m), buffers, metrics)
+        return pin(new_state), buffers
+
+      state, buffers = jax.lax.fori_loop(0, n_active, body, (pin(state), buffers))
+    return pin(state), buffers
 
   return run_chunk
 
@@ -81,7 +92,7 @@ def _make_chunk(model: Model, chunk: int, mesh=None, batch_size: int = 0):
 def run(model: Model, data: np.ndarray, *, steps: int, seed: int = 0,
         callback: Optional[Callback] = None, chunk_size: int = 50,
         max_seconds: Optional[float] = None, info: Optional[dict] = None,
-        devices: Optional[int] = None) -> FittedModel:
+        devices: Optional[int] = None, chunk_seconds: Optional[float] = None) -> FittedModel:
   """Trains ``model`` on ``data`` ``[n, d]`` for ``steps`` steps and returns the fit.
 
   Args:
@@ -91,12 +102,16 @@ def run(model: Model, data: np.ndarray, *, steps: int, seed: int = 0,
     seed: seeds the initialisation and every random draw.
     callback: ``callback(step, record, fitted_so_far)`` after each chunk; returning
       ``False`` stops training, keeping the last parameters.
-    chunk_size: steps per compiled chunk.
+    chunk_size: steps per compiled chunk (with ``chunk_seconds``: the most steps in a chunk).
     max_seconds: optional wall-clock budget; training stops at the first chunk past it.
     info: facts about the data recorded in ``FittedModel.info``.
     devices: None = every visible device when there are several (the batch is split over them;
       see :func:`cmm_core.sharding.plan`), an int ``k`` = the first ``k`` devices, 1 = one device.
       ``info["devices"]`` records the count used.
+    chunk_seconds: None = every chunk has ``chunk_size`` steps. A number: chunks are sized to take
+      about that many seconds (the steps of the previous chunk timed, the first chunk
+      ``FIRST_TIMED_CHUNK`` steps), so callbacks come at a steady rate whatever the model's speed
+      (the app's live redraws). The fit is the same as with any other chunking.
 
   Raises:
     ValueError: ``devices`` is impossible (more than visible, or not dividing the batch size).
@@ -111,6 +126,8 @@ def run(model: Model, data: np.ndarray, *, steps: int, seed: int = 0,
     info["warnings"] = [*info["warnings"], why]
   info["devices"] = n_dev
   chunk = int(max(1, min(chunk_size, steps)))
+  if chunk_seconds is not None and not (np.isfinite(chunk_seconds) and chunk_seconds > 0):
+    raise ValueError(f"chunk_seconds must be a positive number of seconds, got {chunk_seconds!r}")
   data_j = jnp.asarray(data, dtype=jnp.float32)
   key = jax.random.PRNGKey(seed)
   key, init_key = jax.random.split(key)
@@ -128,10 +145,15 @@ def run(model: Model, data: np.ndarray, *, steps: int, seed: int = 0,
   status, message = "done", ""
   t0 = time.perf_counter()
   done = 0
+  length = chunk if chunk_seconds is None else min(chunk, FIRST_TIMED_CHUNK)
   while done < steps:
-    n_active = min(chunk, steps - done)
+    n_active = min(length, steps - done)
+    t_chunk = time.perf_counter()
     new_state, metrics = run_chunk(state, key, data_j, n_active, done)
     metrics = {k: np.asarray(v)[:n_active] for k, v in metrics.items()}
+    if chunk_seconds is not None and done > 0:  # the first chunk holds the compilation
+      per_step = (time.perf_counter() - t_chunk) / n_active
+      length = int(min(chunk, max(1, round(chunk_seconds / max(per_step, 1e-9)))))
     finite = all(np.all(np.isfinite(v)) for v in metrics.values()) and model.params_finite(new_state)
     if not finite:
       status = "diverged"

@@ -1,7 +1,9 @@
-"""The training loop: chunked scan, one compilation, callbacks, the NaN guard."""
+"""The training loop: chunks of any length from one compilation, callbacks, the NaN guard."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from cmm_core import train
 from cmm_core.models.base import FittedModel, Model
@@ -48,7 +50,7 @@ class _Quadratic(Model):
 def test_chunks_compile_once_and_partial_chunk_is_masked():
   m = _Quadratic(lr=1e-4)
   out = train.run(m, np.zeros((10, 1), np.float32), steps=23, chunk_size=5)
-  assert m.traces == 1
+  assert m.traces == 2  # once for the metrics' shapes, once for the loop body; never again
   assert [r["step"] for r in out.history] == [5, 10, 15, 20, 23]
   # 23 steps of p <- p - 0.2 (p - 3): p = 3 (1 - 0.8^23)
   np.testing.assert_allclose(float(out.params["p"]), 3 * (1 - 0.8**23), rtol=1e-5)
@@ -74,3 +76,42 @@ def test_nan_stops_training_and_keeps_last_good_parameters():
   assert out.info["status"] == "diverged"
   assert "NaN" in out.info["message"] and "learning rate" in out.info["message"]
   assert np.isfinite(float(out.params["p"])) and float(out.params["p"]) == 0.0
+
+
+class _Counting(_Quadratic):
+  """Counts the steps that really run (a host callback per executed step)."""
+
+  executed = 0
+
+  def step(self, state, key, data):
+    def bump():
+      type(self).executed += 1
+    jax.debug.callback(bump)
+    return super().step(state, key, data)
+
+
+@pytest.mark.parametrize("seconds, expected", [
+    (100.0, [10, 10, 64, 64, 52]),       # slow target time: chunks grow to the compiled 64
+    (1e-9, [10, 10] + [1] * 180)])       # tiny target time: one step a chunk
+def test_timed_chunks_give_the_same_fit_without_recompiling(seconds, expected):
+  """chunk_seconds sizes the chunks from the measured step time: lengths vary between chunks, the
+  chunk function is traced once, only the requested steps run, and the fit equals fixed chunks'."""
+  data = np.zeros((10, 1), np.float32)
+  fixed = train.run(_Quadratic(lr=1e-4), data, steps=200, chunk_size=7)
+  m = _Counting(lr=1e-4)
+  _Counting.executed = 0
+  lengths = []
+  timed = train.run(m, data, steps=200, chunk_size=64, chunk_seconds=seconds,
+                    callback=lambda step, record, fitted: lengths.append(step))
+  jax.effects_barrier()
+  assert _Counting.executed == 200  # a short chunk does not run (and mask) the compiled 64 steps
+  assert m.traces == 2
+  assert np.diff([0] + lengths).tolist() == expected
+  np.testing.assert_array_equal(np.asarray(timed.params["p"]), np.asarray(fixed.params["p"]))
+  assert [r["step"] for r in timed.history] == lengths
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, float("nan"), float("inf")])
+def test_bad_chunk_seconds(bad):
+  with pytest.raises(ValueError, match="chunk_seconds"):
+    train.run(_Quadratic(), np.zeros((4, 1), np.float32), steps=3, chunk_seconds=bad)
