@@ -9,6 +9,7 @@ import streamlit as st
 
 import cmm_core as cc
 from cmm_core import io, plots, views
+from cmm_core.train import LIVE_CHUNK
 from cmm_core.api import MAX_STEPS
 from cmm_core.models.base import MAX_SAMPLES
 from pages import _link, _state
@@ -52,6 +53,37 @@ def _hyper_widgets(model: str, defaults: dict) -> tuple[dict, list]:
   return changed, errors
 
 
+def _apply_suggestion(model: str, suggestion: dict) -> None:
+  """on_click: puts a suggested step count and hyper-parameters into the widgets (before they draw)."""
+  st.session_state[f"tr_steps_{model}"] = int(suggestion["steps"])
+  for name, default in cc.models.get(model).defaults.items():
+    if isinstance(default, (bool, int, float, str)):  # the widgets _hyper_widgets draws as such
+      st.session_state[f"tr_hp_{model}_{name}"] = suggestion["hyper"].get(name, default)
+
+
+def _suggestion_box(model: str, target: dict) -> None:
+  """When the model has measured settings for this built-in target, offer them in one click."""
+  spec = target.get("spec") or {}
+  name = spec.get("name") if str(spec.get("kind", "")).endswith("toy") else None
+  suggestion = cc.models.get(model).suggested.get(name)
+  if suggestion is None:
+    return
+  hyper = ", ".join(f"{k}={v}" for k, v in suggestion["hyper"].items()) or "the defaults"
+  state = st.session_state
+  in_use = state.get(f"tr_steps_{model}") == suggestion["steps"] and all(
+      state.get(f"tr_hp_{model}_{k}", d) == suggestion["hyper"].get(k, d)
+      for k, d in cc.models.get(model).defaults.items() if isinstance(d, (bool, int, float, str)))
+  if in_use:
+    st.caption(f"Using the settings measured for **{name}** ({hyper}, {suggestion['steps']} steps): "
+               f"{suggestion['why']}.")
+    return
+  c1, c2 = st.columns([4, 1], vertical_alignment="center")
+  c1.info(f"For **{name}**, {model} fits much better with {hyper} and {suggestion['steps']} steps: "
+          f"{suggestion['why']}.", icon=":material/tips_and_updates:")
+  c2.button("Use these settings", key=f"tr_suggest_{model}_{name}", on_click=_apply_suggestion,
+            args=(model, suggestion), icon=":material/tune:")
+
+
 def _train(model: str, steps: int, seed: int, hyper: dict, target: dict) -> None:
   """Runs cc.fit with a live progress bar and loss chart; every chunk is kept in session_state."""
   uid = _state.new_fit_uid()
@@ -70,7 +102,7 @@ def _train(model: str, steps: int, seed: int, hyper: dict, target: dict) -> None
 
   try:
     fitted = cc.fit(model, target["data"], steps=steps, seed=seed, callback=callback,
-                    chunk_size=max(10, min(50, steps // 30)), **hyper)
+                    **LIVE_CHUNK, **hyper)
   except ValueError as e:  # DataError and TrainingError are ValueErrors with a user message
     progress.empty()
     st.error(str(e))
@@ -371,6 +403,7 @@ train_clicked = c[3].button("Train", type="primary", icon=":material/play_arrow:
                             width="stretch", key="tr_train")
 c[4].button("Stop", icon=":material/stop:", width="stretch", key="tr_stop",
             help="Stops training; the model keeps its last completed chunk of steps.")
+_suggestion_box(model, target)
 with st.expander("advanced: hyper-parameters"):
   hyper, hyper_errors = _hyper_widgets(model, dict(cls.defaults))
   for msg in hyper_errors:

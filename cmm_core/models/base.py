@@ -136,6 +136,10 @@ class Model(abc.ABC):
   defaults: ClassVar[dict] = {}
   default_steps: ClassVar[int] = 1000
 
+  suggested: ClassVar[dict] = {}
+  """Settings measured to fit some built-in targets much better than the defaults:
+  ``{target name: {"steps": int, "hyper": {...}, "why": str}}`` (the Train page offers them)."""
+
   total_steps: int = 0
   """The number of training steps planned (set by ``cc.fit``); schedules may use it."""
 

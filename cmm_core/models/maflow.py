@@ -15,6 +15,17 @@ Potentials (hyper-parameter ``potential``):
   autodiff, Laplacian exactly by ``d`` JVPs (small ``d``) or Hutchinson's estimator
   (``laplacian="hutchinson"``, training only: ``log_prob`` is always exact).
 
+Options of the one-layer potential for hard targets (session 7, ``docs/maflow.md``):
+
+- ``radial``: extra radial units ``v_r softplus(alpha_r |u - m_r|^2 + beta_r)`` (shells or bumps),
+  closed-form gradient and Laplacian; what rings and circles need.
+- ``segments = K``: a time-dependent potential that is piecewise constant in time, ``K``
+  independent one-layer potentials each acting on ``1/K`` of ``[0, T]``: the flow is the
+  composition of ``K`` gradient flows (far more expressive, same cost a step).
+- ``kinetic``: adds ``kinetic * mean int |grad phi|^2 dt`` to the training loss (RNODE): straight,
+  slow paths, which keeps the coarse RK4 honest for ``segments > 1``.
+- ``lr_decay``: cosine learning-rate decay to ``lr_decay * learning_rate`` over the fit.
+
 ``symmetry`` makes the potential invariant under a group G of orthogonal maps,
 ``phi(x) = mean_g phi~(g x)``: ``"reflection"`` (x -> -x) or ``"rotation"`` (by 2 pi / k, 2D).
 The flow from the G-invariant N(0, I) is then G-equivariant and the density G-invariant (a
@@ -72,6 +83,8 @@ class _Spec:
   step_size: float
   symmetry: str
   symmetry_order: int
+  segments: int = 1   # piecewise-constant-in-time potential: K one-layer potentials in sequence
+  radial: int = 0     # radial units added to the one-layer potential
 
   @property
   def end_time(self) -> float:
@@ -82,7 +95,8 @@ def _spec(config: dict, dim: int) -> _Spec:
   return _Spec(dim=int(dim), potential=str(config["potential"]), hidden=int(config["hidden"]),
                depth=int(config["depth"]), time_dependent=bool(config["time_dependent"]),
                n_steps=int(config["n_steps"]), step_size=float(config["step_size"]),
-               symmetry=str(config["symmetry"]), symmetry_order=int(config["symmetry_order"]))
+               symmetry=str(config["symmetry"]), symmetry_order=int(config["symmetry_order"]),
+               segments=int(config.get("segments", 1)), radial=int(config.get("radial", 0)))
 
 
 def group_matrices(symmetry: str, dim: int, order: int = 4) -> np.ndarray:
@@ -121,35 +135,94 @@ def init_params(spec: _Spec, key, init_scale: float, weight_scale: float = 1.0):
   """
   d, h = spec.dim, spec.hidden
   if spec.potential == "single":
-    k1, k2, k3, k4 = jax.random.split(key, 4)
+    if spec.segments > 1:  # one independent potential per time segment, stacked on a leading axis
+      keys = jax.random.split(key, spec.segments)
+      one = dataclasses.replace(spec, segments=1)
+      parts = [init_params(one, k, init_scale, weight_scale) for k in keys]
+      return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *parts)
+    k1, k2, k3, k4, k5 = jax.random.split(key, 5)
+    n_units = h + spec.radial
     p = {"W": weight_scale * jax.random.normal(k1, (h, d)) / math.sqrt(d),
          "b": weight_scale * jax.random.normal(k2, (h,)),
-         "v": init_scale * jax.random.normal(k3, (h,)) / math.sqrt(h)}
+         "v": init_scale * jax.random.normal(k3, (n_units,)) / math.sqrt(n_units)}
     if spec.time_dependent:
       p["c"] = weight_scale * jax.random.normal(k4, (h,))
+    if spec.radial > 0:
+      # softplus(alpha |u - m|^2 + beta): shells (alpha > 0) or bumps (alpha < 0) of squared radius
+      # r2 ~ U(0, 3) about centres m ~ N(0, I / 4), as sharp as the ridges (|alpha| ~ weight_scale / 2)
+      ka, kr, km, kt = jax.random.split(k5, 4)
+      alpha = 0.5 * weight_scale * jax.random.normal(ka, (spec.radial,))
+      r2 = 3.0 * jax.random.uniform(kr, (spec.radial,))
+      p["m"] = 0.5 * jax.random.normal(km, (spec.radial, d))
+      p["alpha"] = alpha
+      p["beta"] = -alpha * r2
+      if spec.time_dependent:
+        p["gamma"] = weight_scale * jax.random.normal(kt, (spec.radial,))
     return jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), p)
+  if spec.segments > 1:
+    raise ValueError("maflow: segments > 1 needs potential='single'")
   mlp = _MLP(spec.hidden, spec.depth, init_scale)
   return mlp.init(key, jnp.zeros((1, d + int(spec.time_dependent))))
 
 
+def _segment(spec: _Spec, p, t):
+  """The parameters of the time segment holding ``t`` (``segments > 1``), else ``p``."""
+  if spec.segments <= 1:
+    return p
+  k = jnp.clip(jnp.floor(t / spec.end_time * spec.segments), 0, spec.segments - 1).astype(jnp.int32)
+  return jax.tree_util.tree_map(lambda a: a[k], p)
+
+
+def _radial_pre(p, u, t):
+  """Radial pre-activations ``alpha |u - m|^2 + beta (+ gamma t)`` ``[n, r]`` and ``|u - m|^2``.
+
+  ``|u - m|^2 = |u|^2 - 2 u.m + |m|^2`` (a matrix product, no ``[n, r, d]`` tensor).
+  """
+  uu = (u * u) @ jnp.ones((u.shape[-1], 1), u.dtype)
+  r2 = uu - 2 * u @ p["m"].T + jnp.sum(p["m"] ** 2, -1)
+  r2 = jnp.maximum(r2, 0.0)
+  a = p["alpha"] * r2 + p["beta"]
+  if "gamma" in p:
+    a = a + t * p["gamma"]
+  return a, r2
+
+
 def _single_terms(p, u, t, need_lap: bool):
-  """Closed-form ``(grad phi~ [n, d], Laplacian phi~ [n])`` of the one-layer potential."""
+  """Closed-form ``(grad phi~ [n, d], Laplacian phi~ [n])`` of the one-layer potential.
+
+  Ridge units ``v_h softplus(W_h u + b_h)`` and, when present, radial units
+  ``v_r softplus(alpha_r |u - m_r|^2 + beta_r)``: gradient ``v s 2 alpha (u - m)``, Laplacian
+  ``v [s (1 - s) 4 alpha^2 |u - m|^2 + s 2 alpha d]``.
+  """
+  h = p["W"].shape[0]
+  v = p["v"][:h]
   a = u @ p["W"].T + p["b"]
   if "c" in p:
     a = a + t * p["c"]
   s = jax.nn.sigmoid(a)
-  grad = (s * p["v"]) @ p["W"]
-  if not need_lap:
-    return grad, None
-  lap = (s * (1 - s) * p["v"]) @ jnp.sum(p["W"] ** 2, 1)
+  grad = (s * v) @ p["W"]
+  lap = (s * (1 - s) * v) @ jnp.sum(p["W"] ** 2, 1) if need_lap else None
+  if "alpha" in p:
+    vr, al = p["v"][h:], p["alpha"]
+    ar, r2 = _radial_pre(p, u, t)
+    sr = jax.nn.sigmoid(ar)
+    coef = sr * (2 * vr * al)                                            # [n, r]
+    grad = grad + (coef @ jnp.ones_like(al))[:, None] * u - coef @ p["m"]  # sum_r coef_r (u - m_r)
+    if need_lap:
+      w = sr * (1 - sr)
+      lap = lap + (w * r2) @ (4 * vr * al ** 2) + sr @ (2 * vr * al * u.shape[-1])
   return grad, lap
 
 
 def _single_phi(p, u, t):
+  h = p["W"].shape[0]
   a = u @ p["W"].T + p["b"]
   if "c" in p:
     a = a + t * p["c"]
-  return jax.nn.softplus(a) @ p["v"]
+  out = jax.nn.softplus(a) @ p["v"][:h]
+  if "alpha" in p:
+    out = out + jax.nn.softplus(_radial_pre(p, u, t)[0]) @ p["v"][h:]
+  return out
 
 
 def make_potential(spec: _Spec):
@@ -158,7 +231,7 @@ def make_potential(spec: _Spec):
 
   def raw(p, u, t):
     if spec.potential == "single":
-      return _single_phi(p, u, t)
+      return _single_phi(_segment(spec, p, t), u, t)
     mlp = _MLP(spec.hidden, spec.depth)
     inp = jnp.concatenate([u, jnp.full(u.shape[:-1] + (1,), t, u.dtype)], -1) if spec.time_dependent else u
     return mlp.apply(p, inp)
@@ -172,15 +245,17 @@ def make_potential(spec: _Spec):
 
 
 def make_field(spec: _Spec, laplacian: str = "exact"):
-  """``field(params, u [n, d], t, need_lap, noise) -> (grad phi [n, d], Laplacian [n] or None)``.
+  """``field(params, u [n, d], t, need_lap, noise, seg_t) -> (grad phi [n, d], Laplacian [n] or None)``.
 
   ``laplacian``: "exact" (closed form or ``d`` JVPs) or "hutchinson" (``noise [n, d]``, autodiff
-  potentials only).
+  potentials only). ``seg_t`` (default ``t``) picks the time segment when ``segments > 1``; the
+  integrator passes each RK4 step's midpoint so that a whole step uses one segment.
   """
   G = jnp.asarray(group_matrices(spec.symmetry, spec.dim, spec.symmetry_order))
   if spec.potential == "single":
 
-    def field(p, u, t, need_lap=True, noise=None):
+    def field(p, u, t, need_lap=True, noise=None, seg_t=None):
+      p = _segment(spec, p, t if seg_t is None else seg_t)
       if spec.symmetry == "none":
         return _single_terms(p, u, t, need_lap)
 
@@ -195,7 +270,7 @@ def make_field(spec: _Spec, laplacian: str = "exact"):
   phi = make_potential(spec)
   eye = jnp.eye(spec.dim, dtype=jnp.float32)
 
-  def field(p, u, t, need_lap=True, noise=None):
+  def field(p, u, t, need_lap=True, noise=None, seg_t=None):
     def grad_fn(x):
       return jax.grad(lambda z: jnp.sum(phi(p, z, t)))(x)
     if not need_lap:
@@ -212,38 +287,48 @@ def make_field(spec: _Spec, laplacian: str = "exact"):
 
 
 def integrate(field, params, u, *, t0: float, dt: float, n_steps: int, need_lap: bool = True,
-              noise=None, n_active=None, keep_path: bool = False):
+              noise=None, n_active=None, keep_path: bool = False, kinetic: bool = False):
   """RK4 for ``du/dt = grad phi``, ``dacc/dt = -Laplacian phi`` from ``t0`` with signed ``dt``.
 
   Returns ``(u [n, d], acc [n])`` (``acc`` = change of ``log p`` when going forward, or
   ``+int Laplacian`` when ``dt < 0``) and, with ``keep_path``, the positions ``[n_steps + 1, n, d]``.
-  Steps with index ``>= n_active`` (a traced int) leave the state unchanged.
+  With ``kinetic``, ``(u, acc, ke)`` where ``ke [n] = int |grad phi|^2 dt >= 0`` along the path
+  (RK4 quadrature). Steps with index ``>= n_active`` (a traced int) leave the state unchanged.
   """
 
-  def f(x, t):
-    g, lap = field(params, x, t, need_lap, noise)
+  def f(x, t, tm):
+    g, lap = field(params, x, t, need_lap, noise, tm)
     return g, (-lap if need_lap else jnp.zeros(x.shape[:-1], x.dtype))
 
   def body(carry, i):
-    x, acc = carry
+    x, acc, ke = carry
     t = t0 + i * dt
-    g1, l1 = f(x, t)
-    g2, l2 = f(x + 0.5 * dt * g1, t + 0.5 * dt)
-    g3, l3 = f(x + 0.5 * dt * g2, t + 0.5 * dt)
-    g4, l4 = f(x + dt * g3, t + dt)
+    tm = t + 0.5 * dt  # the step's midpoint: a whole step uses one time segment
+    g1, l1 = f(x, t, tm)
+    g2, l2 = f(x + 0.5 * dt * g1, t + 0.5 * dt, tm)
+    g3, l3 = f(x + 0.5 * dt * g2, t + 0.5 * dt, tm)
+    g4, l4 = f(x + dt * g3, t + dt, tm)
     x_new = x + dt / 6 * (g1 + 2 * g2 + 2 * g3 + g4)
     acc_new = acc + dt / 6 * (l1 + 2 * l2 + 2 * l3 + l4)
+    if kinetic:
+      sq = [jnp.sum(g ** 2, -1) for g in (g1, g2, g3, g4)]
+      ke_new = ke + abs(dt) / 6 * (sq[0] + 2 * sq[1] + 2 * sq[2] + sq[3])
+    else:
+      ke_new = ke
     if n_active is not None:
       active = i < n_active
       x_new = jnp.where(active, x_new, x)
       acc_new = jnp.where(active, acc_new, acc)
-    return (x_new, acc_new), (x_new if keep_path else None)
+      ke_new = jnp.where(active, ke_new, ke)
+    return (x_new, acc_new, ke_new), (x_new if keep_path else None)
 
   acc0 = jnp.zeros(u.shape[:-1], u.dtype)
-  (x, acc), path = jax.lax.scan(body, (u, acc0), jnp.arange(n_steps, dtype=u.dtype))
+  (x, acc, ke), path = jax.lax.scan(body, (u, acc0, acc0), jnp.arange(n_steps, dtype=u.dtype))
   if keep_path:
     path = jnp.concatenate([u[None], path], 0)
     return x, acc, path
+  if kinetic:
+    return x, acc, ke
   return x, acc
 
 
@@ -252,12 +337,17 @@ def std_normal_log_density(x):
   return -0.5 * jnp.sum(x ** 2, -1) - 0.5 * x.shape[-1] * _LOG_2PI
 
 
-def flow_log_prob(field, spec: _Spec, params, u, *, noise=None, n_active=None, t_start=None):
-  """``log p_t(u)`` in standardised space by backward RK4 from ``t_start`` (default ``T``)."""
+def flow_log_prob(field, spec: _Spec, params, u, *, noise=None, n_active=None, t_start=None,
+                  kinetic: bool = False):
+  """``log p_t(u)`` in standardised space by backward RK4 from ``t_start`` (default ``T``).
+
+  With ``kinetic``, ``(log p, int |grad phi|^2 dt)`` (both ``[n]``).
+  """
   t0 = spec.end_time if t_start is None else t_start
-  x0, acc = integrate(field, params, u, t0=t0, dt=-spec.step_size, n_steps=spec.n_steps,
-                      noise=noise, n_active=n_active)
-  return std_normal_log_density(x0) - acc
+  out = integrate(field, params, u, t0=t0, dt=-spec.step_size, n_steps=spec.n_steps,
+                  noise=noise, n_active=n_active, kinetic=kinetic)
+  lp = std_normal_log_density(out[0]) - out[1]
+  return (lp, out[2]) if kinetic else lp
 
 
 # ----------------------------------------------------------------------------
@@ -270,6 +360,19 @@ class MAFlow(Model):
 
   name = "maflow"
   default_steps = 1000
+  # measured in docs/maflow.md, "Session 7": radial units draw rings, segments let the flow wind,
+  # the kinetic penalty keeps the coarse RK4 honest (without it the fit learns the integrator's error)
+  _HARD = {"segments": 5, "radial": 32, "kinetic": 0.5}
+  suggested = {
+      "rings": {"steps": 1000, "hyper": _HARD,
+                "why": "radial units draw the four rings (the defaults give a disc)"},
+      "circles": {"steps": 2000, "hyper": _HARD, "why": "radial units separate the two rings"},
+      "spirals": {"steps": 1000, "hyper": _HARD,
+                  "why": "five potentials in sequence let the flow wind the two arms"},
+      "checkerboard": {"steps": 2000, "hyper": _HARD,
+                       "why": "square-ish cells instead of blurred blobs"},
+      "pinwheel": {"steps": 3000, "hyper": {}, "why": "the defaults, longer: five clear arms"},
+  }
   defaults = {
       "potential": "single",     # "single" (closed form, reference) or "mlp" (autodiff)
       "hidden": 64,              # width of the hidden layer(s)
@@ -286,23 +389,34 @@ class MAFlow(Model):
       "init_scale": 0.1,         # size of the initial potential's output weights
       "weight_scale": 5.0,       # first-layer weights at init (sharp features resolve separate modes)
       "grad_clip": 10.0,         # global-norm gradient clipping (0 = off)
+      "lr_decay": 0.05,          # final learning rate / initial (cosine over the fit's steps); 1 = constant
+      "segments": 1,             # "single": K potentials, each acting on 1/K of [0, T] (n_steps % K == 0)
+      "radial": 0,               # "single": extra radial units softplus(alpha |u - m|^2 + beta)
+      "kinetic": 0.0,            # weight of the kinetic-energy penalty mean int |grad phi|^2 dt (RNODE)
   }
   bounds = {
       "hidden": (1, 2048), "depth": (1, 8), "n_steps": (1, 500), "step_size": (1e-4, 5.0),
       "learning_rate": (1e-6, 0.1), "batch_size": (8, 8192), "symmetry_order": (2, 64),
       "init_scale": (1e-4, 10.0), "weight_scale": (1e-3, 100.0), "grad_clip": (0.0, 1e6),
+      "lr_decay": (0.0, 1.0), "segments": (1, 10), "radial": (0, 2048), "kinetic": (0.0, 100.0),
   }
-  _ints = ("hidden", "depth", "n_steps", "batch_size", "symmetry_order")
+  _ints = ("hidden", "depth", "n_steps", "batch_size", "symmetry_order", "segments", "radial")
   _choices = {"potential": ("single", "mlp"), "laplacian": ("auto", "exact", "hutchinson"),
               "symmetry": ("none", "reflection", "rotation")}
 
   def validate(self, c: dict) -> None:
     check_bounds(self.name, c, self.bounds, self._ints)
-    for k in ("step_size", "learning_rate", "init_scale", "weight_scale", "grad_clip"):
+    for k in ("step_size", "learning_rate", "init_scale", "weight_scale", "grad_clip", "lr_decay", "kinetic"):
       c[k] = float(c[k])
     for k, options in self._choices.items():
       if c[k] not in options:
         raise ValueError(f"{self.name}: {k} must be one of {list(options)}, got {c[k]!r}")
+    if c["potential"] != "single" and (c["segments"] > 1 or c["radial"] > 0):
+      raise ValueError(f"{self.name}: segments > 1 and radial > 0 need potential='single', "
+                       f"got potential={c['potential']!r}")
+    if c["n_steps"] % c["segments"]:
+      raise ValueError(f"{self.name}: n_steps ({c['n_steps']}) must be a multiple of segments "
+                       f"({c['segments']}), so that each RK4 step lies in one time segment")
     for k in ("time_dependent", "standardize"):
       if not isinstance(c[k], (bool, np.bool_)):
         raise ValueError(f"{self.name}: {k} must be True or False, got {c[k]!r}")
@@ -341,7 +455,12 @@ class MAFlow(Model):
     self._mode = self.laplacian_mode(d)
     self._field = make_field(self.spec, self._mode)
     clip = [optax.clip_by_global_norm(c["grad_clip"])] if c["grad_clip"] > 0 else []
-    self.tx = optax.chain(*clip, optax.adam(c["learning_rate"]))
+    # cosine decay from learning_rate to lr_decay * learning_rate over the fit's steps (cc.fit sets
+    # total_steps; default_steps when used directly); lr_decay = 1 keeps the rate constant
+    self.lr_schedule = optax.cosine_decay_schedule(
+        c["learning_rate"], max(1, int(self.total_steps) or self.default_steps), alpha=c["lr_decay"])
+    lr = self.lr_schedule if c["lr_decay"] < 1.0 else c["learning_rate"]
+    self.tx = optax.chain(*clip, optax.adam(lr))
     params = init_params(self.spec, key, c["init_scale"], c["weight_scale"])
     return MAFlowState(params, self.tx.init(params), jnp.asarray(shift, jnp.float32),
                        jnp.asarray(scale, jnp.float32))
@@ -356,14 +475,23 @@ class MAFlow(Model):
     if self._mode == "hutchinson":
       noise = jax.random.rademacher(k_noise, u.shape, dtype=u.dtype)
     log_jac = spec.dim * jnp.log(state.scale)
+    lam = float(c.get("kinetic", 0.0))
 
     def loss_fn(p):
-      return -jnp.mean(flow_log_prob(self._field, spec, p, u, noise=noise)) + log_jac
+      if lam > 0:
+        lp, ke = flow_log_prob(self._field, spec, p, u, noise=noise, kinetic=True)
+        nll = -jnp.mean(lp) + log_jac
+        kin = jnp.mean(ke)
+        return nll + lam * kin, (nll, kin)
+      nll = -jnp.mean(flow_log_prob(self._field, spec, p, u, noise=noise)) + log_jac
+      return nll, (nll, jnp.zeros(()))
 
-    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    (_, (nll, kin)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
+    metrics = {"loss": nll, "grad_norm": optax.global_norm(grads)}
+    if lam > 0:
+      metrics["kinetic"] = kin
     return MAFlowState(params, opt_state, state.shift, state.scale), metrics
 
   def finalize(self, state: MAFlowState, history, info) -> "MAFlowFitted":

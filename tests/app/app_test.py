@@ -6,6 +6,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+import cmm_core as cc
+
 from apptest_utils import APP, open_app, run
 
 TIMEOUT = 180
@@ -192,3 +194,30 @@ def test_sdot_epsilon_experiment_results_are_drawn():
   at.run()
   assert not at.exception, [e.value for e in at.exception]
   assert len(_charts(at)) == 1
+
+
+def test_train_page_offers_measured_settings_for_hard_targets():
+  """maflow on rings: the page offers the settings of docs/maflow.md in one click, and they train."""
+  at = _goto(_app(), "pages/train.py")
+  assert not any("fits much better" in i.value for i in at.info)  # eight_gaussians: nothing to offer
+  spec = {"kind": "2D toy", "name": "rings", "n": 512, "seed": 0, "params": {}}
+  at.session_state["target"] = {"label": "rings", "spec": spec, "columns": None,
+                                "data": cc.targets.make("rings", n=512, seed=0)}
+  at.selectbox(key="tr_model").set_value("maflow")
+  at.run()
+  assert not at.exception and any("segments=5" in i.value for i in at.info)
+  at.button(key="tr_suggest_maflow_rings").click()
+  at.run()
+  assert not at.exception and not at.warning, [w.value for w in at.warning]
+  suggestion = cc.models.get("maflow").suggested["rings"]
+  assert at.number_input(key="tr_steps_maflow").value == suggestion["steps"]
+  for name, value in suggestion["hyper"].items():
+    assert at.number_input(key=f"tr_hp_maflow_{name}").value == value
+  assert not any("fits much better" in i.value for i in at.info)  # applied: said as a caption
+  assert any("Using the settings measured for **rings**" in c.value for c in at.caption)
+  at.number_input(key="tr_steps_maflow").set_value(5)
+  at.button(key="tr_train").click()
+  at.run(timeout=TIMEOUT)
+  assert not at.exception and not at.error, [e.value for e in at.error]
+  fitted = at.session_state["fit"]["fitted"]
+  assert {k: fitted.config[k] for k in suggestion["hyper"]} == suggestion["hyper"]

@@ -47,6 +47,9 @@ def _autodiff(spec, params, u, t):
     {"symmetry": "rotation", "symmetry_order": 5, "time_dependent": True},
     {"potential": "mlp", "hidden": 16, "depth": 2},
     {"potential": "mlp", "hidden": 16, "depth": 1, "time_dependent": True, "symmetry": "reflection"},
+    {"radial": 6},
+    {"radial": 5, "time_dependent": True, "symmetry": "rotation", "symmetry_order": 3},
+    {"segments": 2, "radial": 4, "time_dependent": True, "symmetry": "reflection"},
 ])
 def test_field_matches_autodiff(hyper):
   config = MAFlow(hidden=hyper.pop("hidden", 24), **hyper).config
@@ -95,12 +98,17 @@ def test_bad_hyper_parameters_are_refused():
   bad = [("hidden", 0), ("hidden", 3.5), ("depth", 0), ("n_steps", 0), ("step_size", -0.1),
          ("step_size", "0.1"), ("learning_rate", 1.0), ("batch_size", 4), ("symmetry", "mirror"),
          ("symmetry_order", 1), ("laplacian", "approx"), ("potential", "icnn"), ("time_dependent", "yes"),
-         ("standardize", 1), ("init_scale", 0.0), ("grad_clip", -1.0)]
+         ("standardize", 1), ("init_scale", 0.0), ("grad_clip", -1.0), ("lr_decay", 1.5),
+         ("lr_decay", -0.1), ("segments", 0), ("segments", 3), ("radial", -1), ("radial", 2.5),
+         ("kinetic", -1.0)]
   for name, value in bad:
     with pytest.raises(ValueError, match=name):
       cc.fit("maflow", data, steps=1, **{name: value})
   with pytest.raises(ValueError, match="unknown hyper-parameter"):
     cc.fit("maflow", data, steps=1, eps=0.1)
+  for extra in ({"segments": 2}, {"radial": 4}):  # "single" only
+    with pytest.raises(ValueError, match="potential='single'"):
+      cc.fit("maflow", data, steps=1, potential="mlp", **extra)
   for d in (1, 3):
     with pytest.raises(ValueError, match="symmetry"):
       cc.fit("maflow", np.random.default_rng(0).normal(size=(64, d)), steps=1, symmetry="rotation")
@@ -115,6 +123,75 @@ def test_standardisation_is_included_in_log_prob():
   expected = -0.5 * np.sum(z ** 2, 1) - np.log(2 * np.pi) - 2 * np.log(3.0)
   np.testing.assert_allclose(fitted.log_prob(y), expected, atol=1e-5)
   np.testing.assert_allclose(fitted.transport(z), y, atol=1e-5)
+
+
+def test_segments_select_one_potential_per_time_slice():
+  fitted = _random_fitted(segments=2, radial=3)
+  spec, p = fitted.spec, fitted._params
+  assert p["W"].shape[0] == 2 and p["v"].shape == (2, spec.hidden + 3)
+  u = jax.random.normal(jax.random.PRNGKey(0), (30, 2))
+  field = maflow.make_field(spec)
+  for t, k in ((0.0, 0), (0.9, 0), (1.1, 1), (2.0, 1)):  # T = 2, two slices [0, 1) and [1, 2]
+    one = jax.tree_util.tree_map(lambda a: a[k], p)
+    g, lap = field(p, u, t)
+    g1, lap1 = maflow._single_terms(one, u, t, True)
+    np.testing.assert_allclose(g, g1, rtol=1e-6)
+    np.testing.assert_allclose(lap, lap1, rtol=1e-6)
+  # a flow of piecewise potentials is still invertible and its density normalised
+  x = fitted.sample_base(300, seed=0)
+  assert np.max(np.abs(fitted.inverse_transport(fitted.transport(x)) - x)) <= 1e-3
+  g = np.linspace(-12, 12, 121)
+  mesh = np.stack(np.meshgrid(g, g), -1).reshape(-1, 2)
+  mass = np.exp(fitted.log_prob(mesh)).sum() * (g[1] - g[0]) ** 2
+  assert abs(mass - 1) <= 0.03, mass
+
+
+def test_kinetic_energy_accumulator():
+  config = MAFlow(radial=4).config
+  spec = maflow._spec(config, 2)
+  params = maflow.init_params(spec, jax.random.PRNGKey(3), 2.0)
+  field = maflow.make_field(spec)
+  u = jax.random.normal(jax.random.PRNGKey(4), (64, 2))
+  # zero potential: no motion, no kinetic energy
+  zero = dict(params, v=jnp.zeros_like(params["v"]))
+  x, acc, ke = maflow.integrate(field, zero, u, t0=0.0, dt=0.2, n_steps=10, kinetic=True)
+  np.testing.assert_array_equal(np.asarray(ke), 0.0)
+  np.testing.assert_allclose(np.asarray(x), np.asarray(u), atol=1e-7)
+  # otherwise int |grad phi|^2 dt along the path: compare with a fine Riemann sum
+  _, _, ke = maflow.integrate(field, params, u, t0=0.0, dt=0.2, n_steps=10, kinetic=True)
+  _, _, path = maflow.integrate(field, params, u, t0=0.0, dt=0.005, n_steps=400, need_lap=False,
+                                keep_path=True)
+  speed2 = jax.vmap(lambda y: jnp.sum(field(params, y, 0.0, False)[0] ** 2, -1))(path)  # [401, n]
+  fine = 0.005 * (jnp.sum(speed2, 0) - 0.5 * (speed2[0] + speed2[-1]))
+  assert float(jnp.min(ke)) >= 0 and float(jnp.max(ke)) > 0.01
+  np.testing.assert_allclose(np.asarray(ke), np.asarray(fine), rtol=1e-3, atol=1e-5)
+  # backward integration gives the same (non-negative) energy
+  y, _ = maflow.integrate(field, params, u, t0=0.0, dt=0.2, n_steps=10)
+  _, _, ke_back = maflow.integrate(field, params, y, t0=2.0, dt=-0.2, n_steps=10, kinetic=True)
+  np.testing.assert_allclose(np.asarray(ke_back), np.asarray(ke), rtol=1e-3, atol=1e-5)
+
+
+def test_kinetic_and_lr_decay_in_training():
+  data = cc.targets.make("two_moons", n=512, seed=0)
+  m = MAFlow(lr_decay=0.1, kinetic=0.5, segments=2, radial=4, hidden=8, batch_size=32)
+  m.total_steps = 40
+  state = m.init(jax.random.PRNGKey(0), jnp.asarray(data, jnp.float32))
+  assert abs(float(m.lr_schedule(0)) - 5e-3) < 1e-9 and abs(float(m.lr_schedule(40)) - 5e-4) < 1e-9
+  state, metrics = jax.jit(lambda s, k: m.step(s, k, jnp.asarray(data, jnp.float32)))(state, jax.random.PRNGKey(1))
+  assert {"loss", "grad_norm", "kinetic"} <= set(metrics) and float(metrics["kinetic"]) > 0
+  assert np.isfinite(float(metrics["loss"]))
+
+
+def test_models_saved_before_the_new_options_still_load(tmp_path):
+  fitted = _random_fitted()
+  for key in ("lr_decay", "segments", "radial", "kinetic"):
+    del fitted.config[key]
+  path = tmp_path / "old.msgpack"
+  fitted.save(path)
+  loaded = cc.load(path)
+  y = np.random.default_rng(0).normal(size=(100, 2)).astype(np.float32)
+  np.testing.assert_array_equal(loaded.log_prob(y), fitted.log_prob(y))
+  assert loaded.spec.segments == 1 and loaded.spec.radial == 0
 
 
 # ----------------------------------------------------------------------------
