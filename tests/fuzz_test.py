@@ -411,6 +411,7 @@ def test_model_file_without_its_fields():
 
 # sdot checks its numbers in SDOT.validate: (lo, hi, integer, lo excluded)
 _SDOT_BOUNDS = {"epsilon": (0.0, 10.0, False, False), "learning_rate": (0.0, 1.0, False, True),
+                "lr_decay": (0.0, 1.0, False, False),
                 "psi_learning_rate": (0.0, 10.0, False, True), "psi_steps": (1, 100, True, False),
                 "psi_average": (0.0, 0.999, False, False), "batch_size": (8, 8192, True, False),
                 "max_data": (100, 100_000, True, False)}

@@ -1,5 +1,7 @@
 """sdot against its oracles: ott-jax's entropic OT dual and finite differences of the OT cost."""
 
+import dataclasses
+
 import jax
 import jax.flatten_util
 import jax.numpy as jnp
@@ -182,13 +184,38 @@ def test_bad_hyper_parameters_are_refused():
   data = cc.targets.make("eight_gaussians", n=256, seed=0)
   bad = [("epsilon", -0.1), ("epsilon", float("nan")), ("latent_dim", 0), ("latent_dim", 1.5),
          ("latent", "cauchy"), ("hidden", (0,)), ("hidden", "64"), ("activation", "sine"),
-         ("learning_rate", 0.0), ("psi_learning_rate", -1.0), ("psi_optimizer", "lbfgs"),
+         ("learning_rate", 0.0), ("lr_decay", -0.1), ("lr_decay", 1.5), ("psi_learning_rate", -1.0),
+         ("psi_optimizer", "lbfgs"),
          ("psi_steps", 0), ("psi_average", 1.0), ("batch_size", 4), ("max_data", 10)]
   for name, value in bad:
     with pytest.raises(ValueError, match=name):
       cc.fit("sdot", data, steps=5, **{name: value})
   with pytest.raises(ValueError, match="unknown hyper-parameter"):
     cc.fit("sdot", data, steps=5, lam=0.1)
+
+
+def test_lr_decay_schedule():
+  # 1 keeps the learning rate constant; < 1 is a cosine from lr to lr_decay * lr
+  assert sdot._generator_lr(3e-4, 1.0, 1500) == 3e-4
+  sched = sdot._generator_lr(1e-3, 0.01, 1000)
+  np.testing.assert_allclose([float(sched(0)), float(sched(500)), float(sched(1000))],
+                             [1e-3, 0.505e-3, 1e-5], rtol=1e-5)
+  data = cc.targets.make("two_moons", n=256, seed=0)
+  fitted = cc.fit("sdot", data, steps=10, seed=0, chunk_size=10, lr_decay=0.1, **SMALL)
+  assert fitted.config["lr_decay"] == 0.1 and np.all(np.isfinite(fitted.sample(16)))
+
+
+def test_model_saved_without_lr_decay_loads(small_fit, tmp_path):
+  # files written before lr_decay existed have no such key in their config
+  _, fitted = small_fit
+  old = dataclasses.replace(fitted, config={k: v for k, v in fitted.config.items() if k != "lr_decay"})
+  path = tmp_path / "old.model"
+  old.save(path)
+  back = cc.load(path)
+  assert "lr_decay" not in back.config
+  np.testing.assert_allclose(back.sample(64, seed=2), fitted.sample(64, seed=2), rtol=1e-6, atol=1e-6)
+  m = sdot.SDOT(**back.config)  # refitting from the saved settings gets the default
+  assert m.config["lr_decay"] == sdot.SDOT.defaults["lr_decay"]
 
 
 @pytest.mark.slow
