@@ -65,6 +65,9 @@ def time_point(model: str, n: int, d: int, chunk_size: int, timed_chunks: int) -
   return {"model": model, "n": n, "d": d, "n_used": int(fitted.info.get("n_data", n)),
           "status": fitted.info.get("status"), "chunk_size": chunk_size, "timed_chunks": len(st["chunks"]),
           "seconds_per_step": steady / chunk_size if steady else None,
+          # the least-disturbed chunk: on a shared machine the median carries the other jobs' load
+          "min_seconds_per_step": min(st["chunks"]) / chunk_size if st["chunks"] else None,
+          "chunk_times": [float(c) for c in st["chunks"]],
           "steps_per_second": chunk_size / steady if steady else None,
           "first_chunk_seconds": st["first"],
           "compile_seconds": (st["first"] - steady) if steady and st["first"] is not None else None,

@@ -64,7 +64,7 @@ def test_history_and_info(gaussian_fit):
 
 def test_1d_bimodal_matches_grid_oracle():
   data = cc.targets.make("mixture", n=4096, seed=0)
-  fitted = cc.fit("cmm", data, steps=1500, seed=0, **FAST)
+  fitted = cc.fit("cmm", data, steps=800, seed=0, **FAST)  # 600 and 900 steps: error 0.025 std
   oracle = cc.closed_form.cmm_1d(data[:, 0])  # the same sample, kernel-smoothed
   base = np.sort(fitted.sample_base(20_000, seed=1)[:, 0])
   qs = np.linspace(0.02, 0.98, 49)
