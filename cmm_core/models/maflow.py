@@ -371,6 +371,8 @@ class MAFlow(Model):
                   "why": "five potentials in sequence let the flow wind the two arms"},
       "checkerboard": {"steps": 2000, "hyper": _HARD,
                        "why": "square-ish cells instead of blurred blobs"},
+      "swissroll": {"steps": 1000, "hyper": _HARD,
+                    "why": "the turns of the roll separate (held-out NLL 2.70 against 2.79)"},
       "pinwheel": {"steps": 3000, "hyper": {}, "why": "the defaults, longer: five clear arms"},
   }
   defaults = {
