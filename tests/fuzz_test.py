@@ -414,7 +414,8 @@ _SDOT_BOUNDS = {"epsilon": (0.0, 10.0, False, False), "learning_rate": (0.0, 1.0
                 "lr_decay": (0.0, 1.0, False, False),
                 "psi_learning_rate": (0.0, 10.0, False, True), "psi_steps": (1, 100, True, False),
                 "psi_average": (0.0, 0.999, False, False), "batch_size": (8, 8192, True, False),
-                "max_data": (100, 100_000, True, False)}
+                "max_data": (100, 100_000, True, False), "fourier": (0, 1024, True, False),
+                "fourier_scale": (0.0, 100.0, False, True), "generator_steps": (1, 100, True, False)}
 _CHOICES = {"activation": {"sdot": sorted(SDOT_ACTIVATIONS), None: sorted(ICNN_ACTIVATIONS)},
             "objective": ["semidual", "mle"], "potential": {"maflow": ["single", "mlp"], None: ["data", "base"]},
             "laplacian": ["auto", "exact", "hutchinson"], "symmetry": ["none", "reflection", "rotation"],

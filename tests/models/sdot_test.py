@@ -186,12 +186,38 @@ def test_bad_hyper_parameters_are_refused():
          ("latent", "cauchy"), ("hidden", (0,)), ("hidden", "64"), ("activation", "sine"),
          ("learning_rate", 0.0), ("lr_decay", -0.1), ("lr_decay", 1.5), ("psi_learning_rate", -1.0),
          ("psi_optimizer", "lbfgs"),
-         ("psi_steps", 0), ("psi_average", 1.0), ("batch_size", 4), ("max_data", 10)]
+         ("psi_steps", 0), ("psi_average", 1.0), ("batch_size", 4), ("max_data", 10),
+         ("fourier", -1), ("fourier", 2.5), ("fourier_scale", 0.0), ("generator_steps", 0),
+         ("generator_steps", 1.5)]
   for name, value in bad:
     with pytest.raises(ValueError, match=name):
       cc.fit("sdot", data, steps=5, **{name: value})
   with pytest.raises(ValueError, match="unknown hyper-parameter"):
     cc.fit("sdot", data, steps=5, lam=0.1)
+
+
+def test_fourier_generator_starts_linear_and_keeps_its_frequencies(tmp_path):
+  net = sdot.Generator(dim=2, hidden=(16, 16), fourier=8, fourier_scale=1.0)
+  params = net.init(jax.random.PRNGKey(0), jnp.zeros((1, 3)))
+  a, b, c = (jax.random.uniform(jax.random.PRNGKey(i), (5, 3), minval=-1, maxval=1) for i in (1, 2, 3))
+  # at init the Fourier branch's head is zero: g is affine in z
+  np.testing.assert_allclose(net.apply(params, a) + net.apply(params, b),
+                             net.apply(params, c) + net.apply(params, a + b - c), atol=1e-5)
+  # the frequencies get no gradient (fixed random features); everything else does
+  grads = jax.grad(lambda p: jnp.sum(net.apply(p, a) ** 2))(
+      jax.tree_util.tree_map(lambda x: x + 0.1, params))
+  assert float(jnp.max(jnp.abs(grads["params"]["fourier_b"]))) == 0.0
+  assert all(float(jnp.max(jnp.abs(g))) > 0 for g in jax.tree_util.tree_leaves(
+      {k: v for k, v in grads["params"].items() if k != "fourier_b"}))
+  # a fit keeps the frequencies drawn at init, moves the rest, and saves / loads them
+  data = cc.targets.make("rings", n=256, seed=0)
+  short, longer = (cc.fit("sdot", data, steps=n, seed=0, chunk_size=5, fourier=8,
+                          generator_steps=2, **SMALL) for n in (5, 10))
+  np.testing.assert_array_equal(short.params["params"]["fourier_b"], longer.params["params"]["fourier_b"])
+  assert not np.allclose(short.sample(32, seed=1), longer.sample(32, seed=1))
+  longer.save(tmp_path / "f.model")
+  np.testing.assert_allclose(cc.load(tmp_path / "f.model").sample(32, seed=1), longer.sample(32, seed=1),
+                             rtol=1e-6, atol=1e-6)
 
 
 def test_lr_decay_schedule():
@@ -216,6 +242,19 @@ def test_model_saved_without_lr_decay_loads(small_fit, tmp_path):
   np.testing.assert_allclose(back.sample(64, seed=2), fitted.sample(64, seed=2), rtol=1e-6, atol=1e-6)
   m = sdot.SDOT(**back.config)  # refitting from the saved settings gets the default
   assert m.config["lr_decay"] == sdot.SDOT.defaults["lr_decay"]
+
+
+def test_model_saved_before_fourier_features_loads(tmp_path):
+  # files written before session 8 have a plain MLP and no fourier keys anywhere
+  data = cc.targets.make("two_moons", n=256, seed=0)
+  fitted = cc.fit("sdot", data, steps=5, seed=0, chunk_size=5, fourier=0, **SMALL)
+  assert "fourier_b" not in fitted.params["params"]
+  drop = ("fourier", "fourier_scale")
+  old = dataclasses.replace(fitted, config={k: v for k, v in fitted.config.items() if k not in drop},
+                            extras={k: v for k, v in fitted.extras.items() if k not in drop})
+  old.save(tmp_path / "old.model")
+  back = cc.load(tmp_path / "old.model")
+  np.testing.assert_allclose(back.sample(64, seed=2), fitted.sample(64, seed=2), rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.slow
