@@ -249,7 +249,7 @@ class SDOT(Model):
   # measured in docs/sdot.md, "Session 8" (the Fourier generator's defaults fit the other targets)
   suggested = {
       "rings": {"steps": 3000, "hyper": {},
-                "why": "the four rings separate in about 3000 steps (at 1500 the outer ones are a veil)"},
+                "why": "the four rings separate (at 1500 steps the outer ones are still a veil)"},
       "checkerboard": {"steps": 3000, "hyper": {"epsilon": 0.003},
                        "why": "a smaller epsilon fills the squares (at 0.01 they are hollow outlines)"},
   }
