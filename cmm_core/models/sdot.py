@@ -266,8 +266,8 @@ class SDOT(Model):
       "psi_learning_rate": 0.01,  # Adam (or averaged SGD) on psi
       "psi_optimizer": "adam",   # "adam" or "asgd" (SGD on the nu-relative gradient + averaging)
       "psi_steps": 10,           # ascent steps on psi per generator step
-      "psi_average": 0.1,
-      "generator_steps": 1,      # Adam steps on the generator per psi update (fresh batch each)        # EMA weight of the previous averaged psi (0: no averaging)
+      "psi_average": 0.1,        # EMA weight of the previous averaged psi (0: no averaging)
+      "generator_steps": 1,      # Adam steps on the generator per psi update (fresh batch each)
       "batch_size": 256,         # generated points per psi step and per generator step
       "max_data": 20_000,        # data points kept (one psi each); more are subsampled
   }
