@@ -1,9 +1,11 @@
 """Convex potentials (ott-jax ICNN) and their Legendre conjugates.
 
-A potential is ``w(x) = icnn((x - center) / scale) + (alpha / 2) (x - a)^T B (x - a)``:
-ott-jax's ICNN in normalised coordinates, initialised to a Gaussian map, plus a fixed
-strongly convex quadratic floor that keeps ``e^{-w}`` integrable and ``grad w*`` Lipschitz.
-The normalisation is a reparametrisation only: ``w`` is a function of the data as given.
+A potential is ``w(x) = s2 icnn((x - center) / scale) + (alpha / 2) (x - a)^T B (x - a)``:
+ott-jax's ICNN in normalised coordinates (``scale [d]`` per coordinate, ``s2 = mean(scale^2)``),
+initialised to a Gaussian map, plus a fixed strongly convex quadratic floor that keeps ``e^{-w}``
+integrable and ``grad w*`` Lipschitz. The normalisation is a reparametrisation only: ``w`` is a
+function of the data as given, whatever its units and offsets (a column in minutes next to one in
+hours, a table far from the origin).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ class ConvexPotential(nn.Module):
 
   The module holds only static settings (so it is hashable and jitted functions can be
   shared between fits); the data-dependent constants live in the ``"consts"`` collection:
-  ``center [d]``, ``scale []``, ``floor_a [d]``, ``floor_B [d, d]`` (already times alpha), and
+  ``center [d]``, ``scale [d]`` (or ``[]``: one scale for every coordinate), ``floor_a [d]``, ``floor_B [d, d]`` (already times alpha), and
   with ``pieces > 0`` ``tail_B [d, d]``, ``tail_radius []`` (the wall beyond the points).
 
   Attributes:
@@ -70,7 +72,11 @@ class ConvexPotential(nn.Module):
   def __call__(self, x):
     d = self.dim
     center = self.variable("consts", "center", jnp.zeros, (d,)).value
-    scale = self.variable("consts", "scale", jnp.ones, ()).value
+    scale = self.variable("consts", "scale", jnp.ones, (d,)).value
+    if self.has_variable("consts", "units"):  # the output's unit, s2
+      units = self.get_variable("consts", "units")
+    else:  # files saved before "units" existed: one scalar scale, s2 = scale^2
+      units = jnp.mean(jnp.broadcast_to(scale, (d,)) ** 2)
     floor_a = self.variable("consts", "floor_a", jnp.zeros, (d,)).value
     floor_B = self.variable("consts", "floor_B", jnp.eye, d).value
     z = (x - center) / scale
@@ -94,7 +100,7 @@ class ConvexPotential(nn.Module):
         tail_radius = self.get_variable("consts", "tail_radius")
         radius = jnp.sqrt(jnp.maximum(jnp.sum(diff * (diff @ tail_B.T), axis=-1), 1e-12))
         floor = floor + 0.5 * jnp.maximum(radius - tail_radius, 0.0) ** 2
-    return out * scale**2 + floor
+    return out * units + floor
 
 
 class _SoftMaxAffine(nn.Module):
@@ -117,10 +123,21 @@ class _SoftMaxAffine(nn.Module):
     return tau * jax.nn.logsumexp((z @ v.T + b) / tau, axis=-1)
 
 
+RANDOM_PART_RATIO = 1.0
+"""The most the ICNN's random start may move ``grad w`` from the Gaussian guess: RMS of the
+difference over the points, relative to the RMS spread of the guess's gradient there (standardised
+data starts near 1 and the 2D toys near 0.5 with ``init_scale=0.5``, and fit well from there)."""
+
+
 def make_potential(points: np.ndarray, base_mean: np.ndarray, potential_matrix: np.ndarray, key, *,
                    hidden=(64, 64), activation="softplus", alpha=0.05, init_scale=0.1,
-                   feature_scale=1.0, pieces=0):
+                   feature_scale=1.0, pieces=0, extra_points=None):
   """Builds a ConvexPotential and parameters whose gradient starts near ``x -> B (x - a)``.
+
+  ``init_scale`` is lowered where needed so that the random start stays within
+  ``RANDOM_PART_RATIO`` of the guess (:func:`start_ratio`): data far from the origin, or with
+  columns in very different units, would otherwise start from a potential whose random part
+  dwarfs the guess and whose base e^{-w} is nowhere near it.
 
   The ICNN's final quadratic (ott-jax's ``PosDefPotentials``) is set to ``(1 - alpha) w0``,
   ``w0(x) = 1/2 (x - a)^T B (x - a)``, and a fixed floor adds ``alpha w0``; the hidden layers
@@ -134,33 +151,79 @@ def make_potential(points: np.ndarray, base_mean: np.ndarray, potential_matrix: 
     alpha: fraction of ``B`` kept as a fixed strongly convex floor.
     feature_scale: the first layer's linear weights are this many times larger than
       ``init_scale`` would make them, and each first-layer unit's kink is placed through a
-      random data point, so the units start as sharp features spread over the data.
+      random point, so the units start as sharp features spread over the points.
     pieces: ``K > 0`` adds a soft max of ``K`` affine pieces (``_SoftMaxAffine``) which then
-      carries the Gaussian guess: its pieces start as the guess's tangent planes at ``K`` of
-      ``points``, and the ICNN's own quadratic starts at zero.
+      carries the Gaussian guess: its pieces start as the guess's tangent planes at ``K`` of the
+      points, and the ICNN's own quadratic starts at zero.
+    extra_points: ``[m, d]`` or None: a second region where the potential is evaluated too
+      (cmm's ``w`` is evaluated at the data and at its base samples, which lie elsewhere when
+      the data are far from the origin). The normalisation covers both regions, and half of the
+      pieces and kinks are placed in each, so that the guess holds in both.
 
   Returns:
     ``(potential, variables)``: ``potential.apply(variables, x)`` is ``w(x)``; the
-    trainable part is ``variables["params"]``, ``variables["consts"]`` stays fixed.
+    trainable part is ``variables["params"]``, ``variables["consts"]`` stays fixed;
+    ``potential.init_scale`` is the scale used.
   """
+  regions = [np.asarray(points, np.float64)]
+  if extra_points is not None:
+    regions.append(np.asarray(extra_points, np.float64))
+  build = functools.partial(_make_potential, points, base_mean, potential_matrix, key, hidden=hidden,
+                            activation=activation, alpha=alpha, feature_scale=feature_scale,
+                            pieces=pieces, extra_points=extra_points)
+  pot, variables = build(init_scale=init_scale)
+  for _ in range(3):  # the random part is close to linear in init_scale: a few rescalings settle it
+    ratio = start_ratio(pot, variables, regions, base_mean, potential_matrix)
+    if not ratio > RANDOM_PART_RATIO:  # also stops on NaN
+      break
+    init_scale = pot.init_scale * max(RANDOM_PART_RATIO / ratio, 0.01)
+    pot, variables = build(init_scale=init_scale)
+  return pot, variables
+
+
+def start_ratio(pot, variables, regions, base_mean, potential_matrix, n: int = 512) -> float:
+  """How far ``grad w`` starts from the guess ``B (x - a)``: over each point set of ``regions``
+  (the first ``n`` rows), RMS of the difference over RMS of the guess's spread; the worst region."""
+  a = np.asarray(base_mean, np.float64).reshape(-1)
+  B = np.asarray(potential_matrix, np.float64)
+  worst = 0.0
+  for pts in regions:
+    pts = pts[:n]
+    grad = np.asarray(batch_grad(functools.partial(pot.apply, variables), jnp.asarray(pts, jnp.float32)))
+    guess = (pts - a) @ B.T
+    spread = np.sqrt(np.mean((guess - guess.mean(0)) ** 2))
+    worst = max(worst, float(np.sqrt(np.mean((grad - guess) ** 2)) / max(spread, 1e-12)))
+  return worst
+
+
+def _make_potential(points, base_mean, potential_matrix, key, *, hidden, activation, alpha,
+                    init_scale, feature_scale, pieces, extra_points):
+  """One build of :func:`make_potential` at the given ``init_scale``."""
   data = np.asarray(points, np.float64)
   d = data.shape[1]
-  center = data.mean(0)
-  scale = float(np.sqrt(np.mean(np.var(data, 0))))
+  regions = [data] if extra_points is None else [data, np.asarray(extra_points, np.float64)]
+  every = np.concatenate(regions)
+  center = every.mean(0)
+  scale = np.sqrt(np.maximum(every.var(0), 1e-12))   # [d]: one unit per coordinate
   a = np.asarray(base_mean, np.float64).reshape(d)
   B = np.asarray(potential_matrix, np.float64).reshape(d, d)
+  # the output's unit s2: the guess's curvature in z, D B D / s2, then has a unit mean diagonal, so
+  # the ICNN's random hidden part (``init_scale``) is as small next to the guess whatever the units
+  units = float(np.mean(scale**2 * np.diag(B)))
   pot = ConvexPotential(dim=d, hidden=tuple(int(h) for h in hidden), activation=activation,
                         init_scale=float(init_scale), pieces=int(pieces))
   params = pot.init(key, jnp.zeros(d, jnp.float32))
   consts = {"center": jnp.asarray(center, jnp.float32), "scale": jnp.asarray(scale, jnp.float32),
+            "units": jnp.asarray(units, jnp.float32),
             "floor_a": jnp.asarray(a, jnp.float32), "floor_B": jnp.asarray(alpha * B, jnp.float32)}
-  # In z = (x - c) / s, grad_x [s^2 icnn(z)] = s grad_z icnn(z) must equal (1 - alpha) B (x - a):
-  # grad_z icnn(z) = (1 - alpha) (s B z + B (c - a)) / s... times s / s^2 => lin = (1 - alpha) B,
-  # offset = (1 - alpha) B (c - a) / s.
-  lin = (1.0 - alpha) * B
-  ev, V = np.linalg.eigh(lin)
+  # With x = c + D z (D = diag(scale)), grad_x [s2 q(z)] = s2 D^{-1} grad_z q must equal
+  # (1 - alpha) B (x - a) for q(z) = 1/2 z^T Q z + l^T z: Q = (1 - alpha) D B D / s2 and
+  # l = (1 - alpha) D B (c - a) / s2.
+  D = np.diag(scale)
+  lin = (1.0 - alpha) * D @ B @ D / units
+  ev, V = np.linalg.eigh(0.5 * (lin + lin.T))
   root = (V * np.sqrt(np.maximum(ev, 0.0))) @ V.T
-  offset = (1.0 - alpha) * B @ (center - a) / scale
+  offset = (1.0 - alpha) * D @ B @ (center - a) / units
   quad = params["params"]["icnn"]["pos_def_potentials"]
   quad = {**quad,
           "quad_kernel": jnp.asarray(root[None], jnp.float32),
@@ -172,34 +235,39 @@ def make_potential(points: np.ndarray, base_mean: np.ndarray, potential_matrix: 
   # near zero too, so that the Gaussian guess is what the ICNN starts from
   last = f"w_xs_{len(hidden)}"
   icnn[last] = {**icnn[last], "diag_kernel": jnp.full_like(icnn[last]["diag_kernel"], -10.0)}
+  seed = int(jax.random.randint(key, (), 0, 2**30))
   if feature_scale != 1.0:
     first = icnn["w_xs_0"]
     w_lin = np.asarray(first["lin_kernel"], np.float64) * feature_scale        # [d, h]
-    z = (data - center) / scale
-    rows = np.random.default_rng(int(jax.random.randint(key, (), 0, 2**30))).integers(
-        0, len(z), w_lin.shape[1])
-    bias = -np.sum(z[rows] * w_lin.T, axis=1)                                    # [h]
+    anchors = _spread(regions, w_lin.shape[1], np.random.default_rng(seed))
+    bias = -np.sum(((anchors - center) / scale) * w_lin.T, axis=1)            # [h]
     icnn["w_xs_0"] = {**first, "lin_kernel": jnp.asarray(w_lin, jnp.float32),
                       "bias": jnp.asarray(bias, jnp.float32)}
   icnn["pos_def_potentials"] = quad
   out = {"icnn": icnn}
   if pieces:
-    # tangent planes of (1 - alpha) w0 at K of the points, in z = (x - c) / s and units of s^2
-    rng = np.random.default_rng(int(jax.random.randint(key, (), 0, 2**30)) + 1)
-    xk = data[rng.integers(0, len(data), int(pieces))]                        # [K, d]
+    # tangent planes of (1 - alpha) w0 at K of the points: s2 (v_k^T z + b_k) equals
+    # value_k + slope_k^T (x - x_k), so v_k = D slope_k / s2, b_k = (value_k + slope_k^T (c - x_k)) / s2
+    xk = _spread(regions, int(pieces), np.random.default_rng(seed + 1))     # [K, d]
     slope = (1.0 - alpha) * (xk - a) @ B.T                                    # [K, d]
     value = 0.5 * (1.0 - alpha) * np.sum((xk - a) * ((xk - a) @ B.T), 1)     # [K]
     out["soft_max_affine"] = {
         **params["params"]["soft_max_affine"],
-        "slopes": jnp.asarray(slope / scale, jnp.float32),
-        "offsets": jnp.asarray((value + np.sum(slope * (center - xk), 1)) / scale**2, jnp.float32)}
+        "slopes": jnp.asarray(slope * scale / units, jnp.float32),
+        "offsets": jnp.asarray((value + np.sum(slope * (center - xk), 1)) / units, jnp.float32)}
     out["icnn"]["pos_def_potentials"] = {**quad, "quad_kernel": jnp.zeros_like(quad["quad_kernel"]),
                                          "lin_kernel": jnp.zeros_like(quad["lin_kernel"])}
     # the soft max grows only linearly: beyond the points, a quadratic wall (see ConvexPotential)
-    radius = np.sqrt(np.max(np.sum((data - a) * ((data - a) @ B.T), 1)))
+    radius = np.sqrt(np.max(np.sum((every - a) * ((every - a) @ B.T), 1)))
     consts["tail_B"] = jnp.asarray((1.0 - alpha) * B, jnp.float32)
     consts["tail_radius"] = jnp.asarray(radius, jnp.float32)
   return pot, {"params": out, "consts": consts}
+
+
+def _spread(regions, k: int, rng) -> np.ndarray:
+  """``k`` rows ``[k, d]`` drawn from the point sets ``regions``, an equal share from each."""
+  share = np.array_split(np.arange(k), len(regions))
+  return np.concatenate([r[rng.integers(0, len(r), len(idx))] for r, idx in zip(regions, share)])
 
 
 def batch_grad(w, x):

@@ -10,15 +10,18 @@ __all__ = ["mala", "mala_aux", "adapt_step_size", "TARGET_ACCEPT"]
 TARGET_ACCEPT = 0.57
 
 
-def mala(energy, x, step_size, key, n_steps: int):
+def mala(energy, x, step_size, key, n_steps: int, precond=None):
   """Runs ``n_steps`` MALA steps on every chain.
 
   Args:
     energy: batched ``U: [b, d] -> [b]``; the target density is proportional to ``e^{-U}``.
     x: ``[b, d]`` current chain states.
-    step_size: scalar ``h``; proposals are ``x - h grad U(x) + sqrt(2 h) xi``.
+    step_size: scalar ``h``; proposals are ``x - h M grad U(x) + sqrt(2 h) L xi``.
     key: PRNG key.
     n_steps: number of steps (static).
+    precond: None (``M = I``) or a lower-triangular ``L [d, d]`` with ``M = L L^T``: a fixed
+      preconditioner, e.g. the Cholesky factor of a guess of the target's covariance, so that one
+      step size suits every direction of an elongated target. The chain still targets ``e^{-U}``.
 
   Returns:
     ``(x [b, d], acceptance rate averaged over steps and chains)``.
@@ -27,25 +30,35 @@ def mala(energy, x, step_size, key, n_steps: int):
     vals, vjp = jax.vjp(energy, x)
     return vals, vjp(jnp.ones_like(vals))[0], aux
 
-  x, _, acc = mala_aux(value_grad, x, jnp.zeros(()), step_size, key, n_steps)
+  x, _, acc = mala_aux(value_grad, x, jnp.zeros(()), step_size, key, n_steps, precond)
   return x, acc
 
 
-def mala_aux(value_grad, x, aux, step_size, key, n_steps: int):
+def mala_aux(value_grad, x, aux, step_size, key, n_steps: int, precond=None):
   """MALA for an energy whose evaluation carries per-chain state (e.g. a warm-started solve).
 
   Args:
     value_grad: ``(x [b, d], aux) -> (U [b], grad U [b, d], aux')``; ``aux`` is a pytree of
       per-chain arrays (leading axis ``b``) or scalars, e.g. conjugate warm starts.
     x: ``[b, d]`` chain states; aux: their state.
-    step_size, key, n_steps: as in :func:`mala`.
+    step_size, key, n_steps, precond: as in :func:`mala`.
 
   Returns:
     ``(x [b, d], aux, acceptance rate)``; ``aux`` belongs to the returned ``x``.
   """
+  if precond is None:
+    drift, noise, whiten = (lambda g: g), (lambda xi: xi), (lambda r: r)
+  else:
+    L = jnp.asarray(precond, x.dtype)
+    L_inv = jax.scipy.linalg.solve_triangular(L, jnp.eye(L.shape[0], dtype=x.dtype), lower=True)
+    drift = lambda g: (g @ L) @ L.T      # M g, rows
+    noise = lambda xi: xi @ L.T          # L xi, rows
+    whiten = lambda r: r @ L_inv.T       # L^{-1} r, rows
+
   def log_q(x_to, x_from, g_from):
     # log density (up to const) of proposing x_to from x_from
-    return -jnp.sum((x_to - x_from + step_size * g_from) ** 2, axis=-1) / (4.0 * step_size)
+    r = whiten(x_to - x_from + step_size * drift(g_from))
+    return -jnp.sum(r ** 2, axis=-1) / (4.0 * step_size)
 
   def pick(accept, new, old):
     return jax.tree_util.tree_map(
@@ -55,7 +68,7 @@ def mala_aux(value_grad, x, aux, step_size, key, n_steps: int):
   def body(carry, k):
     x, u, g, aux = carry
     k1, k2 = jax.random.split(k)
-    prop = x - step_size * g + jnp.sqrt(2.0 * step_size) * jax.random.normal(k1, x.shape)
+    prop = x - step_size * drift(g) + jnp.sqrt(2.0 * step_size) * noise(jax.random.normal(k1, x.shape))
     u_p, g_p, aux_p = value_grad(prop, aux)
     log_ratio = (u - u_p) + log_q(x, prop, g_p) - log_q(prop, x, g)
     log_ratio = jnp.where(jnp.isfinite(log_ratio), log_ratio, -jnp.inf)

@@ -58,6 +58,7 @@ class State(NamedTuple):
   chain_conj: jnp.ndarray  # [b, d] grad f*(chains) when the base is e^{-f*} (cmm, potential "base")
   warm: jnp.ndarray        # conjugate warm starts: [b, d] per chain, or [n, d] per data point (mm)
   step_size: jnp.ndarray   # scalar MALA step size
+  precond: jnp.ndarray     # [d, d] MALA preconditioner L (proposal covariance 2 h L L^T)
   t: jnp.ndarray           # steps taken; the first ``burn_in`` only move points and conjugates
 
 
@@ -159,15 +160,18 @@ class ConvexFixedPoint(Model):
     guess = _gaussian_guess(side, on_base, mean, cov)
     k_init, k_chain, k_pts = jax.random.split(key, 3)
     base_chol = np.linalg.cholesky(guess["base_cov"] + 1e-9 * np.eye(d))
-    if on_base:  # f lives in base space: normalise by the base guess
-      z = np.asarray(jax.random.normal(k_pts, (4096, d)), np.float64)
-      points = guess["base_mean"] + z @ base_chol.T
-    else:
-      points = data_np
+    z = np.asarray(jax.random.normal(k_pts, (4096, d)), np.float64)
+    base_points = guess["base_mean"] + z @ base_chol.T
+    # where f is evaluated: the base only (f lives in base space), or the data, plus the base
+    # when the chains sample e^{-f} itself (cmm's w sees the data and its base samples, which lie
+    # elsewhere for data far from the origin: the mean of N(a, S^{1/3}) is (I + S^{1/3})^{-1} m)
+    points, extra = (base_points, None) if on_base else (data_np, None)
+    if not on_base and self.base_kind() == "f":
+      extra = base_points
     self.potential, variables = potentials.make_potential(
         points, guess["a"], guess["B"], k_init, hidden=c["hidden"], activation=c["activation"],
         alpha=c["alpha"], init_scale=c["init_scale"], feature_scale=c["feature_scale"],
-        pieces=c.get("pieces", 0))
+        pieces=c.get("pieces", 0), extra_points=extra)
     self.extras = {
         "side": side, "on_base": on_base, "base_kind": self.base_kind(), "dim": d,
         "hidden": list(c["hidden"]), "activation": c["activation"],
@@ -185,11 +189,14 @@ class ConvexFixedPoint(Model):
     # argmax_z <x, z> - 1/2 (z - a)^T B (z - a) = a + B^{-1} x
     chain_conj = guess["a"] + np.asarray(chains, np.float64) @ B_inv.T
     warm = guess["a"] + (data_np if on_base else np.asarray(chains, np.float64)) @ B_inv.T
-    h0 = 0.5 * float(np.min(np.linalg.eigvalsh(guess["base_cov"])))
+    # MALA preconditioned by the guess's base covariance: one step size fits every direction of
+    # an elongated base (columns in different units, strongly correlated columns)
+    self.extras["precond"] = base_chol
     params = variables["params"]
     return State(params, variables["consts"], self.tx.init(params), chains.astype(jnp.float32),
                  jnp.asarray(chain_conj, jnp.float32), jnp.asarray(warm, jnp.float32),
-                 jnp.asarray(h0, jnp.float32), jnp.asarray(0, jnp.int32))
+                 jnp.asarray(0.5, jnp.float32), jnp.asarray(base_chol, jnp.float32),
+                 jnp.asarray(0, jnp.int32))
 
   # -- one step --------------------------------------------------------------
   def _energy(self, params, consts):
@@ -204,7 +211,8 @@ class ConvexFixedPoint(Model):
       x = jnp.sqrt(1.0 - _AR_RATE**2) * state.chains + _AR_RATE * noise
       return x, state.chain_conj, jnp.ones(()), state.step_size
     if kind == "f":
-      x, acc = sampling.mala(energy, state.chains, state.step_size, key, c["langevin_steps"])
+      x, acc = sampling.mala(energy, state.chains, state.step_size, key, c["langevin_steps"],
+                             state.precond)
       conj = state.chain_conj
     else:  # e^{-f*}: f*(x) = <x, z*> - f(z*), grad f*(x) = z*, z* warm-started per chain
       iters = c["chain_conjugate_iters"]
@@ -214,7 +222,7 @@ class ConvexFixedPoint(Model):
         return jnp.sum(x * z, -1) - energy(z), z, z
 
       x, conj, acc = sampling.mala_aux(value_grad, state.chains, state.chain_conj,
-                                       state.step_size, key, c["langevin_steps"])
+                                       state.step_size, key, c["langevin_steps"], state.precond)
     step_size = sampling.adapt_step_size(state.step_size, acc, rate=jnp.where(warmup, 0.3, 0.05))
     return x, conj, acc, step_size
 
@@ -267,13 +275,23 @@ class ConvexFixedPoint(Model):
     if self.side != "brenier":
       metrics.update(acceptance=acc, step_size=step_size)
     return State(params, state.consts, opt_state, x, chain_conj, warm, step_size,
-                 state.t + 1), metrics
+                 state.precond, state.t + 1), metrics
 
   def finalize(self, state: State, history, info) -> "ConvexFitted":
     extras = dict(self.extras)
-    extras["chains"] = np.asarray(state.chains)
+    chains = np.asarray(state.chains)
+    consts = state.consts
+    if self.side == "mm":
+      # grad u(. + t) # e^{-u(. + t)} = grad u # e^{-u}: a moment measure fixes its base only up to
+      # a translation, and training lets it drift; pin the base's mean at 0 (the chains' mean) by
+      # moving the potential's input constants, so the same model draws a centred base
+      t = chains.mean(0)
+      consts = {**consts, "center": consts["center"] - t, "floor_a": consts["floor_a"] - t}
+      chains = chains - t
+      extras["guess_a"] = np.asarray(extras["guess_a"]) - t
+    extras["chains"] = chains
     extras["step_size"] = float(state.step_size)
-    variables = {"params": state.params, "consts": state.consts}
+    variables = {"params": state.params, "consts": consts}
     return self.fitted_cls(config=dict(self.config), params=variables, extras=extras,
                            history=history, info=info)
 
@@ -369,12 +387,13 @@ def _f_conjugate(pot, variables, x, y0, iters):
 
 
 @functools.partial(jax.jit, static_argnums=(0, 5))
-def _f_mala(pot, variables, x, step_size, key, n_steps):
-  return sampling.mala(functools.partial(pot.apply, variables), x, step_size, key, n_steps)[0]
+def _f_mala(pot, variables, x, step_size, key, n_steps, precond):
+  return sampling.mala(functools.partial(pot.apply, variables), x, step_size, key, n_steps,
+                       precond)[0]
 
 
 @functools.partial(jax.jit, static_argnums=(0, 6, 7))
-def _f_star_mala(pot, variables, x, z, step_size, key, n_steps, iters):
+def _f_star_mala(pot, variables, x, z, step_size, key, n_steps, iters, precond):
   """MALA on e^{-f*}; ``z [b, d]`` are the chains' conjugates (warm starts)."""
   energy = functools.partial(pot.apply, variables)
 
@@ -382,7 +401,7 @@ def _f_star_mala(pot, variables, x, z, step_size, key, n_steps, iters):
     z, _, _ = potentials.conjugate_argmax(energy, x, z, max_iter=iters)
     return jnp.sum(x * z, -1) - energy(z), z, z
 
-  x, z, _ = sampling.mala_aux(value_grad, x, z, step_size, key, n_steps)
+  x, z, _ = sampling.mala_aux(value_grad, x, z, step_size, key, n_steps, precond)
   return x, z
 
 
@@ -469,13 +488,16 @@ class ConvexFitted(FittedModel):
     idx = np.asarray(jax.random.randint(k0, (n,), 0, chains.shape[0]))
     x = chains[idx]
     h = jnp.asarray(self.extras["step_size"], jnp.float32)
+    # files saved without a preconditioner used plain MALA: the identity
+    L = jnp.asarray(self.extras.get("precond", np.eye(self.dim)), jnp.float32).reshape(self.dim, self.dim)
     if self.base_kind == "f*":
       z = self._conjugate_padded(x, self._linear_guess(x))[0]
       for k in jax.random.split(k1, 3):
-        x, z = _rowwise(lambda xp, zp: _f_star_mala(self._pot, self._vars, xp, zp, h, k, 20, 2), x, z)
+        x, z = _rowwise(lambda xp, zp: _f_star_mala(self._pot, self._vars, xp, zp, h, k, 20, 2, L),
+                        x, z)
       return np.asarray(x)
     for k in jax.random.split(k1, 4):
-      x = _rowwise(lambda xp: _f_mala(self._pot, self._vars, xp, h, k, 50), x)
+      x = _rowwise(lambda xp: _f_mala(self._pot, self._vars, xp, h, k, 50, L), x)
     return np.asarray(x)
 
   def transport(self, x) -> np.ndarray:

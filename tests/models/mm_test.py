@@ -23,6 +23,14 @@ def test_gaussian_base_is_inverse_covariance(gaussian_fit):
   assert err <= 0.15, err
 
 
+def test_base_is_centred(gaussian_fit):
+  # a moment measure's base is unique up to translation: the fit pins its mean at 0
+  cov, data, fitted = gaussian_fit
+  base = fitted.sample_base(8000, seed=4)
+  base_std = np.sqrt(np.diag(np.linalg.inv(cov)))
+  assert np.all(np.abs(base.mean(0)) <= 0.1 * base_std), (base.mean(0), base_std)
+
+
 def test_gaussian_samples_map_and_density(gaussian_fit):
   cov, data, fitted = gaussian_fit
   samples = fitted.sample(8000, seed=2)
