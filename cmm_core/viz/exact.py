@@ -32,7 +32,8 @@ import numpy as np
 import plotly.graph_objects as go
 
 from cmm_core import closed_form, targets
-from cmm_core.viz import figures, geometry, panels, registry
+from cmm_core.viz import figures, geometry, registry
+from cmm_core.viz.panels import covariance_from_axes
 
 __all__ = [
     "KINDS",
@@ -298,7 +299,7 @@ def gaussian_panels_2d(stds: Sequence[float], angle: float, mean: Sequence[float
     raise ValueError(f"stds must be positive, got {list(map(float, s))}")
   a_deg = _number(angle, "angle")
   m = _vector(mean, 2, "mean")
-  cov = panels.covariance_from_axes(s, a_deg)
+  cov = covariance_from_axes(s, a_deg)
   z = np.random.default_rng(seed).standard_normal((int(n_samples), 2))
   frame = np.linalg.eigh(cov)[1]
   rad = math.radians(a_deg)
@@ -517,9 +518,9 @@ def what_changed(old: Optional[Mapping], new: Mapping) -> str:
                      f"(they share its axes); the Brenier base N(0, I) is round and stays put, "
                      f"its map S^(1/2) turns")
   if np.any(np.abs(m1 - m0) > 1e-12):
-    cov1 = panels.covariance_from_axes(s1, a1)
+    cov1 = covariance_from_axes(s1, a1)
     a_new = closed_form.gaussian_cmm(m1, cov1)["base_mean"]
-    a_old = closed_form.gaussian_cmm(m0, panels.covariance_from_axes(s0, a0))["base_mean"]
+    a_old = closed_form.gaussian_cmm(m0, covariance_from_axes(s0, a0))["base_mean"]
     formula = "a = m / (1 + s^(2/3))" if d == 1 else "a = (I + S^(1/3))^(-1) m"
     where = "is at" if old is None else f"moved from {_fmt_vec(m0)} to"
     cmoved = "is at" if old is None else f"moved from {_fmt_vec(a_old)} to"

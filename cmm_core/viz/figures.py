@@ -80,6 +80,14 @@ def layout(fig: go.Figure, title: str, xlabel: str, ylabel: str, *,
   return fig
 
 
+def _layout_2d(fig: go.Figure, title: str, labels: Sequence[str], axis_range,
+               equal_aspect: bool) -> go.Figure:
+  """:func:`layout` of a 2D panel on ``axis_range`` ``[2, 2]`` (or automatic ranges when None)."""
+  rx, ry = (None, None) if axis_range is None else (axis_range[0], axis_range[1])
+  return layout(fig, title, labels[0], labels[1], x_range=rx, y_range=ry,
+                equal_aspect=equal_aspect)
+
+
 def scatter(points: np.ndarray, name: str, color: str, *, size: float = 4,
             opacity: float = 0.5) -> go.Scatter:
   """A marker trace of ``points`` ``[n, 2]`` with a coordinates hover."""
@@ -142,10 +150,7 @@ def base_figure(base, grid: Sequence[np.ndarray], density, *, title: str = "base
         marker={"color": COLORS["base"], "size": 4, "opacity": 0.75,
                 "line": {"width": 0.5, "color": "white"}},
         hovertemplate="(%{x:.3g}, %{y:.3g})<extra>base sample</extra>"))
-  rx = axis_range[0] if axis_range is not None else None
-  ry = axis_range[1] if axis_range is not None else None
-  return layout(fig, title, labels[0], labels[1], x_range=rx, y_range=ry,
-                equal_aspect=equal_aspect)
+  return _layout_2d(fig, title, labels, axis_range, equal_aspect)
 
 
 def map_figure(m: dict, *, title: str = "transport map ∇w*", symbol: str = "∇w*(x)",
@@ -249,10 +254,7 @@ def samples_figure(data, samples, *, title: str = "samples vs data",
     fig.add_trace(scatter(data, "data", COLORS["data"], size=3.5, opacity=0.45))
   if show_samples:
     fig.add_trace(scatter(samples, "model samples", COLORS["samples"], size=3.5, opacity=0.55))
-  rx = axis_range[0] if axis_range is not None else None
-  ry = axis_range[1] if axis_range is not None else None
-  return layout(fig, title, labels[0], labels[1], x_range=rx, y_range=ry,
-                equal_aspect=equal_aspect)
+  return _layout_2d(fig, title, labels, axis_range, equal_aspect)
 
 
 def loss_figure(history: dict, *, title: str = "training loss", metric: str = "loss",
