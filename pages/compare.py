@@ -193,7 +193,7 @@ def _panel_view(result: dict, data, n_points: int, columns, dims=(0, 1)):
   store = st.session_state.setdefault("cmp_panels", {})
   if key not in store:
     store[key] = panels.panel_data(fitted, data, n_samples=n_points, seed=0, dims=tuple(dims),
-                                  labels=columns)
+                                   labels=columns)
     _trim(store, PANELS_MAX)
   return store[key]
 

@@ -218,7 +218,7 @@ def _draw_mouse() -> None:
                               help="Drag on the canvas: every box or lasso adds a region.")
   key = f"tgt_draw_canvas_{int(st.session_state.get('tgt_draw_v', 0))}"
   st.plotly_chart(figures.draw_canvas(grid, cells, title="drag a box or a lasso to paint",
-                                    dragmode="lasso" if tool == "lasso" else "select"),
+                                      dragmode="lasso" if tool == "lasso" else "select"),
                   key=key, on_select=lambda: _add_selection(key),
                   selection_mode=("box", "lasso"), config={"displaylogo": False})
   c1, c2 = st.columns(2)

@@ -100,7 +100,7 @@ def _train(model: str, steps: int, seed: int, hyper: dict, target: dict) -> None
                       text=f"step {step} / {steps} · loss {record['loss']:.4g} · "
                            f"{record['seconds']:.1f} s")
     live.plotly_chart(figures.loss_figure(panels.history_arrays(fitted.history),
-                                        title="training loss (live)", total_steps=steps),
+                                          title="training loss (live)", total_steps=steps),
                       key=f"tr_live_{uid}_{step}")
 
   try:
@@ -129,7 +129,7 @@ def _panels(entry: dict, n_points: int, dims) -> dict:
     return cached["view"]
   with st.spinner("Sampling the base and mapping it to data space…"):
     view = panels.panel_data(fitted, entry["data"], n_samples=n_points, seed=0, dims=dims,
-                            labels=entry.get("columns"))
+                             labels=entry.get("columns"))
   st.session_state["panels"] = {"key": key, "view": view}
   return view
 

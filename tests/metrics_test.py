@@ -5,7 +5,6 @@ import math
 
 import numpy as np
 
-import cmm_core as cc
 from cmm_core import compare, metrics
 from cmm_core.viz import geometry
 

@@ -110,24 +110,24 @@ def _skeleton_figure(role: str, title: str, symbol: str, labels: tuple) -> go.Fi
   t = np.linspace(-1.0, 1.0, 5)
   if role == "base1d":
     return figures.base_figure(np.zeros((0, 1)), (t,), np.ones(5), title=title, labels=labels,
-                             axis_range=[[-1, 1]], show_samples=False)
+                               axis_range=[[-1, 1]], show_samples=False)
   if role == "map1d":
     return figures.map_figure({"x": t, "y": t}, title=title, symbol=symbol, labels=labels,
-                            x_range=(-1, 1), y_range=(-1, 1))
+                              x_range=(-1, 1), y_range=(-1, 1))
   if role == "samples1d":
     pts = t[:, None]
     return figures.samples_figure(pts, pts, title=title, labels=labels, axis_range=[[-1, 1]],
-                                show_data=False)
+                                  show_data=False)
   pts = np.stack([t, t], axis=1)
   box = [[-1, 1], [-1, 1]]
   if role == "base2d":
     return figures.base_figure(pts, (t, t), None, title=title, labels=labels, axis_range=box,
-                             equal_aspect=True, show_density=False)
+                               equal_aspect=True, show_density=False)
   if role == "map2d":
     grid = np.stack([pts, pts])
     return figures.map_figure({"grid": grid, "warped": grid, "arrow_from": pts, "arrow_to": pts},
-                            title=title, symbol=symbol, labels=labels, x_range=(-1, 1),
-                            y_range=(-1, 1), equal_aspect=True)
+                              title=title, symbol=symbol, labels=labels, x_range=(-1, 1),
+                              y_range=(-1, 1), equal_aspect=True)
   raise ValueError(f"unknown panel role {role!r}")
 
 

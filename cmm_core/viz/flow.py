@@ -230,7 +230,7 @@ def explore_figures(fitted, data, seed: int = 0, *, n_particles: int = 300, n_fr
     seed: seeds the particles and the data subset.
   """
   d = int(fitted.dim)
-  data = subsample(finite_rows(as_points(data, dim=d)), 2000, seed)
+  data = subsample(finite_rows(as_points(data, "the data", dim=d)), 2000, seed)
   times = density_times(fitted, n_times)
   x0 = fitted.sample_base(n_particles, seed=seed)
   frames = fitted.trajectories(x0, n_frames)

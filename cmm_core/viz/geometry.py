@@ -45,9 +45,11 @@ def as_points(x, name: str = "data", dim: int | None = None) -> np.ndarray:
   arr = np.asarray(x, dtype=np.float64)
   if arr.ndim == 1:
     arr = arr[:, None]
-  if arr.ndim != 2 or (dim is not None and arr.shape[1] != dim):
-    want = "[n, d]" if dim is None else f"[n, {dim}]"
-    raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
+  if arr.ndim != 2:
+    raise ValueError(f"{name} must have shape [n, d], got {arr.shape}")
+  if dim is not None and arr.shape[1] != dim:
+    raise ValueError(f"{name} must have shape [n, {dim}] (the model's dimension), got {arr.shape[1]} "
+                     f"column(s): shape {arr.shape}")
   return arr
 
 

@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 
 from cmm_core.viz import geometry
 from cmm_core.viz.figures import COLORS, layout
-from cmm_core.viz.geometry import axis_ranges, polylines, subsample_index
+from cmm_core.viz.geometry import as_points, axis_ranges, polylines, subsample_index
 
 __all__ = ["explore_figures", "warped_grid_figure", "psi_figure", "laguerre_figure",
            "epsilon_sweep_figure"]
@@ -159,11 +159,7 @@ def explore_figures(fitted, data, seed: int = 0) -> list[tuple[str, go.Figure]]:
   """The sdot explore figures: ``[(title, figure), ...]`` (warped grid, ψ, cells in 2D)."""
   if getattr(fitted, "model", None) != "sdot":
     raise ValueError(f"explore_figures needs a fitted 'sdot' model, got {getattr(fitted, 'model', None)!r}")
-  data = np.asarray(data, np.float64)
-  if data.ndim == 1:
-    data = data[:, None]
-  if data.shape[1] != fitted.dim:
-    raise ValueError(f"the data has {data.shape[1]} column(s) but the model was fitted in {fitted.dim}D")
+  data = as_points(data, "the data", dim=fitted.dim)
   figs = [
       ("Latent grid warped by the generator", warped_grid_figure(fitted, data, seed=seed)),
       ("Samples and dual weights ψ", psi_figure(fitted, data, seed=seed)),
@@ -185,9 +181,7 @@ def epsilon_sweep_figure(results: list, data, seed: int = 0, max_points: int = 1
   from plotly.subplots import make_subplots
   if not results:
     raise ValueError("no epsilon results to draw")
-  data = np.asarray(data, np.float64)
-  if data.ndim == 1:
-    data = data[:, None]
+  data = as_points(data)
   titles = [f"ε = {r['epsilon']:g} · ED {r['energy_distance']:.4f}" for r in results]
   fig = make_subplots(rows=1, cols=len(results), subplot_titles=titles,
                       shared_xaxes=True, shared_yaxes=True, horizontal_spacing=0.03)

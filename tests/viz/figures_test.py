@@ -54,22 +54,22 @@ def _view_2d(rng):
 def test_base_figure_1d(rng):
   v = _view_1d(rng)
   fig = figures.base_figure(v["base"], (v["base_grid"]["x"],), v["base_density"],
-                          axis_range=v["ranges"]["base"])
+                            axis_range=v["ranges"]["base"])
   assert isinstance(fig, go.Figure) and _types(fig) == ["Histogram", "Scatter"]
   assert fig.data[0].histnorm == "probability density"
   assert _finite(fig.data[0].x) and _finite(fig.data[1].y)
   assert tuple(fig.layout.xaxis.range) == (-3.0, 3.0)
   assert "e<sup>−w</sup>" in fig.layout.title.text
   only_curve = figures.base_figure(v["base"], (v["base_grid"]["x"],), v["base_density"],
-                                 show_samples=False)
+                                   show_samples=False)
   assert _types(only_curve) == ["Scatter"]
 
 
 def test_base_figure_2d(rng):
   v = _view_2d(rng)
   fig = figures.base_figure(v["base"], (v["base_grid"]["x"], v["base_grid"]["y"]),
-                          v["base_density"], axis_range=v["ranges"]["base"], equal_aspect=True,
-                          max_points=100)
+                            v["base_density"], axis_range=v["ranges"]["base"], equal_aspect=True,
+                            max_points=100)
   assert _types(fig) == ["Heatmap", "Scatter"]
   assert np.asarray(fig.data[0].z).shape == (30, 30) and _finite(fig.data[0].z)
   assert len(fig.data[1].x) == 100
@@ -106,7 +106,7 @@ def test_samples_figure(rng):
   assert fig.layout.barmode == "overlay"
   v2 = _view_2d(rng)
   fig = figures.samples_figure(v2["data"], v2["samples"], axis_range=v2["ranges"]["data"],
-                             equal_aspect=True)
+                               equal_aspect=True)
   assert [t.name for t in fig.data] == ["data", "model samples"]
   assert tuple(fig.layout.xaxis.range) == (-6.0, 6.0)
   assert _types(figures.samples_figure(v2["data"], v2["samples"], show_data=False)) == ["Scatter"]

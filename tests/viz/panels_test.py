@@ -82,7 +82,7 @@ def test_panel_data_2d_shapes_ranges_and_warped_grid(rng):
   data = rng.multivariate_normal([1.0, -1.0], [[2.0, 0.6], [0.6, 1.0]], size=2000)
   model = GaussianCMM(data.mean(0), np.cov(data.T))
   view = panels.panel_data(model, data, n_samples=800, seed=1, grid_size=40, n_arrows=50,
-                          n_lines=7, line_points=20)
+                           n_lines=7, line_points=20)
   assert view["view_dim"] == 2 and view["labels"] == ["x1", "x2"]
   gx, gy, p = view["base_grid"]["x"], view["base_grid"]["y"], view["base_density"]
   assert gx.shape == (40,) and gy.shape == (40,) and p.shape == (40, 40)
@@ -110,7 +110,7 @@ def test_panel_data_high_dim_shows_a_pair_of_coordinates(rng):
   data = rng.standard_normal((500, 4)) * np.array([1.0, 2.0, 3.0, 0.5])
   model = GaussianCMM(data.mean(0), np.cov(data.T))
   view = panels.panel_data(model, data, n_samples=300, dims=(2, 0), grid_size=30,
-                          labels=["a", "b", "c", "d"])
+                           labels=["a", "b", "c", "d"])
   assert view["dims"] == (2, 0) and view["labels"] == ["c", "a"]
   assert view["base"].shape == (300, 2) and view["data"].shape == (300, 2)
   assert view["base_density"].shape == (30, 30)
@@ -191,7 +191,7 @@ def test_panel_data_on_a_real_cmm_fit(name):
   data = cc.targets.make(name, n=512, seed=0)
   fitted = cc.fit("cmm", data, steps=20, seed=0, chunk_size=10)
   view = panels.panel_data(fitted, data, n_samples=300, grid_size=30, n_arrows=30, n_lines=5,
-                          line_points=10)
+                           line_points=10)
   assert view["base"].shape[1] == 2 and view["base"].shape[0] + view["n_nonfinite"] == 300
   assert _finite(view["base"], view["samples"], view["base_density"])
   assert np.sum(view["base_density"]) > 0
