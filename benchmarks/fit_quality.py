@@ -57,19 +57,20 @@ def run_one(model: str, target: str, steps, seed: int) -> dict:
   samples = fitted.sample(2000, seed=seed)
   sample_s = time.perf_counter() - t1
   later = [(s1 - s0) / (u1 - u0) for (s0, u0), (s1, u1) in zip(trace, trace[1:])]
-  # the app's held-out numbers (metrics.heldout_metrics), on all 2000 fresh points
-  held = cc.metrics.heldout_metrics(fitted, fresh, seed, n=2000, n_sinkhorn=2000)
   out = {
       "model": model, "target": target, "steps": fitted.info["steps_done"], "seed": seed,
       "fit_seconds": fit_s, "first_chunk_seconds": trace[0][1] if trace else None,
       "steps_per_second": float(np.median(later)) if later else None,
       "sample_seconds_2000": sample_s,
-      "energy_distance": held.energy,
+      "energy_distance": cc.metrics.energy_distance(samples, fresh),
       "energy_distance_floor": cc.metrics.energy_distance(fresh2, fresh),
-      "sinkhorn_divergence": held.sinkhorn,
-      "sinkhorn_divergence_floor": cc.metrics.sinkhorn_divergence(fresh2, fresh, accelerate=True),
-      "heldout_nll": held.nll,
+      "sinkhorn_divergence": cc.metrics.sinkhorn_divergence(samples, fresh),
+      "sinkhorn_divergence_floor": cc.metrics.sinkhorn_divergence(fresh2, fresh),
   }
+  try:
+    out["heldout_nll"] = float(-np.mean(fitted.log_prob(fresh)))
+  except NotImplementedError:
+    out["heldout_nll"] = None
   if target == "eight_gaussians":
     out.update(mode_figures(samples))
     out.update({f"data_{k}": v for k, v in mode_figures(fresh).items()})
