@@ -10,11 +10,12 @@ Pure logic for the app's Compare page (no Streamlit), usable from a script or a 
   number of steps, one number of steps, or a wall-clock time).
 - :func:`cache_key`: what identifies a fit (target, model, budget, seed, hyper-parameters), so a
   comparison run again with the same settings reuses its fits.
-- :func:`compare_metrics`: the table's numbers for one fit (Sinkhorn divergence and energy
-  distance to a held-out draw, held-out NLL where the model has a density, parameter count).
+- :func:`compare_metrics`: the table's numbers for one fit (its facts, the parameter count and
+  :func:`cmm_core.metrics.heldout_metrics`: Sinkhorn divergence and energy distance to a held-out
+  draw, held-out NLL where the model has a density).
 - :func:`run_compare`: the driver; fits the models one after another, calls back after every
   chunk of steps (return False to stop; what was trained is kept) and yields one result per model.
-- :func:`share_ranges`: gives the panel data of every row the same axes (:mod:`cmm_core.views`).
+- :func:`share_ranges`: gives the panel data of every row the same axes (:mod:`cmm_core.viz.panels`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import time
 from typing import Any, Callable, Iterator, MutableMapping, Optional, Sequence
 
 import numpy as np
+
+from cmm_core.viz import geometry
 
 __all__ = [
     "BUDGET_MODES",
@@ -50,12 +53,6 @@ MAX_BUDGET_SECONDS = 24 * 3600  # the longest "seconds" budget per model
 
 # Statuses of a result that is the complete outcome of its settings (may be reused).
 CACHEABLE = ("done", "diverged", "time budget")
-
-# Sizes used by compare_metrics.
-N_EVAL = 1024        # model samples drawn; held-out points used for the metrics (1024: the
-                     # size the panels already compile sample_base for)
-N_SINKHORN = 1024    # points per side for the Sinkhorn divergence (compiled once for this size)
-
 
 # -- budgets and keys ----------------------------------------------------------------------------
 
@@ -140,64 +137,28 @@ def param_count(fitted) -> int:
   return int(sum(int(np.size(leaf)) for leaf in jax.tree_util.tree_leaves(fitted.params)))
 
 
-def _finite(x: np.ndarray) -> np.ndarray:
-  return x[np.all(np.isfinite(x), axis=1)]
-
-
-def compare_metrics(fitted, heldout, seed: int = 0, *, n_samples: int = N_EVAL,
-                    n_sinkhorn: int = N_SINKHORN) -> dict:
-  """The comparison table's numbers for one fit.
+def compare_metrics(fitted, heldout, seed: int = 0) -> dict:
+  """The comparison table's numbers for one fit: its facts and :func:`cmm_core.metrics.heldout_metrics`.
 
   Args:
     fitted: a fitted model (the FittedModel protocol).
     heldout: reference points ``[m, d]``: a fresh draw of the target (not seen in training), or
       the training data when there is none (an upload).
     seed: seeds the model's samples and the subsets.
-    n_samples: model samples drawn (the held-out set is cut to this size too).
-    n_sinkhorn: points per side for the Sinkhorn divergence.
 
   Returns:
-    ``{"steps", "seconds", "status", "message", "params", "sinkhorn", "energy", "nll",
-    "n_nonfinite", "errors"}``: ``sinkhorn`` the debiased Sinkhorn divergence (epsilon 1% of the
-    reference's variance) and ``energy`` the energy distance between model samples and
-    ``heldout``; ``nll`` the mean ``-log p`` in nats per point on ``heldout``, None where the model
-    has no density; NaN where a number could not be computed (the reason is in ``errors``).
+    ``{"steps", "seconds", "status", "message", "params", "n", "sinkhorn", "energy", "nll",
+    "n_nonfinite", "errors"}``: the fit's facts (:func:`cmm_core.viz.panels.fit_summary`, the
+    parameter count) and the fields of :class:`cmm_core.metrics.HeldoutMetrics` (``errors`` a
+    list), so the Train page shows the same numbers for the same fit.
   """
-  from cmm_core import metrics, views
-  s = views.fit_summary(fitted)
-  ref = np.asarray(heldout, dtype=np.float32)
-  if ref.ndim == 1:
-    ref = ref[:, None]
-  ref = views.subsample(ref, n_samples, seed)
-  out = {"steps": s["steps"], "seconds": s["seconds"], "status": s["status"],
-         "message": s["message"], "params": param_count(fitted), "sinkhorn": math.nan,
-         "energy": math.nan, "nll": None, "n_nonfinite": 0, "errors": []}
-  try:
-    samples = np.asarray(fitted.sample(int(n_samples), int(seed)), dtype=np.float64)
-    good = _finite(samples)
-    out["n_nonfinite"] = int(samples.shape[0] - good.shape[0])
-    if good.shape[0] < 2:
-      out["errors"].append("the model's samples are all NaN/inf")
-    else:
-      b = views.subsample(ref, n_sinkhorn, seed + 2)
-      a = views.subsample(good, b.shape[0], seed + 1)
-      if a.shape[0] < b.shape[0]:  # some samples were NaN: resample to the same (compiled) size
-        a = a[np.random.default_rng(seed + 3).integers(0, a.shape[0], b.shape[0])]
-      out["sinkhorn"] = metrics.sinkhorn_divergence(a, b, accelerate=True)
-      out["energy"] = metrics.energy_distance(good, ref)
-  except Exception as e:  # a model that cannot sample: say so in the row
-    out["errors"].append(f"sampling failed ({type(e).__name__}: {e})")
-  try:
-    logp = np.asarray(fitted.log_prob(ref), dtype=np.float64)
-    out["nll"] = float(-np.mean(logp)) if np.all(np.isfinite(logp)) else math.nan
-    if not np.all(np.isfinite(logp)):
-      out["errors"].append("the log-density is NaN/inf on some held-out points")
-  except NotImplementedError:
-    out["nll"] = None
-  except Exception as e:
-    out["nll"] = math.nan
-    out["errors"].append(f"the density failed ({type(e).__name__}: {e})")
-  return out
+  from cmm_core import metrics
+  from cmm_core.viz import panels
+  s = panels.fit_summary(fitted)
+  held = metrics.heldout_metrics(fitted, heldout, seed)
+  return {"steps": s["steps"], "seconds": s["seconds"], "status": s["status"],
+          "message": s["message"], "params": param_count(fitted), **held._asdict(),
+          "errors": list(held.errors)}
 
 
 # -- the driver ----------------------------------------------------------------------------------
@@ -332,23 +293,12 @@ def table_rows(results: Sequence[dict], labels: Optional[dict] = None) -> list:
 
 # -- shared axes ---------------------------------------------------------------------------------
 
-def _union(ranges: Sequence[np.ndarray]) -> np.ndarray:
-  stacked = np.stack([np.asarray(r, dtype=np.float64) for r in ranges])
-  return np.stack([stacked[:, :, 0].min(axis=0), stacked[:, :, 1].max(axis=0)], axis=1)
-
-
-def _square(r: np.ndarray) -> np.ndarray:
-  center = r.mean(axis=1)
-  half = 0.5 * float((r[:, 1] - r[:, 0]).max())
-  return np.stack([center - half, center + half], axis=1)
-
-
 def share_ranges(panel_views: Sequence[Optional[dict]]) -> list:
-  """The :func:`cmm_core.views.panel_data` dicts of several models with common axes.
+  """The :func:`cmm_core.viz.panels.panel_data` dicts of several models with common axes.
 
   Each of the ranges ``base``, ``map``, ``data`` and ``common`` becomes the union over the rows,
   so a column of panels (all the bases, all the maps, all the samples) is drawn on one range and
-  ``plots.panel_figures(view, same_axes=True)`` draws every panel of every row on one range. 2D
+  ``figures.panel_figures(view, same_axes=True)`` draws every panel of every row on one range. 2D
   ranges stay square when every row had equal aspect. ``None`` entries (a row without panels)
   are passed through; the inputs are not modified.
   """
@@ -360,9 +310,9 @@ def share_ranges(panel_views: Sequence[Optional[dict]]) -> list:
   eq = all(bool(v.get("equal_aspect")) for v in ok)
   shared = {}
   for name in ok[0]["ranges"]:
-    r = _union([v["ranges"][name] for v in ok])
+    r = geometry.union(*[v["ranges"][name] for v in ok])
     if eq and ok[0]["view_dim"] == 2:
-      r = _square(r)
+      r = geometry.square(r)
     shared[name] = r
   return [None if v is None else {**v, "ranges": dict(shared), "equal_aspect": eq}
           for v in panel_views]

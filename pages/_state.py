@@ -9,7 +9,7 @@ Keys in ``st.session_state``:
   "seed", "hyper"}}``. Written at every training callback, so a rerun (Stop, any widget) keeps
   the last completed chunk.
 - ``"fit_uid"``: counter giving each training run a new ``uid``.
-- ``"panels"``: ``{"key": tuple, "view": dict}``, the last ``cmm_core.views.panel_data`` result.
+- ``"panels"``: ``{"key": tuple, "view": dict}``, the last ``cmm_core.viz.panels.panel_data`` result.
 """
 
 from __future__ import annotations
@@ -102,7 +102,8 @@ def build_target(spec: dict) -> dict:
     ValueError (DataError included): a spec whose data cannot be made, with the reason.
   """
   import numpy as np
-  from cmm_core import datasets, targets, views
+  from cmm_core import datasets, targets
+  from cmm_core.viz import panels
   spec = dict(spec)
   kind, columns = spec.get("kind", ""), None
   if kind.endswith("toy"):
@@ -111,7 +112,7 @@ def build_target(spec: dict) -> dict:
     label = toy_label(spec["name"], spec["n"], spec["seed"], params)
   elif kind == "Gaussian":
     mean, stds, angle, n, seed = (spec[k] for k in ("mean", "stds", "angle", "n", "seed"))
-    spec["cov"] = views.covariance_from_axes(stds, angle).tolist()
+    spec["cov"] = panels.covariance_from_axes(stds, angle).tolist()
     data = make_gaussian(tuple(float(m) for m in mean), tuple(map(tuple, spec["cov"])), n, seed)
     if len(mean) == 1:
       label = f"Gaussian N({mean[0]:g}, {stds[0]:g}²) (n={n}, seed={seed})"

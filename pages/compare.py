@@ -10,7 +10,7 @@ Session keys used here (per user; see also ``pages/_state.py``):
   "stopped": str | None, "target_label", "target_digest", "data", "columns", "heldout",
   "reference", "budget_text", "seed"}``. ``partial`` holds the last chunk of the model in
   training, so a Stop (which reruns the page and interrupts the training) keeps it.
-- ``"cmp_panels"``: ``{(cache key, steps, status, points): views.panel_data dict}``.
+- ``"cmp_panels"``: ``{(cache key, steps, status, points): panels.panel_data dict}``.
 """
 
 import json
@@ -22,7 +22,8 @@ import pandas as pd
 import streamlit as st
 
 import cmm_core as cc
-from cmm_core import compare, plots, views
+from cmm_core import compare, metrics
+from cmm_core.viz import figures, panels
 from cmm_core.api import MAX_STEPS
 from pages import _link, _state
 
@@ -133,7 +134,7 @@ def _compare(target: dict, models: list, mode: str, value, seed: int, hyper: dic
          "columns": target.get("columns"),
          "heldout": target["data"] if heldout is None else heldout,
          "reference": ("training data" if heldout is None else
-                       f"{min(len(heldout), compare.N_EVAL)} fresh points"),
+                       f"{min(len(heldout), metrics.N_HELDOUT)} fresh points"),
          "budget_text": BUDGET_TEXT[mode] + ("" if mode == "default" else
                                             f": {compare.budget_label(jobs[0]['budget'])}"),
          "seed": seed}
@@ -185,14 +186,14 @@ def _compare(target: dict, models: list, mode: str, value, seed: int, hyper: dic
 
 
 def _panel_view(result: dict, data, n_points: int, columns, dims=(0, 1)):
-  """views.panel_data of a result on the coordinates ``dims``, kept in session_state."""
+  """panels.panel_data of a result on the coordinates ``dims``, kept in session_state."""
   fitted = result["fitted"]
-  key = (result["key"], views.fit_summary(fitted)["steps"], result["status"], n_points,
+  key = (result["key"], panels.fit_summary(fitted)["steps"], result["status"], n_points,
          tuple(dims))
   store = st.session_state.setdefault("cmp_panels", {})
   if key not in store:
-    store[key] = views.panel_data(fitted, data, n_samples=n_points, seed=0, dims=tuple(dims),
-                                  labels=columns)
+    store[key] = panels.panel_data(fitted, data, n_samples=n_points, seed=0, dims=tuple(dims),
+                                   labels=columns)
     _trim(store, PANELS_MAX)
   return store[key]
 
@@ -209,7 +210,7 @@ def _table(results: list, reference: str) -> pd.DataFrame:
       "fit seconds": num("fit s", format="%.1f", help="training time, compilation included"),
       "Sinkhorn div.": num("Sinkhorn div. ↓", format="%.4f",
                            help=f"debiased Sinkhorn divergence (ott-jax, ε = 1% of the variance) between "
-                                f"{compare.N_SINKHORN} model samples and the reference "
+                                f"{metrics.N_SINKHORN} model samples and the reference "
                                 f"({reference}); 0 = same distribution"),
       "energy dist.": num("energy dist. ↓", format="%.4f",
                           help=f"energy distance between model samples and the reference ({reference})"),
@@ -266,7 +267,7 @@ def _row(result: dict, view, problem, one_range: bool) -> None:
     return
   if view["n_nonfinite"]:
     st.caption(f"{view['n_nonfinite']} base sample(s) or their images were NaN/inf and are not shown.")
-  figs = plots.panel_figures(view, model=m, same_axes=one_range)
+  figs = figures.panel_figures(view, model=m, same_axes=one_range)
   for col, fig, name in zip(st.columns(3), figs, ("base", "map", "samples")):
     col.plotly_chart(fig, key=f"cmp_panel_{m}_{name}")
 

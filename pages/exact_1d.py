@@ -2,13 +2,14 @@
 trained 1D model's base against the exact one.
 
 Session keys used here (besides ``"target"`` and ``"fit"``, see ``pages/_state.py``):
-``"ex1_model_view"``: ``{"key": tuple, "view": dict}``, the last ``exact_views.model_base_1d``.
+``"ex1_model_view"``: ``{"key": tuple, "view": dict}``, the last ``exact_viz.model_base_1d``.
 """
 
 import numpy as np
 import streamlit as st
 
-from cmm_core import exact_views, targets
+from cmm_core import targets
+from cmm_core.viz import exact as exact_viz
 from pages import _state
 
 _state.run_through_app()
@@ -19,12 +20,12 @@ SESSION = "(session target)"
 
 @st.cache_data(show_spinner="Solving the fixed points on a grid…", max_entries=64)
 def _exact_builtin(name: str, params: tuple) -> dict:
-  return exact_views.exact_1d(name, params=dict(params))
+  return exact_viz.exact_1d(name, params=dict(params))
 
 
 @st.cache_data(show_spinner="Solving the fixed points on a grid…", max_entries=8)
 def _exact_samples(data: np.ndarray, label: str) -> dict:
-  return exact_views.exact_1d(data, label=label)
+  return exact_viz.exact_1d(data, label=label)
 
 
 def _number_widget(label: str, spec: dict, key: str):
@@ -45,20 +46,20 @@ def _session_1d():
 
 
 def _model_view(entry: dict, side: dict) -> dict:
-  """exact_views.model_base_1d for the session's fit, kept in session_state."""
+  """exact_viz.model_base_1d for the session's fit, kept in session_state."""
   fitted = entry["fitted"]
   key = (entry["uid"], len(fitted.history), str(fitted.info.get("status")))
   cached = st.session_state.get("ex1_model_view")
   if cached is not None and cached["key"] == key:
     return cached["view"]
   with st.spinner("Sampling the trained model's base…"):
-    view = exact_views.model_base_1d(fitted, side, n_samples=1024, seed=0)  # the Train page's bucket
+    view = exact_viz.model_base_1d(fitted, side, n_samples=1024, seed=0)  # the Train page's bucket
   st.session_state["ex1_model_view"] = {"key": key, "view": view}
   return view
 
 
 def _draw_rows(ex: dict, model=None, model_kind=None, prefix: str = "ex1") -> None:
-  figs = exact_views.exact_1d_figures(ex, model=model, model_kind=model_kind)
+  figs = exact_viz.exact_1d_figures(ex, model=model, model_kind=model_kind)
   for kind, heading in (("cmm", "CMM: ρ = ∇w\\* # e^(−w)"),
                         ("mm", "MM: ρ(· + m) = ∇u # e^(−u), on the centred target")):
     side = ex[kind]
@@ -102,7 +103,7 @@ def _fit_section(entry: dict) -> None:
               f"the exact {name} base of the same data (its kernel density estimate, bandwidth "
               f"{ex['bandwidth']:.3g}): base std {view['std']:.3g} (model) against "
               f"{ex[model]['base_std']:.3g} (exact).{note}")
-  figs = exact_views.exact_1d_figures(ex, model=view, model_kind=model)
+  figs = exact_viz.exact_1d_figures(ex, model=view, model_kind=model)
   c2.plotly_chart(figs[model][0], key="ex1_fit_base")
 
 

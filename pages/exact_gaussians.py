@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from cmm_core import exact_views
+from cmm_core.viz import exact as exact_viz
 from pages import _state
 
 _state.run_through_app()
@@ -34,11 +34,11 @@ def _what_changed(dim: str, params: dict) -> str:
   """The change since the last redraw of this dimension (the standard normal the first time)."""
   last = st.session_state.get(f"exg_last_{dim}")
   if last is None:
-    text = exact_views.what_changed(None, params)
+    text = exact_viz.what_changed(None, params)
   elif last["params"] == params:
     text = last["text"]
   else:
-    text = exact_views.what_changed(last["params"], params)
+    text = exact_viz.what_changed(last["params"], params)
   st.session_state[f"exg_last_{dim}"] = {"params": params, "text": text}
   return text
 
@@ -52,13 +52,13 @@ dim = st.radio("dimension", ["1D", "2D"], horizontal=True, key="exg_dim", persis
 try:
   if dim == "1D":
     params = _params_1d()
-    panels = exact_views.gaussian_panels_1d(params["mean"], params["std"])
+    panels = exact_viz.gaussian_panels_1d(params["mean"], params["std"])
     mean_is_zero = params["mean"] == 0
   else:
     params = _params_2d()
-    panels = exact_views.gaussian_panels_2d(params["stds"], params["angle"], params["mean"])
+    panels = exact_viz.gaussian_panels_2d(params["stds"], params["angle"], params["mean"])
     mean_is_zero = not any(params["mean"])
-  figs = exact_views.gaussian_figures(panels)
+  figs = exact_viz.gaussian_figures(panels)
   changed = _what_changed(dim, params)
 except ValueError as e:
   st.error(str(e))
@@ -67,13 +67,13 @@ except ValueError as e:
 st.info(changed, icon=":material/compare_arrows:")
 
 cols = st.columns(3, gap="medium")
-for col, kind in zip(cols, exact_views.KINDS):
+for col, kind in zip(cols, exact_viz.KINDS):
   with col:
-    short, long = exact_views.KIND_NAMES[kind]
+    short, long = exact_viz.KIND_NAMES[kind]
     st.subheader(short, anchor=False)
     st.caption(long)
-    st.latex(exact_views.LATEX[kind])
-    st.markdown(exact_views.gaussian_numbers(panels, kind))
+    st.latex(exact_viz.LATEX[kind])
+    st.markdown(exact_viz.gaussian_numbers(panels, kind))
     if kind == "mm":
       if mean_is_zero:
         st.caption("MM needs a centred target (a moment measure has barycentre 0); this one is.")
@@ -82,7 +82,7 @@ for col, kind in zip(cols, exact_views.KINDS):
                    "**dropped** and MM factorizes the centred N(0, S); add m back after the map.")
 # One row of bases, one of maps, so that the panels line up.
 for row, part in enumerate(("base", "map")):
-  for col, kind in zip(st.columns(3, gap="medium"), exact_views.KINDS):
+  for col, kind in zip(st.columns(3, gap="medium"), exact_viz.KINDS):
     col.plotly_chart(figs[kind][row], key=f"exg_{part}_{kind}")
 
 st.caption("1D: dashed grey is the target (centred for MM); the map is thick where the base has 95% "

@@ -4,7 +4,8 @@ hand) with a live preview."""
 import numpy as np
 import streamlit as st
 
-from cmm_core import datasets, plots, share, targets, views
+from cmm_core import datasets, share, targets
+from cmm_core.viz import figures, panels
 from cmm_core.errors import DataError
 from cmm_core.validation import MIN_ROWS
 from pages import _link, _state
@@ -216,8 +217,8 @@ def _draw_mouse() -> None:
                               key="tgt_draw_tool", persist_state=KEEP,
                               help="Drag on the canvas: every box or lasso adds a region.")
   key = f"tgt_draw_canvas_{int(st.session_state.get('tgt_draw_v', 0))}"
-  st.plotly_chart(plots.draw_canvas(grid, cells, title="drag a box or a lasso to paint",
-                                    dragmode="lasso" if tool == "lasso" else "select"),
+  st.plotly_chart(figures.draw_canvas(grid, cells, title="drag a box or a lasso to paint",
+                                      dragmode="lasso" if tool == "lasso" else "select"),
                   key=key, on_select=lambda: _add_selection(key),
                   selection_mode=("box", "lasso"), config={"displaylogo": False})
   c1, c2 = st.columns(2)
@@ -300,8 +301,8 @@ with right:
   d = data.shape[1]
   names = [str(c) for c in (target.get("columns") or [f"x{i + 1}" for i in range(d)])]
   dims = _preview_dims(d, names)
-  summary = views.data_summary(data)
-  st.plotly_chart(plots.target_preview(data, dims=dims, labels=names, title=target["label"]),
+  summary = panels.data_summary(data)
+  st.plotly_chart(figures.target_preview(data, dims=dims, labels=names, title=target["label"]),
                   key="tgt_preview")
   st.caption(f"{summary['n']} points in {summary['d']}D · mean "
              f"({', '.join(f'{m:.3g}' for m in summary['mean'])}) · std "

@@ -8,7 +8,8 @@ import numpy as np
 import streamlit as st
 
 import cmm_core as cc
-from cmm_core import io, plots, views
+from cmm_core import io, metrics
+from cmm_core.viz import figures, geometry, panels, registry
 from cmm_core.train import LIVE_CHUNK
 from cmm_core.api import MAX_STEPS
 from cmm_core.models.base import MAX_SAMPLES
@@ -98,8 +99,8 @@ def _train(model: str, steps: int, seed: int, hyper: dict, target: dict) -> None
     progress.progress(min(1.0, step / steps),
                       text=f"step {step} / {steps} · loss {record['loss']:.4g} · "
                            f"{record['seconds']:.1f} s")
-    live.plotly_chart(plots.loss_figure(views.history_arrays(fitted.history),
-                                        title="training loss (live)", total_steps=steps),
+    live.plotly_chart(figures.loss_figure(panels.history_arrays(fitted.history),
+                                          title="training loss (live)", total_steps=steps),
                       key=f"tr_live_{uid}_{step}")
 
   try:
@@ -120,15 +121,15 @@ def _train(model: str, steps: int, seed: int, hyper: dict, target: dict) -> None
 
 
 def _panels(entry: dict, n_points: int, dims) -> dict:
-  """views.panel_data for the fit, cached in session_state (recomputed when anything changes)."""
+  """panels.panel_data for the fit, cached in session_state (recomputed when anything changes)."""
   fitted = entry["fitted"]
-  key = (entry["uid"], views.fit_summary(fitted)["steps"], n_points, tuple(dims))
+  key = (entry["uid"], panels.fit_summary(fitted)["steps"], n_points, tuple(dims))
   cached = st.session_state.get("panels")
   if cached is not None and cached["key"] == key:
     return cached["view"]
   with st.spinner("Sampling the base and mapping it to data space…"):
-    view = views.panel_data(fitted, entry["data"], n_samples=n_points, seed=0, dims=dims,
-                            labels=entry.get("columns"))
+    view = panels.panel_data(fitted, entry["data"], n_samples=n_points, seed=0, dims=dims,
+                             labels=entry.get("columns"))
   st.session_state["panels"] = {"key": key, "view": view}
   return view
 
@@ -151,7 +152,7 @@ def _draw_panels(entry: dict, model: str, n_points: int, dims, same_axes: bool, 
     return
   if view["n_nonfinite"]:
     st.warning(f"{view['n_nonfinite']} base sample(s) or their images were NaN/inf and are not shown.")
-  figs = plots.panel_figures(view, model=model, same_axes=same_axes, layers=layers)
+  figs = figures.panel_figures(view, model=model, same_axes=same_axes, layers=layers)
   cols = st.columns(3)
   for col, fig, name in zip(cols, figs, ("base", "map", "samples")):
     col.plotly_chart(fig, key=f"tr_panel_{name}")
@@ -163,7 +164,7 @@ SWEEP_EPSILONS = (0.0, 0.025, 0.05, 0.1)
 def _epsilon_experiment(target: dict) -> None:
   """Houdard et al.'s experiment in one click: sdot fitted at several epsilon, side by side."""
   from cmm_core.models import sdot
-  from cmm_core import sdot_views
+  from cmm_core.viz import sdot as sdot_viz
   with st.expander("the epsilon experiment: sdot at ε = " + ", ".join(f"{e:g}" for e in SWEEP_EPSILONS),
                    expanded="sdot_sweep" in st.session_state):
     st.caption("Without entropic regularisation (ε = 0) the transport cost need not have a gradient "
@@ -196,46 +197,65 @@ def _epsilon_experiment(target: dict) -> None:
       return
     if sweep["spec"] != target["spec"]:
       st.info("These results are for a previous target; run the experiment again for this one.")
-    st.plotly_chart(sdot_views.epsilon_sweep_figure(sweep["results"], sweep["data"]), key="tr_sweep_fig")
+    st.plotly_chart(sdot_viz.epsilon_sweep_figure(sweep["results"], sweep["data"]), key="tr_sweep_fig")
 
 
-def _nll(entry: dict):
-  """``(train NLL, held-out NLL or None)`` in nats per point, or None when the model has no
-  density; computed once per fit and kept."""
+def _heldout(entry: dict) -> tuple:
+  """``(held-out metrics or None, training-data NLL or None)`` of the fit, computed once per fit and
+  kept. The held-out metrics are ``metrics.heldout_metrics`` on a fresh draw of the target, the
+  Compare page's numbers for the same fit (None when the target cannot be drawn again); the
+  training-data NLL is taken on as many training points (None without a density)."""
   fitted = entry["fitted"]
   if np.asarray(entry["data"]).shape[0] == 0:  # a saved model shown without data
-    return None
-  key = (entry["uid"], views.fit_summary(fitted)["steps"])
-  cached = st.session_state.get("nll")
+    return None, None
+  key = (entry["uid"], panels.fit_summary(fitted)["steps"])
+  cached = st.session_state.get("heldout")
   if cached is not None and cached["key"] == key:
     return cached["value"]
-  value = None
+  held = train_nll = None
   try:
-    with st.spinner("Evaluating the model's density on the data…"):
-      train = views.subsample(np.asarray(entry["data"]), 2000, seed=0)
-      train_nll = float(-np.mean(fitted.log_prob(train)))
+    with st.spinner("Measuring the model on held-out points…"):
       fresh = _state.heldout_draw(entry["target_spec"])
-      held = None if fresh is None else float(-np.mean(fitted.log_prob(fresh)))
-      value = (train_nll, held)
+      if fresh is not None:
+        held = metrics.heldout_metrics(fitted, fresh, seed=0)
+      train = geometry.subsample(np.asarray(entry["data"]), metrics.N_HELDOUT, seed=0)
+      train_nll = metrics.nll(fitted.log_prob, train)
   except NotImplementedError:
-    value = None
+    train_nll = None
   except Exception as e:  # keep the page alive
-    st.warning(f"Could not evaluate the density ({type(e).__name__}): {e}")
-  st.session_state["nll"] = {"key": key, "value": value}
+    st.warning(f"Could not evaluate the model ({type(e).__name__}): {e}")
+  value = (held, train_nll)
+  st.session_state["heldout"] = {"key": key, "value": value}
   return value
+
+
+def _heldout_line(held, train_nll) -> str:
+  """The Markdown line of the held-out numbers ("" when there is nothing to show)."""
+  parts = []
+  if held is not None:
+    if held.nll is not None:
+      parts.append(f"held-out NLL **{held.nll:.3f}** nats/point")
+    parts.append(f"energy distance **{held.energy:.4f}**")
+    parts.append(f"Sinkhorn div. **{held.sinkhorn:.4f}** ({held.n} fresh points of the same "
+                 "target, as on the Compare page)")
+  elif train_nll is not None:
+    parts.append("no fresh draw of this target exists (real data, uploads)")
+  if train_nll is not None:
+    parts.append(f"training-data NLL {train_nll:.3f}")
+  return " · ".join(parts)
 
 
 def _draw_model_figures(entry: dict) -> None:
   """The model's own views (animation, cells, ...), computed once per fit and kept."""
   fitted = entry["fitted"]
-  if fitted.model not in ("maflow", "sdot") or np.asarray(entry["data"]).shape[0] == 0:
+  if not registry.has_figures(fitted.model) or np.asarray(entry["data"]).shape[0] == 0:
     return
-  key = (entry["uid"], views.fit_summary(fitted)["steps"])
+  key = (entry["uid"], panels.fit_summary(fitted)["steps"])
   cached = st.session_state.get("model_figures")
   if cached is None or cached["key"] != key:
     try:
       with st.spinner("Drawing the model's own views…"):
-        figs = plots.model_figures(fitted, entry["data"], seed=0)
+        figs = registry.model_figures(fitted, entry["data"], seed=0)
     except Exception as e:  # keep the page alive, say what failed
       st.error(f"Could not draw the {fitted.model} views ({type(e).__name__}): {e}")
       return
@@ -265,7 +285,7 @@ def use_saved_model(blob: bytes, filename: str, target: dict):
     target = {"label": f"no data (a {d}D model, the current target is {td}D)",
               "data": np.zeros((0, d), np.float32), "spec": {"kind": "saved model", "file": filename},
               "columns": None}
-  steps = views.fit_summary(fitted)["steps"]
+  steps = panels.fit_summary(fitted)["steps"]
   settings = {"model": fitted.model, "steps": steps, "seed": None, "hyper": dict(fitted.config)}
   _state.store_fit(fitted, _state.new_fit_uid(), target, settings)
   st.session_state["fit"]["file"] = filename
@@ -326,7 +346,7 @@ def _downloads(entry: dict) -> None:
 @st.fragment
 def _explore(entry: dict) -> None:
   fitted = entry["fitted"]
-  s = views.fit_summary(fitted)
+  s = panels.fit_summary(fitted)
   requested = entry["settings"]["steps"]
   status = "interrupted" if s["status"] == "running" else s["status"]
   loss = f"{s['final_loss']:.4g}" if np.isfinite(s["final_loss"]) else "n/a"
@@ -340,14 +360,13 @@ def _explore(entry: dict) -> None:
   for w in s["warnings"]:
     st.info(w)
   if s["status"] != "running":
-    nll = _nll(entry)
-    if nll is not None:
-      held = (f"held-out NLL **{nll[1]:.3f}** nats/point (2000 fresh points of the same target) · "
-              if nll[1] is not None else "no fresh draw of this target exists (real data, uploads) · ")
-      st.markdown(f"{held}training-data NLL {nll[0]:.3f}", help=(
-          "Negative log-likelihood -mean log p(y) of the model's exact density: cmm, mm and brenier "
-          "by the change of variables through the map, maflow by integrating the flow backward. "
-          "Lower is better; compare models on the same target."))
+    line = _heldout_line(*_heldout(entry))
+    if line:
+      st.markdown(line, help=(
+          "Negative log-likelihood -mean log p(y) of the model's exact density (cmm, mm and brenier "
+          "by the change of variables through the map, maflow by integrating the flow backward), "
+          "energy distance and Sinkhorn divergence between model samples and fresh points of the "
+          "target. Lower is better; compare models on the same target."))
   no_data = np.asarray(entry["data"]).shape[0] == 0
   if entry.get("file"):
     trained_on = fitted.info.get("trained_on")
@@ -382,11 +401,11 @@ def _explore(entry: dict) -> None:
 
   _draw_model_figures(entry)
 
-  hist = views.history_arrays(fitted.history)
+  hist = panels.history_arrays(fitted.history)
   curves = [k for k in hist if k not in ("step", "seconds")]
   lc1, lc2 = st.columns([4, 1])
   curve = lc2.selectbox("curve", curves, key="tr_curve")
-  lc1.plotly_chart(plots.loss_figure(hist, metric=curve, title=f"training {curve}"),
+  lc1.plotly_chart(figures.loss_figure(hist, metric=curve, title=f"training {curve}"),
                    key="tr_loss")
 
 

@@ -85,7 +85,7 @@ def test_compare_metrics_of_a_broken_model_reports_instead_of_raising():
   nan = _Fake(np.full((100, 2), np.nan), {"w": np.zeros(2)})
   m = compare.compare_metrics(nan, held, 0)
   assert math.isnan(m["sinkhorn"]) and math.isnan(m["energy"]) and m["errors"]
-  assert m["n_nonfinite"] == compare.N_EVAL
+  assert m["n_nonfinite"] == metrics.N_HELDOUT
 
   class Failing(_Fake):
     def sample(self, n, seed=0):

@@ -224,7 +224,7 @@ ALLOWED_FUNCTOOLS_CACHES = {
     # the shipped data sets, read-only arrays (setflags(write=False))
     ("cmm_core/datasets.py", "_table"),
     # plotly figure skeletons keyed by panel role and labels; _fill copies them before use
-    ("cmm_core/exact_views.py", "_skeleton"),
+    ("cmm_core/viz/exact.py", "_skeleton"),
     # jitted flow functions keyed by the flow's structure (no parameters, no data)
     ("cmm_core/models/maflow.py", "_compiled"),
 }

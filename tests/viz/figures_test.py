@@ -1,10 +1,10 @@
-"""Tests for cmm_core.plots: figure builders on hand-made arrays."""
+"""Tests for cmm_core.viz.figures: figure builders on hand-made arrays."""
 
 import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from cmm_core import plots
+from cmm_core.viz import figures, registry
 
 
 def _types(fig):
@@ -53,23 +53,23 @@ def _view_2d(rng):
 
 def test_base_figure_1d(rng):
   v = _view_1d(rng)
-  fig = plots.base_figure(v["base"], (v["base_grid"]["x"],), v["base_density"],
-                          axis_range=v["ranges"]["base"])
+  fig = figures.base_figure(v["base"], (v["base_grid"]["x"],), v["base_density"],
+                            axis_range=v["ranges"]["base"])
   assert isinstance(fig, go.Figure) and _types(fig) == ["Histogram", "Scatter"]
   assert fig.data[0].histnorm == "probability density"
   assert _finite(fig.data[0].x) and _finite(fig.data[1].y)
   assert tuple(fig.layout.xaxis.range) == (-3.0, 3.0)
   assert "e<sup>−w</sup>" in fig.layout.title.text
-  only_curve = plots.base_figure(v["base"], (v["base_grid"]["x"],), v["base_density"],
-                                 show_samples=False)
+  only_curve = figures.base_figure(v["base"], (v["base_grid"]["x"],), v["base_density"],
+                                   show_samples=False)
   assert _types(only_curve) == ["Scatter"]
 
 
 def test_base_figure_2d(rng):
   v = _view_2d(rng)
-  fig = plots.base_figure(v["base"], (v["base_grid"]["x"], v["base_grid"]["y"]),
-                          v["base_density"], axis_range=v["ranges"]["base"], equal_aspect=True,
-                          max_points=100)
+  fig = figures.base_figure(v["base"], (v["base_grid"]["x"], v["base_grid"]["y"]),
+                            v["base_density"], axis_range=v["ranges"]["base"], equal_aspect=True,
+                            max_points=100)
   assert _types(fig) == ["Heatmap", "Scatter"]
   assert np.asarray(fig.data[0].z).shape == (30, 30) and _finite(fig.data[0].z)
   assert len(fig.data[1].x) == 100
@@ -78,7 +78,7 @@ def test_base_figure_2d(rng):
 
 def test_map_figure_1d(rng):
   v = _view_1d(rng)
-  fig = plots.map_figure(v["map"], x_range=(-3, 3), y_range=(-6, 6))
+  fig = figures.map_figure(v["map"], x_range=(-3, 3), y_range=(-6, 6))
   assert _types(fig) == ["Scatter", "Scatter"]
   assert fig.data[0].line.dash == "dash"  # the identity
   np.testing.assert_allclose(fig.data[1].y, 2 * np.asarray(fig.data[1].x))
@@ -87,53 +87,53 @@ def test_map_figure_1d(rng):
 
 def test_map_figure_2d_layers(rng):
   v = _view_2d(rng)
-  fig = plots.map_figure(v["map"], equal_aspect=True)
+  fig = figures.map_figure(v["map"], equal_aspect=True)
   assert _types(fig) == ["Scatter"] * 4
   assert [t.name for t in fig.data][:2] == ["base grid", "warped grid"]
   for t in fig.data:
     assert _finite(t.x) and _finite(t.y)
   # one arrow = start, end, gap: 20 arrows -> 60 points
   assert len(fig.data[2].x) == 60
-  fewer = plots.map_figure(v["map"], show_grid=False, show_arrows=False)
+  fewer = figures.map_figure(v["map"], show_grid=False, show_arrows=False)
   assert [t.name for t in fewer.data] == ["warped grid"]
 
 
 def test_samples_figure(rng):
   v1 = _view_1d(rng)
-  fig = plots.samples_figure(v1["data"], v1["samples"], axis_range=v1["ranges"]["data"])
+  fig = figures.samples_figure(v1["data"], v1["samples"], axis_range=v1["ranges"]["data"])
   assert _types(fig) == ["Histogram", "Histogram"]
   assert fig.data[0].xbins.size == fig.data[1].xbins.size  # same bins to compare
   assert fig.layout.barmode == "overlay"
   v2 = _view_2d(rng)
-  fig = plots.samples_figure(v2["data"], v2["samples"], axis_range=v2["ranges"]["data"],
-                             equal_aspect=True)
+  fig = figures.samples_figure(v2["data"], v2["samples"], axis_range=v2["ranges"]["data"],
+                               equal_aspect=True)
   assert [t.name for t in fig.data] == ["data", "model samples"]
   assert tuple(fig.layout.xaxis.range) == (-6.0, 6.0)
-  assert _types(plots.samples_figure(v2["data"], v2["samples"], show_data=False)) == ["Scatter"]
+  assert _types(figures.samples_figure(v2["data"], v2["samples"], show_data=False)) == ["Scatter"]
 
 
 def test_loss_figure():
   hist = {"step": np.array([50.0, 100.0, 150.0]), "loss": np.array([1.0, 0.5, 0.25]),
           "seconds": np.array([1.0, 2.0, 3.0]), "energy_distance": np.array([0.3, 0.2, 0.1])}
-  fig = plots.loss_figure(hist)
+  fig = figures.loss_figure(hist)
   np.testing.assert_array_equal(fig.data[0].x, hist["step"])
   np.testing.assert_array_equal(fig.data[0].y, hist["loss"])
   assert "step" in fig.data[0].hovertemplate
   assert fig.layout.xaxis.title.text == "training step"
-  other = plots.loss_figure(hist, metric="energy_distance")
+  other = figures.loss_figure(hist, metric="energy_distance")
   np.testing.assert_array_equal(other.data[0].y, hist["energy_distance"])
-  live = plots.loss_figure(hist, total_steps=1000)
+  live = figures.loss_figure(hist, total_steps=1000)
   assert tuple(live.layout.xaxis.range) == (0, 1000)
-  empty = plots.loss_figure({"step": [], "loss": [], "seconds": []})
+  empty = figures.loss_figure({"step": [], "loss": [], "seconds": []})
   assert len(empty.layout.annotations) == 1
 
 
 def test_target_preview(rng):
-  fig1 = plots.target_preview(rng.standard_normal((300, 1)))
+  fig1 = figures.target_preview(rng.standard_normal((300, 1)))
   assert _types(fig1) == ["Histogram"]
-  fig2 = plots.target_preview(rng.standard_normal((10_000, 2)), max_points=1000)
+  fig2 = figures.target_preview(rng.standard_normal((10_000, 2)), max_points=1000)
   assert _types(fig2) == ["Scatter"] and len(fig2.data[0].x) == 1000
-  fig5 = plots.target_preview(rng.standard_normal((300, 5)), dims=(3, 4))
+  fig5 = figures.target_preview(rng.standard_normal((300, 5)), dims=(3, 4))
   assert fig5.layout.xaxis.title.text == "x4" and fig5.layout.yaxis.title.text == "x5"
 
 
@@ -141,7 +141,7 @@ def test_target_preview(rng):
 @pytest.mark.parametrize("same_axes", [True, False])
 def test_panel_figures(rng, make_view, same_axes):
   v = make_view(rng)
-  figs = plots.panel_figures(v, model="cmm", same_axes=same_axes)
+  figs = figures.panel_figures(v, model="cmm", same_axes=same_axes)
   assert len(figs) == 3 and all(isinstance(f, go.Figure) for f in figs)
   titles = [f.layout.title.text for f in figs]
   assert titles == ["base e<sup>−w</sup>", "transport map ∇w*", "samples vs data"]
@@ -151,10 +151,10 @@ def test_panel_figures(rng, make_view, same_axes):
   if same_axes:
     ranges = {tuple(f.layout.xaxis.range) for f in figs}
     assert len(ranges) == 1
-  hidden = plots.panel_figures(v, model="cmm", layers=[])
+  hidden = figures.panel_figures(v, model="cmm", layers=[])
   assert all(len(f.data) <= 2 for f in hidden)  # 1D map keeps its curve
 
 
 def test_labels_for_other_models():
-  assert "e<sup>−u</sup>" in plots.labels_for("mm")["base"]
-  assert plots.labels_for("something-new")["map"] == "transport map T"
+  assert "e<sup>−u</sup>" in registry.labels_for("mm")["base"]
+  assert registry.labels_for("something-new")["map"] == "transport map T"

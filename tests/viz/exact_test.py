@@ -1,4 +1,4 @@
-"""Tests for cmm_core.exact_views: the exact (untrained) MM, CMM and Brenier panels."""
+"""Tests for cmm_core.viz.exact: the exact (untrained) MM, CMM and Brenier panels."""
 
 import math
 
@@ -6,7 +6,8 @@ import numpy as np
 import plotly.graph_objects as go
 import pytest
 
-from cmm_core import closed_form, exact_views as ev, views
+from cmm_core import closed_form
+from cmm_core.viz import exact as ev, panels
 
 
 class GaussianBase:
@@ -74,7 +75,7 @@ def test_gaussian_1d_closed_forms(mean, std):
 def test_gaussian_2d_ellipses_match_the_eigenvalues():
   stds, angle, mean = [2.0, 0.5], 30.0, [1.0, -0.5]
   p = ev.gaussian_panels_2d(stds, angle, mean, n_samples=20_000, seed=1)
-  S = views.covariance_from_axes(stds, angle)
+  S = panels.covariance_from_axes(stds, angle)
   expected = {"mm": closed_form.psd_power(S, -1.0), "cmm": closed_form.psd_power(S, 1 / 3),
               "brenier": np.eye(2)}
   for kind, cov in expected.items():

@@ -14,32 +14,12 @@ from __future__ import annotations
 import numpy as np
 import plotly.graph_objects as go
 
-from cmm_core.plots import COLORS, _layout
+from cmm_core.viz import geometry
+from cmm_core.viz.figures import COLORS, layout
+from cmm_core.viz.geometry import as_points, axis_ranges, polylines, subsample_index
 
-__all__ = ["explore_figures", "warped_grid_figure", "psi_figure", "laguerre_figure"]
-
-def _subsample(x: np.ndarray, n: int, seed: int) -> np.ndarray:
-  """Row indices of at most ``n`` rows of ``x`` (seeded, order kept)."""
-  if x.shape[0] <= n:
-    return np.arange(x.shape[0])
-  return np.sort(np.random.default_rng(seed).choice(x.shape[0], size=n, replace=False))
-
-
-def _box(*clouds, margin: float = 0.08) -> np.ndarray:
-  """``[2, 2]`` robust (0.5-99.5 percentile) box of 2D point clouds, padded."""
-  pts = np.concatenate([c[np.all(np.isfinite(c), 1)] for c in clouds])
-  lo, hi = np.percentile(pts, 0.5, axis=0), np.percentile(pts, 99.5, axis=0)
-  pad = margin * np.maximum(hi - lo, 1e-6)
-  return np.stack([lo - pad, hi + pad], 1)
-
-
-def _polylines(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Lines ``[L, P, 2]`` as one polyline broken by NaN: x ``[L(P+1)]``, y."""
-  L, P, _ = lines.shape
-  padded = np.full((L, P + 1, 2), np.nan)
-  padded[:, :P] = lines
-  flat = padded.reshape(-1, 2)
-  return flat[:, 0], flat[:, 1]
+__all__ = ["explore_figures", "warped_grid_figure", "psi_figure", "laguerre_figure",
+           "epsilon_sweep_figure"]
 
 
 def _latent_box(fitted) -> float:
@@ -52,7 +32,7 @@ def warped_grid_figure(fitted, data, *, n_lines: int = 21, line_points: int = 80
   data = np.asarray(data, np.float64)
   k, d = fitted.latent_dim, fitted.dim
   a = _latent_box(fitted)
-  shown = data[_subsample(data, 2000, seed)]
+  shown = data[subsample_index(data.shape[0], 2000, seed)]
   fig = go.Figure()
   if k == 1:
     z = np.linspace(-a, a, 400)[:, None]
@@ -60,21 +40,18 @@ def warped_grid_figure(fitted, data, *, n_lines: int = 21, line_points: int = 80
     if d == 1:
       fig.add_trace(go.Scatter(x=z[:, 0], y=g[:, 0], mode="lines", name="g(z)",
                                line={"color": COLORS["map"], "width": 2}))
-      return _layout(fig, "generator g(z), 1D latent", "z", "g(z)")
+      return layout(fig, "generator g(z), 1D latent", "z", "g(z)")
     fig.add_trace(go.Scatter(x=shown[:, 0], y=shown[:, 1], mode="markers", name="data",
                              marker={"color": COLORS["data"], "size": 3, "opacity": 0.3}))
     fig.add_trace(go.Scatter(x=g[:, 0], y=g[:, 1], mode="lines+markers", name="g(z), z in latent",
                              marker={"size": 3, "color": z[:, 0], "colorscale": "Viridis",
                                      "colorbar": {"title": "z", "len": 0.7}},
                              line={"color": COLORS["map"], "width": 1.5}))
-    r = _box(shown[:, :2], g[:, :2])
-    return _layout(fig, "generator curve g(z), 1D latent", "x1", "x2", x_range=r[0], y_range=r[1],
-                   equal_aspect=True)
+    r = axis_ranges(shown[:, :2], g[:, :2], margin=0.08)
+    return layout(fig, "generator curve g(z), 1D latent", "x1", "x2", x_range=r[0], y_range=r[1],
+                  equal_aspect=True)
   t = np.linspace(-a, a, line_points)
-  levels = np.linspace(-a, a, n_lines)
-  lines = [np.stack([np.full_like(t, s), t], 1) for s in levels]
-  lines += [np.stack([t, np.full_like(t, s)], 1) for s in levels]
-  grid = np.stack(lines)  # [L, P, 2]
+  grid = geometry.grid_lines([[-a, a], [-a, a]], n_lines, line_points)  # [L, P, 2]
   z = np.zeros((grid.shape[0] * grid.shape[1], k))
   z[:, :2] = grid.reshape(-1, 2)
   warped = fitted.transport(z).astype(np.float64)
@@ -84,19 +61,19 @@ def warped_grid_figure(fitted, data, *, n_lines: int = 21, line_points: int = 80
     for i in range(n_lines):
       fig.add_trace(go.Scatter(x=t, y=gl[i], mode="lines", showlegend=i == 0,
                                name="g along z1 = const", line={"color": COLORS["map"], "width": 1}))
-    return _layout(fig, "generator along latent grid lines", "z2", "g(z)")
+    return layout(fig, "generator along latent grid lines", "z2", "g(z)")
   wl = warped[:, :2].reshape(grid.shape[0], grid.shape[1], 2)
   fig.add_trace(go.Scatter(x=shown[:, 0], y=shown[:, 1], mode="markers", name="data",
                            marker={"color": COLORS["data"], "size": 3, "opacity": 0.3}))
   half = grid.shape[0] // 2
   for name, part, color in (("image of z1 = const", wl[:half], COLORS["map"]),
                             ("image of z2 = const", wl[half:], COLORS["base"])):
-    xs, ys = _polylines(part)
+    xs, ys = polylines(part)
     fig.add_trace(go.Scatter(x=xs, y=ys, mode="lines", name=name,
                              line={"color": color, "width": 1}, hoverinfo="skip"))
-  r = _box(shown[:, :2], wl.reshape(-1, 2))
+  r = axis_ranges(shown[:, :2], wl.reshape(-1, 2), margin=0.08)
   title = "latent grid warped by g" + (" (z3.. = 0)" if k > 2 else "")
-  return _layout(fig, title, "x1", "x2", x_range=r[0], y_range=r[1], equal_aspect=True)
+  return layout(fig, title, "x1", "x2", x_range=r[0], y_range=r[1], equal_aspect=True)
 
 
 def psi_figure(fitted, data=None, *, n_samples: int = 2000, max_points: int = 4000,
@@ -104,7 +81,7 @@ def psi_figure(fitted, data=None, *, n_samples: int = 2000, max_points: int = 40
   """Model samples over the data points, the data coloured by their dual weight ``psi_j``."""
   y = fitted.data().astype(np.float64)
   psi = fitted.psi().astype(np.float64)
-  idx = _subsample(y, max_points, seed)
+  idx = subsample_index(y.shape[0], max_points, seed)
   y, psi = y[idx], psi[idx]
   samples = fitted.sample(n_samples, seed=seed).astype(np.float64)
   lim = float(np.percentile(np.abs(psi - np.median(psi)), 98)) or 1.0
@@ -120,15 +97,15 @@ def psi_figure(fitted, data=None, *, n_samples: int = 2000, max_points: int = 40
                                marker={"color": COLORS["samples"]}))
     fig.update_layout(yaxis2={"overlaying": "y", "side": "right", "showgrid": False,
                               "title": {"text": "sample density"}})
-    return _layout(fig, "dual weights ψ and samples", "y", "ψ")
+    return layout(fig, "dual weights ψ and samples", "y", "ψ")
   fig.add_trace(go.Scatter(x=samples[:, 0], y=samples[:, 1], mode="markers", name="model samples",
                            marker={"color": COLORS["samples"], "size": 3, "opacity": 0.45}))
   fig.add_trace(go.Scatter(x=y[:, 0], y=y[:, 1], mode="markers", name="data (colour: ψ)",
                            marker={**marker, "size": 4, "opacity": 0.85},
                            text=psi, hovertemplate="(%{x:.3g}, %{y:.3g})<br>ψ %{text:.3g}<extra></extra>"))
-  r = _box(y[:, :2], samples[:, :2])
-  return _layout(fig, "samples vs data, data coloured by ψ", "x1", "x2", x_range=r[0], y_range=r[1],
-                 equal_aspect=True)
+  r = axis_ranges(y[:, :2], samples[:, :2], margin=0.08)
+  return layout(fig, "samples vs data, data coloured by ψ", "x1", "x2", x_range=r[0], y_range=r[1],
+                equal_aspect=True)
 
 
 def laguerre_figure(fitted, *, grid_size: int = 120, n_samples: int = 1000,
@@ -143,7 +120,7 @@ def laguerre_figure(fitted, *, grid_size: int = 120, n_samples: int = 1000,
     raise ValueError(f"Laguerre cells are drawn in 2D only; the model is {fitted.dim}D")
   y = fitted.data().astype(np.float64)
   samples = fitted.sample(n_samples, seed=seed).astype(np.float64)
-  r = _box(y, samples, margin=0.05)
+  r = axis_ranges(y, samples, margin=0.05)
   gx = np.linspace(r[0, 0], r[0, 1], grid_size)
   gy = np.linspace(r[1, 0], r[1, 1], grid_size)
   xx, yy = np.meshgrid(gx, gy)
@@ -175,18 +152,14 @@ def laguerre_figure(fitted, *, grid_size: int = 120, n_samples: int = 1000,
   fig.add_trace(go.Scatter(x=samples[:, 0], y=samples[:, 1], mode="markers", name="model samples",
                            marker={"color": COLORS["samples"], "size": 3, "opacity": 0.8,
                                    "line": {"width": 0}}))
-  return _layout(fig, title, "x1", "x2", x_range=r[0], y_range=r[1], equal_aspect=True)
+  return layout(fig, title, "x1", "x2", x_range=r[0], y_range=r[1], equal_aspect=True)
 
 
 def explore_figures(fitted, data, seed: int = 0) -> list[tuple[str, go.Figure]]:
   """The sdot explore figures: ``[(title, figure), ...]`` (warped grid, ψ, cells in 2D)."""
   if getattr(fitted, "model", None) != "sdot":
     raise ValueError(f"explore_figures needs a fitted 'sdot' model, got {getattr(fitted, 'model', None)!r}")
-  data = np.asarray(data, np.float64)
-  if data.ndim == 1:
-    data = data[:, None]
-  if data.shape[1] != fitted.dim:
-    raise ValueError(f"the data has {data.shape[1]} column(s) but the model was fitted in {fitted.dim}D")
+  data = as_points(data, "the data", dim=fitted.dim)
   figs = [
       ("Latent grid warped by the generator", warped_grid_figure(fitted, data, seed=seed)),
       ("Samples and dual weights ψ", psi_figure(fitted, data, seed=seed)),
@@ -208,16 +181,14 @@ def epsilon_sweep_figure(results: list, data, seed: int = 0, max_points: int = 1
   from plotly.subplots import make_subplots
   if not results:
     raise ValueError("no epsilon results to draw")
-  data = np.asarray(data, np.float64)
-  if data.ndim == 1:
-    data = data[:, None]
+  data = as_points(data)
   titles = [f"ε = {r['epsilon']:g} · ED {r['energy_distance']:.4f}" for r in results]
   fig = make_subplots(rows=1, cols=len(results), subplot_titles=titles,
                       shared_xaxes=True, shared_yaxes=True, horizontal_spacing=0.03)
-  shown = data[_subsample(data, max_points, seed)]
+  shown = data[subsample_index(data.shape[0], max_points, seed)]
   for j, r in enumerate(results, start=1):
     s = np.asarray(r["samples"], np.float64)
-    s = s[_subsample(s, max_points, seed)]
+    s = s[subsample_index(s.shape[0], max_points, seed)]
     first = j == 1
     if data.shape[1] == 1:
       fig.add_trace(go.Histogram(x=shown[:, 0], histnorm="probability density", name="data",
@@ -233,9 +204,11 @@ def epsilon_sweep_figure(results: list, data, seed: int = 0, max_points: int = 1
     fig.add_trace(go.Scattergl(x=s[:, 0], y=s[:, 1], mode="markers", name="samples",
                                marker={"size": 3, "color": COLORS["samples"], "opacity": 0.7},
                                showlegend=first, legendgroup="samples"), 1, j)
-  r = _box(shown[:, :2], *[np.asarray(x["samples"], np.float64)[:, :2] for x in results]) \
-      if data.shape[1] >= 2 else None
-  fig = _layout(fig, "the epsilon experiment: samples against the data", "", "",
-                x_range=None if r is None else r[0], y_range=None if r is None else r[1])
+  r = None
+  if data.shape[1] >= 2:
+    clouds = [np.asarray(x["samples"], np.float64)[:, :2] for x in results]
+    r = axis_ranges(shown[:, :2], *clouds, margin=0.08)
+  fig = layout(fig, "the epsilon experiment: samples against the data", "", "",
+               x_range=None if r is None else r[0], y_range=None if r is None else r[1])
   fig.update_annotations(font_size=12)
   return fig

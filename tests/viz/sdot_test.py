@@ -1,4 +1,4 @@
-"""Tests for cmm_core.sdot_views: the sdot explore figures."""
+"""Tests for cmm_core.viz.sdot: the sdot explore figures."""
 
 import time
 
@@ -9,8 +9,8 @@ import pytest
 import cmm_core as cc
 import jax
 import jax.numpy as jnp
-from cmm_core import sdot_views
 from cmm_core.models import sdot
+from cmm_core.viz import sdot as sdot_viz
 
 TINY = dict(hidden=(16, 16), batch_size=64, psi_steps=2)
 
@@ -42,7 +42,7 @@ def fits():
 def test_on_a_trained_model():
   data = cc.targets.make("eight_gaussians", n=400, seed=0)
   fitted = cc.fit("sdot", data, steps=20, seed=0, **TINY)
-  figs = sdot_views.explore_figures(fitted, data)
+  figs = sdot_viz.explore_figures(fitted, data)
   assert [t for t, _ in figs] == ["Latent grid warped by the generator", "Samples and dual weights ψ",
                                   "Soft Laguerre cells"]
 
@@ -50,7 +50,7 @@ def test_on_a_trained_model():
 @pytest.mark.parametrize("which", ["soft", "hard"])
 def test_2d_figures(fits, which):
   data, fitted = fits[which]
-  figs = sdot_views.explore_figures(fitted, data, seed=0)
+  figs = sdot_viz.explore_figures(fitted, data, seed=0)
   assert len(figs) == 3
   for title, fig in figs:
     assert isinstance(title, str) and title and isinstance(fig, go.Figure)
@@ -73,7 +73,7 @@ def test_2d_figures(fits, which):
 
 def test_laguerre_cells_are_the_argmin(fits):
   data, fitted = fits["hard"]
-  fig = sdot_views.laguerre_figure(fitted, grid_size=30)
+  fig = sdot_viz.laguerre_figure(fitted, grid_size=30)
   heat = fig.data[0]
   gx, gy = np.asarray(heat.x), np.asarray(heat.y)
   xx, yy = np.meshgrid(gx, gy)
@@ -87,7 +87,7 @@ def test_laguerre_cells_are_the_argmin(fits):
 
 def test_1d_latent_curve(fits):
   data, fitted = fits["latent1"]
-  figs = sdot_views.explore_figures(fitted, data)
+  figs = sdot_viz.explore_figures(fitted, data)
   grid = figs[0][1]
   assert "1D latent" in grid.layout.title.text
   assert len(figs) == 3
@@ -96,27 +96,27 @@ def test_1d_latent_curve(fits):
 def test_1d_data():
   data = cc.targets.make(cc.targets.names(dim=1)[0], n=300, seed=0)
   fitted = _untrained(data)
-  figs = sdot_views.explore_figures(fitted, data)
+  figs = sdot_viz.explore_figures(fitted, data)
   assert len(figs) == 2  # no Laguerre panel outside 2D
   with pytest.raises(ValueError, match="2D"):
-    sdot_views.laguerre_figure(fitted)
+    sdot_viz.laguerre_figure(fitted)
 
 
 def test_refuses_other_models_and_wrong_data(fits):
   data, fitted = fits["soft"]
   with pytest.raises(ValueError, match="sdot"):
-    sdot_views.explore_figures(object(), data)
+    sdot_viz.explore_figures(object(), data)
   with pytest.raises(ValueError, match="column"):
-    sdot_views.explore_figures(fitted, np.zeros((10, 3)))
+    sdot_viz.explore_figures(fitted, np.zeros((10, 3)))
 
 
 def test_figures_are_quick_on_a_full_size_model():
   data = cc.targets.make("eight_gaussians", n=4096, seed=0)
   fitted = _untrained(data)
-  sdot_views.explore_figures(fitted, data)  # compile once
-  for name, fn in [("grid", lambda: sdot_views.warped_grid_figure(fitted, data)),
-                   ("psi", lambda: sdot_views.psi_figure(fitted, data)),
-                   ("cells", lambda: sdot_views.laguerre_figure(fitted))]:
+  sdot_viz.explore_figures(fitted, data)  # compile once
+  for name, fn in [("grid", lambda: sdot_viz.warped_grid_figure(fitted, data)),
+                   ("psi", lambda: sdot_viz.psi_figure(fitted, data)),
+                   ("cells", lambda: sdot_viz.laguerre_figure(fitted))]:
     t0 = time.perf_counter()
     fn()
     # < 2 s each on an idle 2-core CPU; the bound leaves room for a shared machine
@@ -124,14 +124,13 @@ def test_figures_are_quick_on_a_full_size_model():
 
 
 def test_epsilon_sweep_figure_has_one_panel_per_epsilon():
-  from cmm_core import sdot_views
   rng = np.random.default_rng(0)
   data = rng.normal(size=(300, 2))
   results = [{"epsilon": e, "energy_distance": 0.01 * i, "samples": rng.normal(size=(200, 2))}
              for i, e in enumerate((0.0, 0.05, 0.1))]
-  fig = sdot_views.epsilon_sweep_figure(results, data)
+  fig = sdot_viz.epsilon_sweep_figure(results, data)
   titles = [a.text for a in fig.layout.annotations]
   assert titles == ["ε = 0 · ED 0.0000", "ε = 0.05 · ED 0.0100", "ε = 0.1 · ED 0.0200"]
   assert len(fig.data) == 6 and all(len(t.x) == 200 or len(t.x) == 300 for t in fig.data)
   with pytest.raises(ValueError):
-    sdot_views.epsilon_sweep_figure([], data)
+    sdot_viz.epsilon_sweep_figure([], data)

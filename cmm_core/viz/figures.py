@@ -2,11 +2,13 @@
 
 One palette and one layout for every panel, so that the base, the map and the samples read as a
 story: base points are teal, data points grey, model samples orange, the map purple.
-:func:`panel_figures` turns a :func:`cmm_core.views.panel_data` dict into the three panels.
+:func:`panel_figures` turns a :func:`cmm_core.viz.panels.panel_data` dict into the three panels;
+the titles per model come from :mod:`cmm_core.viz.registry`. :func:`layout`, :func:`scatter`,
+:func:`bins` and :data:`COLORS` are the shared style of every other view module.
 
->>> view = views.panel_data(fitted, data)
+>>> view = panels.panel_data(fitted, data)
 >>> fig_base, fig_map, fig_samples = panel_figures(view, model="cmm")
->>> fig_loss = loss_figure(views.history_arrays(fitted.history))
+>>> fig_loss = loss_figure(panels.history_arrays(fitted.history))
 """
 
 from __future__ import annotations
@@ -16,15 +18,22 @@ from typing import Optional, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
+from cmm_core.viz.geometry import as_points, comparable, polylines, segments, subsample
+from cmm_core.viz.registry import labels_for
+
 __all__ = [
     "COLORS",
-    "labels_for",
+    "HEIGHT",
+    "layout",
+    "scatter",
+    "bins",
     "base_figure",
     "map_figure",
     "samples_figure",
     "loss_figure",
     "target_preview",
     "panel_figures",
+    "draw_canvas",
 ]
 
 COLORS = {
@@ -38,29 +47,14 @@ COLORS = {
 }
 _DENSITY_SCALE = [[0.0, "rgba(255,255,255,0)"], [0.08, "#dff3ef"], [0.4, "#8fd3c7"],
                   [1.0, "#0b5d55"]]
-_HEIGHT = 400
-
-# Titles per model id; anything else gets the generic names.
-_LABELS = {
-    "cmm": {"base": "base e<sup>−w</sup>", "map": "transport map ∇w*", "map_symbol": "∇w*(x)"},
-    "mm": {"base": "base e<sup>−u</sup>", "map": "transport map ∇u", "map_symbol": "∇u(x)"},
-    "brenier": {"base": "base N(0, I)", "map": "Brenier map ∇φ", "map_symbol": "∇φ(x)"},
-    "maflow": {"base": "base N(0, I)", "map": "Monge-Ampère flow map", "map_symbol": "T(x)"},
-    "sdot": {"base": "latent U[−1, 1]", "map": "generator g<sub>θ</sub>", "map_symbol": "g(z)"},
-}
-_GENERIC = {"base": "base (latent) distribution", "map": "transport map T", "map_symbol": "T(x)"}
+HEIGHT = 400  # pixels of a panel, legend excluded
 
 
-def labels_for(model: Optional[str]) -> dict:
-  """Panel titles for a model id: ``{"base", "map", "map_symbol", "samples"}`` (HTML for plotly)."""
-  out = dict(_LABELS.get(model or "", _GENERIC))
-  out["samples"] = "samples vs data"
-  return out
-
-
-def _layout(fig: go.Figure, title: str, xlabel: str, ylabel: str, *,
-            x_range=None, y_range=None, equal_aspect: bool = False,
-            height: int = _HEIGHT, legend: bool = True) -> go.Figure:
+def layout(fig: go.Figure, title: str, xlabel: str, ylabel: str, *,
+           x_range=None, y_range=None, equal_aspect: bool = False,
+           height: int = HEIGHT, legend: bool = True) -> go.Figure:
+  """The layout every panel shares (title, white template, legend below, axis titles and ranges);
+  modifies ``fig`` and returns it. ``equal_aspect``: the same scale on both axes."""
   if legend:
     height += 35  # room for the legend below the plot
   fig.update_layout(
@@ -86,21 +80,24 @@ def _layout(fig: go.Figure, title: str, xlabel: str, ylabel: str, *,
   return fig
 
 
-def _points(x) -> np.ndarray:
-  arr = np.asarray(x, dtype=np.float64)
-  if arr.ndim == 1:
-    arr = arr[:, None]
-  return arr
+def _layout_2d(fig: go.Figure, title: str, labels: Sequence[str], axis_range,
+               equal_aspect: bool) -> go.Figure:
+  """:func:`layout` of a 2D panel on ``axis_range`` ``[2, 2]`` (or automatic ranges when None)."""
+  rx, ry = (None, None) if axis_range is None else (axis_range[0], axis_range[1])
+  return layout(fig, title, labels[0], labels[1], x_range=rx, y_range=ry,
+                equal_aspect=equal_aspect)
 
 
-def _scatter(points: np.ndarray, name: str, color: str, *, size: float = 4,
-             opacity: float = 0.5) -> go.Scatter:
+def scatter(points: np.ndarray, name: str, color: str, *, size: float = 4,
+            opacity: float = 0.5) -> go.Scatter:
+  """A marker trace of ``points`` ``[n, 2]`` with a coordinates hover."""
   return go.Scatter(x=points[:, 0], y=points[:, 1], mode="markers", name=name,
                     marker={"color": color, "size": size, "opacity": opacity, "line": {"width": 0}},
                     hovertemplate="(%{x:.3g}, %{y:.3g})<extra>" + name + "</extra>")
 
 
-def _bins(x_range, n: int = 60) -> dict:
+def bins(x_range, n: int = 60) -> dict:
+  """Histogram bins: ``n`` equal bins over ``x_range`` ``(low, high)`` (plotly's ``xbins``)."""
   lo, hi = float(x_range[0]), float(x_range[1])
   return {"start": lo, "end": hi, "size": (hi - lo) / n}
 
@@ -126,7 +123,7 @@ def base_figure(base, grid: Sequence[np.ndarray], density, *, title: str = "base
     1D: a histogram (probability density) of the samples and the density curve.
     2D: a density heatmap with the samples on top.
   """
-  base = _points(base)
+  base = as_points(base)
   k = base.shape[1]
   fig = go.Figure()
   if k == 1:
@@ -134,13 +131,13 @@ def base_figure(base, grid: Sequence[np.ndarray], density, *, title: str = "base
     rng = axis_range[0] if axis_range is not None else (x.min(), x.max())
     if show_samples:
       fig.add_trace(go.Histogram(x=base[:, 0], histnorm="probability density", name="base samples",
-                                 xbins=_bins(rng), marker={"color": COLORS["base"]}, opacity=0.45,
+                                 xbins=bins(rng), marker={"color": COLORS["base"]}, opacity=0.45,
                                  hovertemplate="x %{x}<br>density %{y:.3g}<extra></extra>"))
     if show_density:
       fig.add_trace(go.Scatter(x=x, y=np.asarray(density, dtype=np.float64), mode="lines",
                                name="density", line={"color": COLORS["density"], "width": 2.5},
                                hovertemplate="x %{x:.3g}<br>density %{y:.3g}<extra></extra>"))
-    return _layout(fig, title, labels[0], "density", x_range=rng)
+    return layout(fig, title, labels[0], "density", x_range=rng)
   gx, gy = (np.asarray(a, dtype=np.float64) for a in grid)
   if show_density:
     fig.add_trace(go.Heatmap(x=gx, y=gy, z=np.asarray(density, dtype=np.float64), name="density",
@@ -153,30 +150,7 @@ def base_figure(base, grid: Sequence[np.ndarray], density, *, title: str = "base
         marker={"color": COLORS["base"], "size": 4, "opacity": 0.75,
                 "line": {"width": 0.5, "color": "white"}},
         hovertemplate="(%{x:.3g}, %{y:.3g})<extra>base sample</extra>"))
-  rx = axis_range[0] if axis_range is not None else None
-  ry = axis_range[1] if axis_range is not None else None
-  return _layout(fig, title, labels[0], labels[1], x_range=rx, y_range=ry,
-                 equal_aspect=equal_aspect)
-
-
-def _segments(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Line segments start->end as one polyline broken by NaN: ``[3a]`` x and y."""
-  a = start.shape[0]
-  xs = np.full(3 * a, np.nan)
-  ys = np.full(3 * a, np.nan)
-  xs[0::3], xs[1::3] = start[:, 0], end[:, 0]
-  ys[0::3], ys[1::3] = start[:, 1], end[:, 1]
-  return xs, ys
-
-
-def _polylines(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Lines ``[L, P, 2]`` as one polyline broken by NaN."""
-  lines = np.asarray(lines, dtype=np.float64)
-  L, P, _ = lines.shape
-  padded = np.full((L, P + 1, 2), np.nan)
-  padded[:, :P] = lines
-  flat = padded.reshape(-1, 2)
-  return flat[:, 0], flat[:, 1]
+  return _layout_2d(fig, title, labels, axis_range, equal_aspect)
 
 
 def map_figure(m: dict, *, title: str = "transport map ∇w*", symbol: str = "∇w*(x)",
@@ -187,7 +161,7 @@ def map_figure(m: dict, *, title: str = "transport map ∇w*", symbol: str = "�
 
   Args:
     m: 1D ``{"x": [g], "y": [g]}`` with ``y = T(x)``; 2D ``{"grid": [L, P, 2], "warped": [L, P, 2],
-      "arrow_from": [a, 2], "arrow_to": [a, 2]}`` (the ``map`` entry of ``views.panel_data``).
+      "arrow_from": [a, 2], "arrow_to": [a, 2]}`` (the ``map`` entry of ``panels.panel_data``).
     title: panel title; ``symbol`` names the map in labels, e.g. ``"∇w*(x)"``.
     labels: coordinate names.
     x_range, y_range: axis ranges ``(low, high)`` or None.
@@ -209,23 +183,23 @@ def map_figure(m: dict, *, title: str = "transport map ∇w*", symbol: str = "�
     fig.add_trace(go.Scatter(x=x, y=y, mode="lines", name=symbol,
                              line={"color": COLORS["map"], "width": 3},
                              hovertemplate="x %{x:.3g}<br>" + symbol + " %{y:.3g}<extra></extra>"))
-    return _layout(fig, title, f"base point x ({labels[0]})", f"{symbol}  (data space)",
-                   x_range=x_range, y_range=y_range)
+    return layout(fig, title, f"base point x ({labels[0]})", f"{symbol}  (data space)",
+                  x_range=x_range, y_range=y_range)
   if show_grid:
-    gx, gy = _polylines(m["grid"])
+    gx, gy = polylines(m["grid"])
     fig.add_trace(go.Scatter(x=gx, y=gy, mode="lines", name="base grid",
                              line={"color": COLORS["grid"], "width": 1}, hoverinfo="skip",
                              connectgaps=False))
   if show_warped:
-    wx, wy = _polylines(m["warped"])
+    wx, wy = polylines(m["warped"])
     fig.add_trace(go.Scatter(x=wx, y=wy, mode="lines", name="warped grid",
                              line={"color": COLORS["map"], "width": 1.2}, opacity=0.75,
                              hoverinfo="skip", connectgaps=False))
   if show_arrows:
-    start = _points(m["arrow_from"])
-    end = _points(m["arrow_to"])
+    start = as_points(m["arrow_from"])
+    end = as_points(m["arrow_to"])
     if start.shape[0]:
-      sx, sy = _segments(start, end)
+      sx, sy = segments(start, end)
       sizes = np.tile([0.0, 9.0, 0.0], start.shape[0])
       fig.add_trace(go.Scatter(
           x=sx, y=sy, mode="lines+markers", name="x → " + symbol,
@@ -233,9 +207,9 @@ def map_figure(m: dict, *, title: str = "transport map ∇w*", symbol: str = "�
           marker={"symbol": "arrow", "angleref": "previous", "size": sizes,
                   "color": COLORS["samples"], "line": {"width": 0}},
           hoverinfo="skip", connectgaps=False))
-      fig.add_trace(_scatter(start, "base point x", COLORS["base"], size=4, opacity=0.9))
-  return _layout(fig, title, labels[0], labels[1], x_range=x_range, y_range=y_range,
-                 equal_aspect=equal_aspect)
+      fig.add_trace(scatter(start, "base point x", COLORS["base"], size=4, opacity=0.9))
+  return layout(fig, title, labels[0], labels[1], x_range=x_range, y_range=y_range,
+                equal_aspect=equal_aspect)
 
 
 def samples_figure(data, samples, *, title: str = "samples vs data",
@@ -256,7 +230,7 @@ def samples_figure(data, samples, *, title: str = "samples vs data",
   Returns:
     1D: two overlaid histograms with the same bins; 2D: two scatters.
   """
-  data, samples = _points(data), _points(samples)
+  data, samples = as_points(data), as_points(samples)
   fig = go.Figure()
   if data.shape[1] == 1:
     if axis_range is not None:
@@ -267,23 +241,20 @@ def samples_figure(data, samples, *, title: str = "samples vs data",
       rng = (both.min(), both.max()) if both.size else (-1.0, 1.0)
     if show_data:
       fig.add_trace(go.Histogram(x=data[:, 0], histnorm="probability density", name="data",
-                                 xbins=_bins(rng), marker={"color": COLORS["data"]}, opacity=0.55,
+                                 xbins=bins(rng), marker={"color": COLORS["data"]}, opacity=0.55,
                                  hovertemplate="x %{x}<br>density %{y:.3g}<extra>data</extra>"))
     if show_samples:
       fig.add_trace(go.Histogram(x=samples[:, 0], histnorm="probability density",
-                                 name="model samples", xbins=_bins(rng),
+                                 name="model samples", xbins=bins(rng),
                                  marker={"color": COLORS["samples"]}, opacity=0.55,
                                  hovertemplate="x %{x}<br>density %{y:.3g}<extra>samples</extra>"))
     fig.update_layout(barmode="overlay")
-    return _layout(fig, title, labels[0], "density", x_range=rng)
+    return layout(fig, title, labels[0], "density", x_range=rng)
   if show_data:
-    fig.add_trace(_scatter(data, "data", COLORS["data"], size=3.5, opacity=0.45))
+    fig.add_trace(scatter(data, "data", COLORS["data"], size=3.5, opacity=0.45))
   if show_samples:
-    fig.add_trace(_scatter(samples, "model samples", COLORS["samples"], size=3.5, opacity=0.55))
-  rx = axis_range[0] if axis_range is not None else None
-  ry = axis_range[1] if axis_range is not None else None
-  return _layout(fig, title, labels[0], labels[1], x_range=rx, y_range=ry,
-                 equal_aspect=equal_aspect)
+    fig.add_trace(scatter(samples, "model samples", COLORS["samples"], size=3.5, opacity=0.55))
+  return _layout_2d(fig, title, labels, axis_range, equal_aspect)
 
 
 def loss_figure(history: dict, *, title: str = "training loss", metric: str = "loss",
@@ -291,7 +262,7 @@ def loss_figure(history: dict, *, title: str = "training loss", metric: str = "l
   """Loss against training step, with hover.
 
   Args:
-    history: ``{"step": [m], "loss": [m], "seconds": [m], ...}`` (see ``views.history_arrays``).
+    history: ``{"step": [m], "loss": [m], "seconds": [m], ...}`` (see ``panels.history_arrays``).
     title: figure title.
     metric: which series to plot on the y axis.
     height: figure height in pixels.
@@ -307,7 +278,7 @@ def loss_figure(history: dict, *, title: str = "training loss", metric: str = "l
       customdata=seconds,
       hovertemplate="step %{x:d}<br>" + metric + " %{y:.5g}<br>%{customdata:.1f} s<extra></extra>"))
   x_range = (0, total_steps) if total_steps else None
-  fig = _layout(fig, title, "training step", metric, x_range=x_range, height=height, legend=False)
+  fig = layout(fig, title, "training step", metric, x_range=x_range, height=height, legend=False)
   fig.update_layout(hovermode="x unified")
   if steps.size == 0:
     fig.add_annotation(text="no training steps yet", showarrow=False, x=0.5, y=0.5,
@@ -321,32 +292,29 @@ def target_preview(data, *, dims: Sequence[int] = (0, 1), labels: Optional[Seque
 
   At most ``max_points`` points are drawn (a seeded subset).
   """
-  data = _points(data)
+  data = as_points(data)
   d = data.shape[1]
   if labels is None:
     labels = [f"x{i + 1}" for i in range(d)]
-  if data.shape[0] > max_points:
-    idx = np.sort(np.random.default_rng(seed).choice(data.shape[0], max_points, replace=False))
-    data = data[idx]
+  data = subsample(data, max_points, seed)
   fig = go.Figure()
   if d == 1:
     fig.add_trace(go.Histogram(x=data[:, 0], histnorm="probability density", name="data",
                                nbinsx=80, marker={"color": COLORS["data"]}, opacity=0.8,
                                hovertemplate="x %{x}<br>density %{y:.3g}<extra></extra>"))
-    return _layout(fig, title, labels[0], "density", legend=False)
+    return layout(fig, title, labels[0], "density", legend=False)
   i, j = dims
-  fig.add_trace(_scatter(data[:, [i, j]], "data", COLORS["data"], size=4, opacity=0.5))
-  widths = np.ptp(data[:, [i, j]], axis=0)
-  equal = bool(widths.min() > 0 and widths.max() <= 4.0 * widths.min())
-  return _layout(fig, title, labels[i], labels[j], equal_aspect=equal, legend=False)
+  fig.add_trace(scatter(data[:, [i, j]], "data", COLORS["data"], size=4, opacity=0.5))
+  equal = comparable(np.ptp(data[:, [i, j]], axis=0))
+  return layout(fig, title, labels[i], labels[j], equal_aspect=equal, legend=False)
 
 
 def panel_figures(view: dict, *, model: Optional[str] = None, same_axes: bool = True,
                   layers: Optional[Sequence[str]] = None) -> tuple[go.Figure, go.Figure, go.Figure]:
-  """The three panels (base, map, samples vs data) from a ``views.panel_data`` dict.
+  """The three panels (base, map, samples vs data) from a ``panels.panel_data`` dict.
 
   Args:
-    view: the dict returned by :func:`cmm_core.views.panel_data`.
+    view: the dict returned by :func:`cmm_core.panels.panel_data`.
     model: model id, for the titles (``"cmm"`` -> "base e^{-w}", "transport map ∇w*").
     same_axes: draw all panels on one common range (compare sizes at a glance); otherwise each
       panel fits its own content.
@@ -386,23 +354,6 @@ def panel_figures(view: dict, *, model: Optional[str] = None, same_axes: bool = 
   return fig_base, fig_map, fig_samples
 
 
-# model id -> module with ``explore_figures(fitted, data, seed) -> [(title, figure)]``
-_EXPLORE_MODULES = {"maflow": "cmm_core.flow_views", "sdot": "cmm_core.sdot_views"}
-
-
-def model_figures(fitted, data, seed: int = 0) -> list:
-  """The extra views a model has beyond the three panels, ``[(title, go.Figure), ...]``.
-
-  ``maflow``: the flow animated, its density over time, its warped grid; ``sdot``: the warped
-  latent grid, psi on the data, the (soft) Laguerre cells. Other models: ``[]``.
-  """
-  import importlib
-  module = _EXPLORE_MODULES.get(fitted.model)
-  if module is None:
-    return []
-  return importlib.import_module(module).explore_figures(fitted, data, seed=seed)
-
-
 def draw_canvas(grid: dict, cells: Sequence[int] = (), *, title: str = "draw the target",
                 dragmode: str = "select", height: int = 440) -> go.Figure:
   """The canvas for drawing a 2D target: the selected cells filled, the free cells as faint dots.
@@ -431,8 +382,8 @@ def draw_canvas(grid: dict, cells: Sequence[int] = (), *, title: str = "draw the
   fig.add_trace(go.Scatter(x=centres[:, 0], y=centres[:, 1], mode="markers", name="cells",
                            marker={"color": COLORS["grid"], "size": 3, "opacity": 0.45},
                            hoverinfo="none", showlegend=False))
-  _layout(fig, title, "x1", "x2", x_range=(lo, hi), y_range=(lo, hi), equal_aspect=True,
-          height=height, legend=False)
+  layout(fig, title, "x1", "x2", x_range=(lo, hi), y_range=(lo, hi), equal_aspect=True,
+         height=height, legend=False)
   fig.update_layout(dragmode=dragmode, margin={"l": 45, "r": 15, "t": 45, "b": 40},
                     newselection={"line": {"color": COLORS["map"], "width": 2}})
   # the ranges stay exactly [lo, hi]: equal aspect shrinks the plot area instead
@@ -440,5 +391,3 @@ def draw_canvas(grid: dict, cells: Sequence[int] = (), *, title: str = "draw the
   fig.update_yaxes(fixedrange=True, showgrid=False, constrain="domain")
   return fig
 
-
-__all__ += ["draw_canvas"]

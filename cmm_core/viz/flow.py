@@ -15,8 +15,9 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from cmm_core.plots import COLORS
-from cmm_core.views import axis_ranges, subsample
+from cmm_core.viz.figures import COLORS
+from cmm_core.viz import geometry
+from cmm_core.viz.geometry import as_points, axis_ranges, finite_rows, polylines, square, subsample
 
 __all__ = ["explore_figures", "animation_figure", "density_times_figure", "warped_grid_figure",
            "density_times"]
@@ -25,36 +26,12 @@ _HEIGHT = 430
 _DENSITY_SCALE = [[0.0, "rgba(255,255,255,0)"], [0.05, "#fde9d6"], [0.4, "#f7a35c"], [1.0, "#8c2d04"]]
 
 
-def _as_points(x, d: int) -> np.ndarray:
-  arr = np.asarray(x, np.float64)
-  if arr.ndim == 1:
-    arr = arr[:, None]
-  if arr.ndim != 2 or arr.shape[1] != d:
-    raise ValueError(f"data must have shape [n, {d}], got {arr.shape}")
-  return arr[np.all(np.isfinite(arr), 1)]
-
-
 def _style(fig: go.Figure, title: str, height: int = _HEIGHT) -> go.Figure:
   fig.update_layout(title={"text": title, "x": 0.02, "xanchor": "left", "font": {"size": 16}},
                     template="plotly_white", height=height, hovermode="closest",
                     margin={"l": 50, "r": 15, "t": 50, "b": 45},
                     legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "xanchor": "right", "x": 1.0})
   return fig
-
-
-def _square(r: np.ndarray) -> np.ndarray:
-  """A square box around ``r`` ``[2, 2]``."""
-  c = r.mean(1)
-  half = 0.5 * float(np.max(r[:, 1] - r[:, 0]))
-  return np.stack([c - half, c + half], 1)
-
-
-def _polylines(lines: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """``[L, P, 2]`` -> x, y with NaN separators (one trace)."""
-  L, P, _ = lines.shape
-  sep = np.full((L, 1, 2), np.nan)
-  flat = np.concatenate([lines, sep], 1).reshape(-1, 2)
-  return flat[:, 0], flat[:, 1]
 
 
 def density_times(fitted, n: int = 4) -> np.ndarray:
@@ -85,11 +62,11 @@ def animation_figure(frames: np.ndarray, times: np.ndarray, data: np.ndarray, *,
     return _spacetime_figure(frames[..., 0], times, data[:, 0], title=title)
   i, j = dims
   pts = frames[..., [i, j]]
-  rng = _square(axis_ranges(pts[0], pts[-1], data[:, [i, j]], margin=0.05))
+  rng = square(axis_ranges(pts[0], pts[-1], data[:, [i, j]], margin=0.05))
   fig = go.Figure()
   fig.add_trace(go.Scatter(x=data[:, i], y=data[:, j], mode="markers", name="data",
                            marker={"color": COLORS["data"], "size": 3, "opacity": 0.18}, hoverinfo="skip"))
-  px, py = _polylines(np.transpose(pts[:, :n_paths], (1, 0, 2)))
+  px, py = polylines(np.transpose(pts[:, :n_paths], (1, 0, 2)))
   fig.add_trace(go.Scatter(x=px, y=py, mode="lines", name="paths", line={"color": COLORS["map"], "width": 0.8},
                            opacity=0.35, hoverinfo="skip", connectgaps=False))
   fig.add_trace(go.Scatter(x=pts[0, :, 0], y=pts[0, :, 1], mode="markers", name="particles",
@@ -210,7 +187,7 @@ def warped_grid_figure(grid_lines: np.ndarray, warped_lines: np.ndarray, *, base
     return _style(fig, title)
   fig = make_subplots(rows=1, cols=2, subplot_titles=["base N(0, I)", "flow map T (data space)"],
                       horizontal_spacing=0.08)
-  gx, gy = _polylines(grid_lines)
+  gx, gy = polylines(grid_lines)
   fig.add_trace(go.Scatter(x=gx, y=gy, mode="lines", name="base grid", line={"color": COLORS["grid"], "width": 1},
                            hoverinfo="skip", connectgaps=False), row=1, col=1)
   if base is not None:
@@ -221,7 +198,7 @@ def warped_grid_figure(grid_lines: np.ndarray, warped_lines: np.ndarray, *, base
     fig.add_trace(go.Scatter(x=data[:, 0], y=data[:, 1], mode="markers", name="data",
                              marker={"color": COLORS["data"], "size": 3, "opacity": 0.2}, hoverinfo="skip"),
                   row=1, col=2)
-  wx, wy = _polylines(warped_lines)
+  wx, wy = polylines(warped_lines)
   fig.add_trace(go.Scatter(x=wx, y=wy, mode="lines", name="warped grid", line={"color": COLORS["map"], "width": 1.1},
                            opacity=0.8, hoverinfo="skip", connectgaps=False), row=1, col=2)
   if samples is not None:
@@ -236,15 +213,6 @@ def warped_grid_figure(grid_lines: np.ndarray, warped_lines: np.ndarray, *, base
 # ----------------------------------------------------------------------------
 # All three from a fitted model.
 # ----------------------------------------------------------------------------
-
-
-def _grid_lines(lim: float, n_lines: int, n_points: int) -> np.ndarray:
-  """Lines of a regular grid over ``[-lim, lim]^2``: ``[2 n_lines, n_points, 2]``."""
-  ticks = np.linspace(-lim, lim, n_lines)
-  along = np.linspace(-lim, lim, n_points)
-  vertical = np.stack([np.broadcast_to(ticks[:, None], (n_lines, n_points)),
-                       np.broadcast_to(along[None], (n_lines, n_points))], -1)
-  return np.concatenate([vertical, vertical[..., ::-1]], 0)
 
 
 def explore_figures(fitted, data, seed: int = 0, *, n_particles: int = 300, n_frames: int = 21,
@@ -262,7 +230,7 @@ def explore_figures(fitted, data, seed: int = 0, *, n_particles: int = 300, n_fr
     seed: seeds the particles and the data subset.
   """
   d = int(fitted.dim)
-  data = subsample(_as_points(data, d), 2000, seed)
+  data = subsample(finite_rows(as_points(data, "the data", dim=d)), 2000, seed)
   times = density_times(fitted, n_times)
   x0 = fitted.sample_base(n_particles, seed=seed)
   frames = fitted.trajectories(x0, n_frames)
@@ -285,7 +253,7 @@ def explore_figures(fitted, data, seed: int = 0, *, n_particles: int = 300, n_fr
   i, j = dims
   shown = data[:, [i, j]]
   out.append(("flow animation", animation_figure(frames, fitted.frame_times(n_frames), data, dims=dims)))
-  box = _square(axis_ranges(frames[0][:, [i, j]], frames[-1][:, [i, j]], shown, margin=0.05))
+  box = square(axis_ranges(frames[0][:, [i, j]], frames[-1][:, [i, j]], shown, margin=0.05))
   gx = np.linspace(*box[0], grid_size)
   gy = np.linspace(*box[1], grid_size)
   if d == 2:
@@ -300,7 +268,7 @@ def explore_figures(fitted, data, seed: int = 0, *, n_particles: int = 300, n_fr
     gx, gy = 0.5 * (edges_x[1:] + edges_x[:-1]), 0.5 * (edges_y[1:] + edges_y[:-1])
     empirical = True
   out.append(("density over time", density_times_figure(times, {"x": gx, "y": gy}, dens, empirical=empirical)))
-  lines = _grid_lines(3.0, 13, 41)
+  lines = geometry.grid_lines([[-3.0, 3.0], [-3.0, 3.0]], 13, 41)
   full = np.zeros(lines.shape[:2] + (d,), np.float32)
   full[..., i], full[..., j] = lines[..., 0], lines[..., 1]
   warped = fitted.transport(full.reshape(-1, d)).reshape(full.shape)[..., [i, j]]

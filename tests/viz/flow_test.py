@@ -8,7 +8,7 @@ import plotly.graph_objects as go
 import pytest
 
 import cmm_core as cc
-from cmm_core import flow_views
+from cmm_core.viz import flow
 from cmm_core.models import maflow
 from cmm_core.models.maflow import MAFlow, MAFlowFitted
 
@@ -26,7 +26,7 @@ def _random_fitted(d, seed=0, **hyper) -> MAFlowFitted:
 def test_2d_figures():
   fitted = _random_fitted(2)
   data = cc.targets.make("two_moons", n=3000, seed=0)
-  figs = flow_views.explore_figures(fitted, data, seed=0)
+  figs = flow.explore_figures(fitted, data, seed=0)
   assert [t for t, _ in figs] == ["flow animation", "density over time", "warped grid"]
   assert all(isinstance(f, go.Figure) for _, f in figs)
   anim = figs[0][1]
@@ -55,26 +55,26 @@ def test_2d_figures():
 def test_1d_and_3d_figures():
   f1 = _random_fitted(1)
   data1 = cc.targets.make("mixture", n=500, seed=0)
-  figs = flow_views.explore_figures(f1, data1, seed=0)
+  figs = flow.explore_figures(f1, data1, seed=0)
   assert len(figs) == 3 and all(isinstance(f, go.Figure) for _, f in figs)
   curves = [t for t in figs[1][1].data if isinstance(t, go.Scatter)]
   assert len(curves) == 4
   f3 = _random_fitted(3, symmetry="reflection")
   data3 = np.random.default_rng(0).normal(size=(400, 3))
-  figs = flow_views.explore_figures(f3, data3, seed=0, n_particles=100)
+  figs = flow.explore_figures(f3, data3, seed=0, n_particles=100)
   assert len(figs) == 3 and len(figs[0][1].frames) == 21
 
 
 def test_wrong_data_shape_is_refused():
   with pytest.raises(ValueError, match="shape"):
-    flow_views.explore_figures(_random_fitted(2), np.zeros((10, 3)))
+    flow.explore_figures(_random_fitted(2), np.zeros((10, 3)))
 
 
 @pytest.mark.slow
 def test_figures_are_quick_for_a_default_model():
   data = cc.targets.make("eight_gaussians", n=2048, seed=0)
   fitted = cc.fit("maflow", data, steps=50, seed=0)
-  flow_views.explore_figures(fitted, data, seed=0)  # compiles
+  flow.explore_figures(fitted, data, seed=0)  # compiles
   t0 = time.perf_counter()
-  flow_views.explore_figures(fitted, data, seed=1)
+  flow.explore_figures(fitted, data, seed=1)
   assert time.perf_counter() - t0 < 6.0  # three figures, < 2 s each

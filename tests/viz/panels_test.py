@@ -1,11 +1,11 @@
-"""Tests for cmm_core.views: the arrays behind the panels."""
+"""Tests for cmm_core.viz.panels: the arrays behind the panels."""
 
 import math
 
 import numpy as np
 import pytest
 
-from cmm_core import views
+from cmm_core.viz import panels
 
 
 def _sqrtm_pow(S, p):
@@ -59,7 +59,7 @@ def _finite(*arrays):
 def test_panel_data_1d_density_is_normalised_and_matches_the_base(rng):
   data = rng.normal(1.0, 2.0, size=(3000, 1))
   model = GaussianCMM(data.mean(0), np.cov(data.T))
-  view = views.panel_data(model, data, n_samples=1500, seed=0)
+  view = panels.panel_data(model, data, n_samples=1500, seed=0)
   assert view["view_dim"] == 1 and view["dims"] == (0,)
   assert view["base"].shape == (1500, 1) and view["samples"].shape == (1500, 1)
   assert view["data"].shape == (1500, 1)
@@ -81,8 +81,8 @@ def test_panel_data_1d_density_is_normalised_and_matches_the_base(rng):
 def test_panel_data_2d_shapes_ranges_and_warped_grid(rng):
   data = rng.multivariate_normal([1.0, -1.0], [[2.0, 0.6], [0.6, 1.0]], size=2000)
   model = GaussianCMM(data.mean(0), np.cov(data.T))
-  view = views.panel_data(model, data, n_samples=800, seed=1, grid_size=40, n_arrows=50,
-                          n_lines=7, line_points=20)
+  view = panels.panel_data(model, data, n_samples=800, seed=1, grid_size=40, n_arrows=50,
+                           n_lines=7, line_points=20)
   assert view["view_dim"] == 2 and view["labels"] == ["x1", "x2"]
   gx, gy, p = view["base_grid"]["x"], view["base_grid"]["y"], view["base_density"]
   assert gx.shape == (40,) and gy.shape == (40,) and p.shape == (40, 40)
@@ -109,8 +109,8 @@ def test_panel_data_2d_shapes_ranges_and_warped_grid(rng):
 def test_panel_data_high_dim_shows_a_pair_of_coordinates(rng):
   data = rng.standard_normal((500, 4)) * np.array([1.0, 2.0, 3.0, 0.5])
   model = GaussianCMM(data.mean(0), np.cov(data.T))
-  view = views.panel_data(model, data, n_samples=300, dims=(2, 0), grid_size=30,
-                          labels=["a", "b", "c", "d"])
+  view = panels.panel_data(model, data, n_samples=300, dims=(2, 0), grid_size=30,
+                           labels=["a", "b", "c", "d"])
   assert view["dims"] == (2, 0) and view["labels"] == ["c", "a"]
   assert view["base"].shape == (300, 2) and view["data"].shape == (300, 2)
   assert view["base_density"].shape == (30, 30)
@@ -123,11 +123,11 @@ def test_panel_data_rejects_bad_input(rng):
   data = rng.standard_normal((100, 2))
   model = GaussianCMM(np.zeros(2), np.eye(2))
   with pytest.raises(ValueError, match="dims"):
-    views.panel_data(model, data, dims=(0, 0))
+    panels.panel_data(model, data, dims=(0, 0))
   with pytest.raises(ValueError, match="dims"):
-    views.panel_data(model, data, dims=(0, 2))
+    panels.panel_data(model, data, dims=(0, 2))
   with pytest.raises(ValueError, match="column"):
-    views.panel_data(model, rng.standard_normal((100, 3)))
+    panels.panel_data(model, rng.standard_normal((100, 3)))
 
 
 def test_panel_data_drops_non_finite_images(rng):
@@ -141,7 +141,7 @@ def test_panel_data_drops_non_finite_images(rng):
     return y
 
   model.transport = transport
-  view = views.panel_data(model, data, n_samples=100, grid_size=20)
+  view = panels.panel_data(model, data, n_samples=100, grid_size=20)
   assert view["n_nonfinite"] == 10
   assert view["base"].shape == (90, 2) and _finite(view["base"], view["samples"])
 
@@ -149,38 +149,38 @@ def test_panel_data_drops_non_finite_images(rng):
 def test_history_arrays():
   hist = [{"step": 50, "loss": 1.0, "seconds": 0.1},
           {"step": 100, "loss": 0.5, "seconds": 0.2, "energy_distance": 0.3, "note": "x"}]
-  h = views.history_arrays(hist)
+  h = panels.history_arrays(hist)
   assert list(h) == ["step", "loss", "seconds", "energy_distance"]
   np.testing.assert_array_equal(h["step"], [50, 100])
   assert math.isnan(h["energy_distance"][0]) and h["energy_distance"][1] == 0.3
-  empty = views.history_arrays([])
+  empty = panels.history_arrays([])
   assert set(empty) == {"step", "loss", "seconds"} and empty["loss"].size == 0
 
 
 def test_fit_summary():
   model = GaussianCMM(np.zeros(1), np.eye(1))
-  s = views.fit_summary(model)
+  s = panels.fit_summary(model)
   assert s["steps"] == 50 and s["seconds"] == pytest.approx(2.5)
   assert s["status"] == "done" and s["final_loss"] == pytest.approx(0.2) and s["model"] == "cmm"
   model.info.update(status="stopped", message="stopped by the user at step 50", steps_done=50,
                     fit_seconds=3.0)
-  s = views.fit_summary(model)
+  s = panels.fit_summary(model)
   assert s["status"] == "stopped" and "stopped" in s["message"] and s["seconds"] == 3.0
 
 
 def test_covariance_from_axes():
-  np.testing.assert_allclose(views.covariance_from_axes([2.0]), [[4.0]])
-  cov = views.covariance_from_axes([2.0, 0.5], 90.0)
+  np.testing.assert_allclose(panels.covariance_from_axes([2.0]), [[4.0]])
+  cov = panels.covariance_from_axes([2.0, 0.5], 90.0)
   np.testing.assert_allclose(cov, [[0.25, 0.0], [0.0, 4.0]], atol=1e-12)
-  cov = views.covariance_from_axes([2.0, 0.5], 30.0)
+  cov = panels.covariance_from_axes([2.0, 0.5], 30.0)
   np.testing.assert_allclose(np.linalg.eigvalsh(cov), [0.25, 4.0], rtol=1e-12)
   with pytest.raises(ValueError):
-    views.covariance_from_axes([1.0, -1.0])
+    panels.covariance_from_axes([1.0, -1.0])
 
 
 def test_data_summary(rng):
   x = rng.standard_normal((100, 3))
-  s = views.data_summary(x)
+  s = panels.data_summary(x)
   assert (s["n"], s["d"]) == (100, 3)
   np.testing.assert_allclose(s["mean"], x.mean(0))
 
@@ -190,11 +190,11 @@ def test_panel_data_on_a_real_cmm_fit(name):
   import cmm_core as cc
   data = cc.targets.make(name, n=512, seed=0)
   fitted = cc.fit("cmm", data, steps=20, seed=0, chunk_size=10)
-  view = views.panel_data(fitted, data, n_samples=300, grid_size=30, n_arrows=30, n_lines=5,
-                          line_points=10)
+  view = panels.panel_data(fitted, data, n_samples=300, grid_size=30, n_arrows=30, n_lines=5,
+                           line_points=10)
   assert view["base"].shape[1] == 2 and view["base"].shape[0] + view["n_nonfinite"] == 300
   assert _finite(view["base"], view["samples"], view["base_density"])
   assert np.sum(view["base_density"]) > 0
   assert np.mean(np.isfinite(view["map"]["warped"])) > 0.9
-  h = views.history_arrays(fitted.history)
+  h = panels.history_arrays(fitted.history)
   np.testing.assert_array_equal(h["step"], [10, 20])

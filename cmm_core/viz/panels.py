@@ -3,7 +3,8 @@
 Everything here goes through the :class:`~cmm_core.models.base.FittedModel` protocol only
 (``sample_base``, ``transport``, ``base_log_density``, ``history``, ``info``), so every model
 gets the same panels. No plotting and no Streamlit: the figures are built by
-:mod:`cmm_core.plots` from the dicts returned here.
+:mod:`cmm_core.viz.figures` from the dicts returned here; the geometry (subsets, boxes, grid
+lines) comes from :mod:`cmm_core.viz.geometry`.
 
 >>> view = panel_data(fitted, data, n_samples=2000, seed=0)
 >>> view["base"].shape, view["samples"].shape        # [n, k] with k = 1 or 2 shown coordinates
@@ -18,89 +19,16 @@ from typing import Optional, Sequence
 
 import numpy as np
 
+from cmm_core.viz import geometry
+from cmm_core.viz.geometry import as_points, axis_ranges, finite_rows, subsample
+
 __all__ = [
     "panel_data",
     "history_arrays",
     "fit_summary",
-    "axis_ranges",
-    "subsample",
     "covariance_from_axes",
     "data_summary",
 ]
-
-# Above this ratio between the widths of the two shown coordinates, the panels are not drawn
-# with equal aspect (an uploaded table can mix columns on very different scales).
-_MAX_ASPECT = 4.0
-
-
-def _as_points(data, name: str = "data") -> np.ndarray:
-  arr = np.asarray(data, dtype=np.float64)
-  if arr.ndim == 1:
-    arr = arr[:, None]
-  if arr.ndim != 2:
-    raise ValueError(f"{name} must have shape [n, d], got {arr.shape}")
-  return arr
-
-
-def _finite_rows(x: np.ndarray) -> np.ndarray:
-  return x[np.all(np.isfinite(x), axis=1)]
-
-
-def subsample(x, n: int, seed: int = 0) -> np.ndarray:
-  """At most ``n`` rows of ``x`` ``[m, d]``, chosen without replacement (seeded); order kept."""
-  x = np.asarray(x)
-  if x.shape[0] <= n:
-    return x
-  idx = np.sort(np.random.default_rng(seed).choice(x.shape[0], size=n, replace=False))
-  return x[idx]
-
-
-def axis_ranges(*points, lo: float = 0.5, hi: float = 99.5, margin: float = 0.1) -> np.ndarray:
-  """A robust bounding box of one or more point clouds.
-
-  Args:
-    *points: arrays ``[n_i, k]`` (same ``k``); non-finite rows are ignored.
-    lo, hi: percentiles that bound each coordinate (outliers do not blow up the axes).
-    margin: padding added on each side, as a fraction of the width.
-
-  Returns:
-    ``[k, 2]`` array of ``(low, high)`` per coordinate, with ``high > low``.
-  """
-  clouds = [_finite_rows(_as_points(p)) for p in points if p is not None]
-  k = clouds[0].shape[1] if clouds else 1
-  lows, highs = [], []
-  for c in clouds:
-    if c.shape[0] == 0:
-      continue
-    lows.append(np.percentile(c, lo, axis=0))
-    highs.append(np.percentile(c, hi, axis=0))
-  if not lows:
-    return np.tile([-1.0, 1.0], (k, 1))
-  low = np.min(lows, axis=0)
-  high = np.max(highs, axis=0)
-  width = high - low
-  width = np.maximum(width, 1e-3 * (1.0 + np.abs(low) + np.abs(high)))
-  center = 0.5 * (low + high)
-  half = 0.5 * width * (1.0 + 2.0 * margin)
-  return np.stack([center - half, center + half], axis=1)
-
-
-def _union(*ranges: np.ndarray) -> np.ndarray:
-  stacked = np.stack(ranges)
-  return np.stack([stacked[:, :, 0].min(axis=0), stacked[:, :, 1].max(axis=0)], axis=1)
-
-
-def _squared(r: np.ndarray) -> tuple[np.ndarray, bool]:
-  """Makes a 2D box square (same width on both axes) when the widths are comparable."""
-  if r.shape[0] != 2:
-    return r, False
-  widths = r[:, 1] - r[:, 0]
-  if widths.max() > _MAX_ASPECT * widths.min():
-    return r, False
-  center = r.mean(axis=1)
-  half = 0.5 * widths.max()
-  return np.stack([center - half, center + half], axis=1), True
-
 
 def _check_dims(dims: Optional[Sequence[int]], d: int) -> tuple[int, ...]:
   if d == 1:
@@ -135,16 +63,9 @@ def _call(fn, x: np.ndarray) -> np.ndarray:
   return np.where(np.isfinite(out), out, np.nan)
 
 
-def _bucket(n: int, size: int = 512) -> int:
-  """``n`` rounded up to a multiple of ``size``."""
-  return int(size * math.ceil(max(int(n), 1) / size))
-
-
 def _call_padded(fn, x: np.ndarray) -> np.ndarray:
-  """:func:`_call` on ``x`` padded (with its first row) to a bucketed length, then trimmed."""
-  n = x.shape[0]
-  padded = np.concatenate([x, np.repeat(x[:1], _bucket(n) - n, axis=0)]) if n else x
-  return _call(fn, padded)[:n]
+  """:func:`_call` on ``x`` padded to a bucketed length (:func:`geometry.pad_to_bucket`), trimmed."""
+  return _call(fn, geometry.pad_to_bucket(x))[:x.shape[0]]
 
 
 def panel_data(fitted, data, *, n_samples: int = 1000, seed: int = 0,
@@ -190,7 +111,7 @@ def panel_data(fitted, data, *, n_samples: int = 1000, seed: int = 0,
   Raises:
     ValueError: the data does not match the model's dimension, or bad ``dims``.
   """
-  data = _as_points(data)
+  data = as_points(data)
   d = int(fitted.info.get("dim", data.shape[1])) if getattr(fitted, "info", None) else data.shape[1]
   if data.shape[1] != d:
     raise ValueError(f"the data has {data.shape[1]} column(s) but the model was fitted in {d}D")
@@ -203,10 +124,10 @@ def panel_data(fitted, data, *, n_samples: int = 1000, seed: int = 0,
 
   # One sample_base call, one transport call (base samples + map grid) and one density call:
   # models may compile per input shape, so sizes are rounded up to fixed buckets.
-  n_draw = _bucket(n_samples)
-  base_all = _as_points(fitted.sample_base(n_draw, seed))[:n_samples]
+  n_draw = geometry.bucket(n_samples)
+  base_all = as_points(fitted.sample_base(n_draw, seed))[:n_samples]
   shown = subsample(data, n_samples, seed)
-  finite_base = _finite_rows(base_all)
+  finite_base = finite_rows(base_all)
   anchor = finite_base.mean(axis=0) if finite_base.shape[0] else np.zeros(d)
   base_k = finite_base[:, dims]
   base_range = axis_ranges(base_k, margin=0.1)
@@ -217,12 +138,7 @@ def panel_data(fitted, data, *, n_samples: int = 1000, seed: int = 0,
     map_pts = _embed(map_x[:, None], dims, anchor)
   else:
     inner = axis_ranges(base_k, lo=1.0, hi=99.0, margin=0.0)
-    t = np.linspace(0.0, 1.0, line_points)
-    levels = np.linspace(0.0, 1.0, n_lines)
-    lines = [np.stack([np.full_like(t, s), t], axis=1) for s in levels]  # x fixed
-    lines += [np.stack([t, np.full_like(t, s)], axis=1) for s in levels]  # y fixed
-    unit = np.stack(lines)  # [L, P, 2] in [0, 1]^2
-    grid = inner[:, 0] + unit * (inner[:, 1] - inner[:, 0])
+    grid = geometry.grid_lines(inner, n_lines, line_points)  # [L, P, 2]
     map_pts = _embed(grid.reshape(-1, 2), dims, anchor)
   base_safe = np.where(np.isfinite(base_all), base_all, anchor)
   images = _call_padded(fitted.transport, np.concatenate([base_safe, map_pts]))
@@ -232,7 +148,7 @@ def panel_data(fitted, data, *, n_samples: int = 1000, seed: int = 0,
   n_nonfinite = int(np.sum(~ok))
   base, samples, data_k = base_all[ok][:, dims], img_full[ok][:, dims], shown[:, dims]
   data_range = axis_ranges(data_k, samples, margin=0.08)
-  common = _union(base_range, data_range)
+  common = geometry.union(base_range, data_range)
 
   # Base density on a grid covering the base samples.
   if k == 1:
@@ -259,15 +175,15 @@ def panel_data(fitted, data, *, n_samples: int = 1000, seed: int = 0,
   else:
     warped = map_img[:, list(dims)].reshape(grid.shape)
     a = min(n_arrows, base.shape[0])
-    pick = subsample(np.arange(base.shape[0]), a, seed + 1)
+    pick = geometry.subsample_index(base.shape[0], a, seed + 1)
     map_arrays = {"grid": grid, "warped": warped,
                   "arrow_from": base[pick], "arrow_to": samples[pick]}
-    map_range = _union(base_range, data_range)
+    map_range = geometry.union(base_range, data_range)
 
   equal_aspect = False
   ranges = {"base": base_range, "data": data_range, "map": map_range, "common": common}
   if k == 2:
-    squared = {name: _squared(r) for name, r in ranges.items()}
+    squared = {name: geometry.squared(r) for name, r in ranges.items()}
     equal_aspect = all(eq for _, eq in squared.values())
     if equal_aspect:
       ranges = {name: r for name, (r, _) in squared.items()}
@@ -368,7 +284,7 @@ def covariance_from_axes(stds: Sequence[float], angle_degrees: float = 0.0) -> n
 
 def data_summary(data) -> dict:
   """``{"n", "d", "mean": [d], "std": [d]}`` of a data set ``[n, d]`` (for a caption)."""
-  x = _as_points(data)
+  x = as_points(data)
   return {"n": int(x.shape[0]), "d": int(x.shape[1]),
           "mean": x.mean(axis=0) if x.shape[0] else np.full(x.shape[1], np.nan),
           "std": x.std(axis=0) if x.shape[0] else np.full(x.shape[1], np.nan)}

@@ -31,7 +31,9 @@ from typing import Mapping, Optional, Sequence
 import numpy as np
 import plotly.graph_objects as go
 
-from cmm_core import closed_form, plots, targets, views
+from cmm_core import closed_form, targets
+from cmm_core.viz import figures, geometry, registry
+from cmm_core.viz.panels import covariance_from_axes
 
 __all__ = [
     "KINDS",
@@ -60,7 +62,7 @@ LATEX = {  # short lines, so that they fit a third of the page
     "brenier": (r"\begin{gathered}\rho = T \,\#\, N(0, I) \\ "
                 r"T(x) = m + S^{1/2} x\end{gathered}"),
 }
-_TARGET_DASH = {"color": plots.COLORS["data"], "dash": "dash", "width": 2}
+_TARGET_DASH = {"color": figures.COLORS["data"], "dash": "dash", "width": 2}
 
 
 # ----------------------------------------------------------------------------
@@ -94,38 +96,38 @@ def _vector(value, d: int, name: str) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------
-# Fast figures in the style of cmm_core.plots.
+# Fast figures in the style of cmm_core.viz.figures.
 # ----------------------------------------------------------------------------
 #
-# The pages redraw up to six figures per slider move. A plots builder costs ~60 ms per figure
-# (mostly its layout template), so each kind of panel is built once by its plots builder (a
+# The pages redraw up to six figures per slider move. A figures builder costs ~60 ms per figure
+# (mostly its layout template), so each kind of panel is built once by its builder (a
 # "skeleton", cached) and every redraw copies the skeleton's styled traces and layout with new
-# data, through go.Figure(..., _validate=False) (~2 ms). The look is exactly plots'.
+# data, through go.Figure(..., _validate=False) (~2 ms). The look is exactly the builders'.
 
 
 def _skeleton_figure(role: str, title: str, symbol: str, labels: tuple) -> go.Figure:
-  """The plots builder for ``role`` on placeholder data."""
+  """The figures builder for ``role`` on placeholder data."""
   t = np.linspace(-1.0, 1.0, 5)
   if role == "base1d":
-    return plots.base_figure(np.zeros((0, 1)), (t,), np.ones(5), title=title, labels=labels,
-                             axis_range=[[-1, 1]], show_samples=False)
+    return figures.base_figure(np.zeros((0, 1)), (t,), np.ones(5), title=title, labels=labels,
+                               axis_range=[[-1, 1]], show_samples=False)
   if role == "map1d":
-    return plots.map_figure({"x": t, "y": t}, title=title, symbol=symbol, labels=labels,
-                            x_range=(-1, 1), y_range=(-1, 1))
+    return figures.map_figure({"x": t, "y": t}, title=title, symbol=symbol, labels=labels,
+                              x_range=(-1, 1), y_range=(-1, 1))
   if role == "samples1d":
     pts = t[:, None]
-    return plots.samples_figure(pts, pts, title=title, labels=labels, axis_range=[[-1, 1]],
-                                show_data=False)
+    return figures.samples_figure(pts, pts, title=title, labels=labels, axis_range=[[-1, 1]],
+                                  show_data=False)
   pts = np.stack([t, t], axis=1)
   box = [[-1, 1], [-1, 1]]
   if role == "base2d":
-    return plots.base_figure(pts, (t, t), None, title=title, labels=labels, axis_range=box,
-                             equal_aspect=True, show_density=False)
+    return figures.base_figure(pts, (t, t), None, title=title, labels=labels, axis_range=box,
+                               equal_aspect=True, show_density=False)
   if role == "map2d":
     grid = np.stack([pts, pts])
-    return plots.map_figure({"grid": grid, "warped": grid, "arrow_from": pts, "arrow_to": pts},
-                            title=title, symbol=symbol, labels=labels, x_range=(-1, 1),
-                            y_range=(-1, 1), equal_aspect=True)
+    return figures.map_figure({"grid": grid, "warped": grid, "arrow_from": pts, "arrow_to": pts},
+                              title=title, symbol=symbol, labels=labels, x_range=(-1, 1),
+                              y_range=(-1, 1), equal_aspect=True)
   raise ValueError(f"unknown panel role {role!r}")
 
 
@@ -154,8 +156,8 @@ def _fill(role: str, title: str, symbol: str, labels: tuple, fills: dict, *, x_r
   for t, size in zip(skel["data"], sizes):
     name = t.get("name")
     if name not in fills:
-      raise RuntimeError(f"cmm_core.plots now draws a trace {name!r} in its {role} panel that "
-                         f"exact_views does not fill; update exact_views")
+      raise RuntimeError(f"cmm_core.viz.figures now draws a trace {name!r} in its {role} panel "
+                         f"that cmm_core.viz.exact does not fill; update cmm_core.viz.exact")
     new = dict(t)
     for k, v in fills[name].items():
       if k == "marker" and isinstance(v, tuple) and v[0] == "tile":
@@ -175,7 +177,7 @@ def _fill(role: str, title: str, symbol: str, labels: tuple, fills: dict, *, x_r
 
 def _map_1d(x, y, lab: dict, *, x_range, y_range, name: Optional[str] = None,
             extra: Sequence[dict] = ()) -> go.Figure:
-  """plots.map_figure (1D) styling: the identity (dashed) and the curve ``y = T(x)``."""
+  """figures.map_figure (1D) styling: the identity (dashed) and the curve ``y = T(x)``."""
   x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
   fin = y[np.isfinite(y)]
   lo = min(x.min(), fin.min()) if fin.size else x.min()
@@ -262,17 +264,6 @@ def ellipse(mean, cov, k: float = 1.0, n: int = 100) -> np.ndarray:
   return np.asarray(mean, np.float64) + k * circle @ closed_form.psd_power(cov, 0.5).T
 
 
-def _grid_lines(center: np.ndarray, half: np.ndarray, frame: np.ndarray, n_lines: int,
-                points: int) -> np.ndarray:
-  """A regular grid over the box ``center + frame @ (+-half)`` (``frame`` ``[2, 2]`` orthonormal
-  columns): ``[2 n_lines, points, 2]`` lines."""
-  t = np.linspace(-1.0, 1.0, points)
-  levels = np.linspace(-1.0, 1.0, n_lines)
-  lines = [np.stack([np.full_like(t, s), t], axis=1) for s in levels]
-  lines += [np.stack([t, np.full_like(t, s)], axis=1) for s in levels]
-  return center + (np.stack(lines) * half) @ frame.T
-
-
 def gaussian_panels_2d(stds: Sequence[float], angle: float, mean: Sequence[float], *,
                        n_samples: int = 150, seed: int = 0, n_lines: int = 9,
                        line_points: int = 25, n_arrows: int = 12) -> dict:
@@ -296,7 +287,7 @@ def gaussian_panels_2d(stds: Sequence[float], angle: float, mean: Sequence[float
     ``map_offset`` [2], ``target_mean`` [2] (0 for MM), ``target_cov``, ``ellipses``
     ``{1: [P, 2], 2: [P, 2]}`` (base), ``target_ellipses`` (same), ``samples`` ``[n, 2]``,
     ``images`` ``[n, 2]`` (the samples pushed by the map), and ``map``: ``{"grid": [L, P, 2],
-    "warped": [L, P, 2], "arrow_from": [a, 2], "arrow_to": [a, 2]}`` (see ``plots.map_figure``;
+    "warped": [L, P, 2], "arrow_from": [a, 2], "arrow_to": [a, 2]}`` (see ``figures.map_figure``;
     the grid runs along the target's principal axes over +-2 base stds, so its image is the
     target's +-2 std box).
 
@@ -308,7 +299,7 @@ def gaussian_panels_2d(stds: Sequence[float], angle: float, mean: Sequence[float
     raise ValueError(f"stds must be positive, got {list(map(float, s))}")
   a_deg = _number(angle, "angle")
   m = _vector(mean, 2, "mean")
-  cov = views.covariance_from_axes(s, a_deg)
+  cov = covariance_from_axes(s, a_deg)
   z = np.random.default_rng(seed).standard_normal((int(n_samples), 2))
   frame = np.linalg.eigh(cov)[1]
   rad = math.radians(a_deg)
@@ -319,7 +310,8 @@ def gaussian_panels_2d(stds: Sequence[float], angle: float, mean: Sequence[float
     samples = bm + z @ closed_form.psd_power(bc, 0.5).T
     # A grid along the target's axes (every base shares them), +-2 base stds on each.
     half = 2.0 * np.sqrt(np.maximum(np.diag(frame.T @ bc @ frame), 0.0))
-    grid = _grid_lines(bm, half, frame, n_lines, line_points)
+    grid = bm + geometry.grid_lines(np.stack([-half, half], axis=1), n_lines,
+                                    line_points) @ frame.T
     warped = grid @ p["map_matrix"].T + p["map_offset"]
     images = samples @ p["map_matrix"].T + p["map_offset"]
     v = {
@@ -336,9 +328,7 @@ def gaussian_panels_2d(stds: Sequence[float], angle: float, mean: Sequence[float
     }
     methods[kind] = v
     pts += [v["ellipses"][2], v["target_ellipses"][2], warped.reshape(-1, 2)]
-  box = views.axis_ranges(*pts, lo=0.0, hi=100.0, margin=0.05)
-  center, half = box.mean(axis=1), 0.5 * float(np.max(box[:, 1] - box[:, 0]))
-  rng = np.stack([center - half, center + half], axis=1)
+  rng = geometry.square(geometry.axis_ranges(*pts, lo=0.0, hi=100.0, margin=0.05))
   return {"dim": 2, "target": {"mean": m, "cov": cov, "stds": s, "angle": a_deg}, "range": rng,
           "methods": methods}
 
@@ -366,7 +356,7 @@ def gaussian_numbers(panels: dict, kind: str) -> str:
 
 def _base_figure_1d(panels: dict, kind: str) -> go.Figure:
   v = panels["methods"][kind]
-  lab = plots.labels_for(kind)
+  lab = registry.labels_for(kind)
   x, rng = panels["x"], panels["range"]
   name = "centred target N(0, s²)" if kind == "mm" else "target ρ"
   target = {"type": "scatter", "x": x, "y": v["target_density"], "mode": "lines", "name": name,
@@ -379,13 +369,13 @@ def _base_figure_1d(panels: dict, kind: str) -> go.Figure:
 
 def _map_figure_1d(panels: dict, kind: str) -> go.Figure:
   v = panels["methods"][kind]
-  lab = plots.labels_for(kind)
+  lab = registry.labels_for(kind)
   rng = panels["range"]
   lo, hi = v["mass_x"]
   mass = {"type": "scatter", "x": [lo, hi],
           "y": [v["map_offset"] + v["map_slope"] * lo, v["map_offset"] + v["map_slope"] * hi],
           "mode": "lines", "name": "where the base has 95% of its mass",
-          "line": {"color": plots.COLORS["base"], "width": 7}, "opacity": 0.5, "hoverinfo": "skip"}
+          "line": {"color": figures.COLORS["base"], "width": 7}, "opacity": 0.5, "hoverinfo": "skip"}
   return _map_1d(panels["x"], v["map_y"], lab, x_range=rng, y_range=rng, extra=[mass])
 
 
@@ -403,13 +393,13 @@ def _ellipse_traces(v: dict, kind: str, base: bool) -> list:
       out.append({"type": "scatter", "x": pts[:, 0], "y": pts[:, 1], "mode": "lines",
                   "name": "base (1σ, 2σ)", "hoverinfo": "skip", "showlegend": k == 1,
                   "legendgroup": "base",
-                  "line": {"color": plots.COLORS["density"], "width": 2.5 if k == 1 else 1.5}})
+                  "line": {"color": figures.COLORS["density"], "width": 2.5 if k == 1 else 1.5}})
   return out
 
 
 def _base_figure_2d(panels: dict, kind: str) -> go.Figure:
   v = panels["methods"][kind]
-  lab = plots.labels_for(kind)
+  lab = registry.labels_for(kind)
   rng = panels["range"]
   dots = v["samples"]
   return _fill("base2d", lab["base"], "", ("x1", "x2"),
@@ -419,13 +409,13 @@ def _base_figure_2d(panels: dict, kind: str) -> go.Figure:
 
 def _map_figure_2d(panels: dict, kind: str) -> go.Figure:
   v = panels["methods"][kind]
-  lab = plots.labels_for(kind)
+  lab = registry.labels_for(kind)
   rng = panels["range"]
   m = v["map"]
-  gx, gy = plots._polylines(m["grid"])
-  wx, wy = plots._polylines(m["warped"])
+  gx, gy = geometry.polylines(m["grid"])
+  wx, wy = geometry.polylines(m["warped"])
   start, end = np.asarray(m["arrow_from"]), np.asarray(m["arrow_to"])
-  sx, sy = plots._segments(start, end)
+  sx, sy = geometry.segments(start, end)
   fills = {"base grid": {"x": gx, "y": gy}, "warped grid": {"x": wx, "y": wy},
            "x → " + lab["map_symbol"]: {"x": sx, "y": sy, "marker": ("tile", start.shape[0])},
            "base point x": {"x": start[:, 0], "y": start[:, 1]}}
@@ -528,9 +518,9 @@ def what_changed(old: Optional[Mapping], new: Mapping) -> str:
                      f"(they share its axes); the Brenier base N(0, I) is round and stays put, "
                      f"its map S^(1/2) turns")
   if np.any(np.abs(m1 - m0) > 1e-12):
-    cov1 = views.covariance_from_axes(s1, a1)
+    cov1 = covariance_from_axes(s1, a1)
     a_new = closed_form.gaussian_cmm(m1, cov1)["base_mean"]
-    a_old = closed_form.gaussian_cmm(m0, views.covariance_from_axes(s0, a0))["base_mean"]
+    a_old = closed_form.gaussian_cmm(m0, covariance_from_axes(s0, a0))["base_mean"]
     formula = "a = m / (1 + s^(2/3))" if d == 1 else "a = (I + S^(1/3))^(-1) m"
     where = "is at" if old is None else f"moved from {_fmt_vec(m0)} to"
     cmoved = "is at" if old is None else f"moved from {_fmt_vec(a_old)} to"
@@ -778,10 +768,6 @@ def model_base_1d(fitted, exact_side: dict, *, n_samples: int = 2048, seed: int 
           "centred": centred}
 
 
-def _bins(rng, n: int = 60) -> dict:
-  return plots._bins(rng, n)
-
-
 def _base_figure_exact(side: dict, ex: dict, title: str, model: Optional[dict] = None,
                        model_name: str = "trained model") -> go.Figure:
   rng = ex["ranges"]["base"]
@@ -793,11 +779,11 @@ def _base_figure_exact(side: dict, ex: dict, title: str, model: Optional[dict] =
     if model["samples"].size:
       extra.append({"type": "histogram", "x": model["samples"] + shift,
                     "histnorm": "probability density", "name": f"{model_name}: base samples",
-                    "xbins": _bins(rng), "marker": {"color": plots.COLORS["samples"]},
+                    "xbins": figures.bins(rng), "marker": {"color": figures.COLORS["samples"]},
                     "opacity": 0.4})
     extra.append({"type": "scatter", "x": model["x"] + shift, "y": model["density"],
                   "mode": "lines", "name": f"{model_name}: base density",
-                  "line": {"color": plots.COLORS["samples"], "width": 2.5, "dash": "dot"}})
+                  "line": {"color": figures.COLORS["samples"], "width": 2.5, "dash": "dot"}})
   fig = _fill("base1d", title, "", ("x",), {"density": {
       "x": side["x"], "y": side["base_density"], "name": "exact base (grid fixed point)"}},
       x_range=rng, extra=extra)
@@ -817,7 +803,7 @@ def exact_1d_figures(ex: dict, *, model: Optional[dict] = None,
   out = {}
   for kind in ("cmm", "mm"):
     side = ex[kind]
-    lab = plots.labels_for(kind)
+    lab = registry.labels_for(kind)
     title = lab["base"] + (" (centred target)" if kind == "mm" else "")
     over = model if model is not None and model_kind == kind else None
     fig_base = _base_figure_exact(side, ex, title, over)
@@ -830,7 +816,7 @@ def exact_1d_figures(ex: dict, *, model: Optional[dict] = None,
               "mode": "lines", "name": tname, "line": {**_TARGET_DASH, "dash": "solid"}}
     rng = ex["ranges"]["data"]
     fig_push = _fill("samples1d", "pushed base samples vs target", "", ("y",), {
-        "model samples": {"x": side["pushed"], "xbins": _bins(rng),
+        "model samples": {"x": side["pushed"], "xbins": figures.bins(rng),
                           "name": f"T(base samples), n={side['pushed'].size}"}},
         x_range=rng, extra=[target])
     out[kind] = (fig_base, fig_map, fig_push)
