@@ -166,7 +166,8 @@ def _in_range(h: Hyper, v) -> bool:
 def check(model: str, h: Hyper, value):
   """``value`` checked against ``h`` and coerced to its plain Python type (int, float, str,
   bool, tuple of ints, None); raises ValueError ``"{model}: {name} must be ..., got ..."``."""
-  v = value
+  # numpy floats compare in their own precision (float32(0.1) <= 0.1): compare their exact value
+  v = float(value) if isinstance(value, np.floating) else value
   if h.kind == "int":
     if v is None and h.optional:
       return None
@@ -245,8 +246,10 @@ def parse(model: str, h: Hyper, text: str):
              "0": False, "false": False, "no": False, "off": False}.get(s.lower(), s)
   elif h.kind == "widths":
     parts = [p.strip() for p in s.strip("[]()").split(",") if p.strip()]
-    if parts and all(p.isdigit() for p in parts):
-      value = tuple(int(p) for p in parts)
+    try:
+      value = tuple(int(p) for p in parts) if parts else s
+    except ValueError:
+      pass
   elif h.kind == "choice" and len(s) > 1 and s[0] == s[-1] and s[0] in "'\"":
     value = s[1:-1]  # a quoted string, as JSON or Python would write it
   return check(model, h, value)
