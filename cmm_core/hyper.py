@@ -215,17 +215,19 @@ def _num_text(x: float) -> str:
 
 
 def format_value(h: Hyper, value) -> str:
-  """The text form of a valid value, read back by :func:`parse`: ``64,64``, ``1``/``0`` for
+  """The text form of a value, read back by :func:`parse`: ``64,64``, ``1``/``0`` for
   booleans, ``0.005``, ``auto`` for an optional int's None."""
   if value is None:
     return "auto"
-  if h.kind == "bool":
+  if h.kind == "bool" and isinstance(value, (bool, np.bool_)):
     return "1" if value else "0"
-  if h.kind == "widths":
-    return ",".join(str(int(w)) for w in value)
-  if h.kind == "float":
+  if h.kind == "widths" and isinstance(value, (tuple, list, np.ndarray)):
+    return ",".join(str(w) for w in value)
+  if isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_)):
+    return str(int(value))
+  if h.kind in ("int", "float") and _is_number(value):
     return _num_text(value)
-  return str(value)
+  return str(value)  # not a value of this kind: as written, so that parse names the problem
 
 
 def parse(model: str, h: Hyper, text: str):
