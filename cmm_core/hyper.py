@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 import numpy as np
@@ -232,7 +233,7 @@ def format_value(h: Hyper, value) -> str:
 
 def parse(model: str, h: Hyper, text: str):
   """A value written as text (a link's ``hp.name=value``, the CLI's ``--hyper name=value``),
-  checked like :func:`check`. Accepts ``1e-3``, ``true``/``1``/``yes``, ``64,64`` or
+  checked like :func:`check`. Accepts ``1e-3``, ``true``/``1``/``yes``, ``64,64``, ``64 64`` or
   ``[64, 64]``, ``auto``/``none`` for an optional int; raises ValueError naming ``h``."""
   s = str(text).strip()
   value: Any = s
@@ -247,7 +248,7 @@ def parse(model: str, h: Hyper, text: str):
     value = {"1": True, "true": True, "yes": True, "on": True,
              "0": False, "false": False, "no": False, "off": False}.get(s.lower(), s)
   elif h.kind == "widths":
-    parts = [p.strip() for p in s.strip("[]()").split(",") if p.strip()]
+    parts = [p for p in re.split(r"[,;\s]+", s.strip("[]()")) if p]
     try:
       value = tuple(int(p) for p in parts) if parts else s
     except ValueError:
