@@ -13,7 +13,7 @@ import urllib.parse
 
 import streamlit as st
 
-from cmm_core import hyper, share
+from cmm_core import hyper as hyper_lib, share
 from pages import _state
 
 PROBLEMS_KEY = "url_problems"
@@ -68,7 +68,7 @@ def _train_widgets(train: dict) -> dict:
     keys[f"tr_steps_{model}"] = train["steps"]
   if train["seed"] is not None:
     keys["tr_seed"] = train["seed"]
-  entries = hyper.by_name(cc.models.get(model).schema)
+  entries = hyper_lib.by_name(cc.models.get(model).schema)
   keys.update({f"tr_hp_{model}_{k}": widget_value(entries[k], v) for k, v in train["hyper"].items()
                if entries[k].ui})
   return keys

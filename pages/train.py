@@ -47,8 +47,8 @@ def _hyper_widgets(model: str) -> tuple[dict, list]:
   cols = st.columns(3)
   for i, h in enumerate(h for h in cc.models.get(model).schema if h.ui):
     value = _hyper_widget(cols[i % 3], model, h)
-    try:
-      value = hyper_lib.parse(model, h, value) if h.kind == "widths" else hyper_lib.check(model, h, value)
+    try:  # widths are typed as text
+      value = (hyper_lib.parse if h.kind == "widths" else hyper_lib.check)(model, h, value)
     except ValueError as e:
       errors.append(str(e))
       continue
