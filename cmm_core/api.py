@@ -38,7 +38,7 @@ def fit(model: str, data, *, steps: Optional[int] = None, seed: int = 0,
       when there are several (falling back, with a warning, when they do not divide the
       batch size), ``k`` = the first ``k`` (the batch size must divide by ``k``), 1 = one device.
       The fit is the same up to float rounding.
-    **hyper: the model's hyper-parameters (see ``cc.models.get(model).defaults``).
+    **hyper: the model's hyper-parameters (``cc.models.get(model).schema``; ``python -m cmm_core list``).
 
   Returns:
     A :class:`~cmm_core.models.base.FittedModel`.

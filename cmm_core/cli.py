@@ -21,7 +21,7 @@ import sys
 import time
 from typing import Optional, Sequence
 
-__all__ = ["main", "build_parser", "parse_value", "parse_assignments", "EXIT_USAGE"]
+__all__ = ["main", "build_parser", "parse_value", "parse_assignments", "parse_hyper", "EXIT_USAGE"]
 
 EXIT_OK = 0
 EXIT_DIVERGED = 1
@@ -76,8 +76,10 @@ def parse_value(text: str):
   return s
 
 
-def parse_assignments(items: Optional[Sequence[str]], what: str) -> dict:
-  """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}``; UsageError for an item without ``=``."""
+def parse_assignments(items: Optional[Sequence[str]], what: str, parse=None) -> dict:
+  """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` (values read by ``parse``, default
+  :func:`parse_value`); UsageError for an item without ``=``."""
+  parse = parse_value if parse is None else parse
   out = {}
   for item in items or []:
     key, sep, value = item.partition("=")
@@ -86,8 +88,23 @@ def parse_assignments(items: Optional[Sequence[str]], what: str) -> dict:
       raise UsageError(f"--{what} expects NAME=VALUE, got {item!r}")
     if key in out:
       raise UsageError(f"--{what} {key} is given twice")
-    out[key] = parse_value(value)
+    out[key] = parse(value)
   return out
+
+
+def parse_hyper(model: str, items: Optional[Sequence[str]]) -> dict:
+  """``--hyper NAME=VALUE`` items read through the model's schema (``cmm_core.hyper.parse``):
+  UsageError for an unknown name, ValueError naming the parameter for a bad value."""
+  from cmm_core import hyper, models
+  schema = models.get(model).schema
+  texts = parse_assignments(items, "hyper", parse=str)
+  known = [h.name for h in schema]
+  unknown = sorted(set(texts) - set(known))
+  if unknown:
+    raise UsageError(f"unknown hyper-parameter(s) for {model!r}: {', '.join(unknown)}; "
+                     f"known: {', '.join(sorted(known))}")
+  entries = hyper.by_name(schema)
+  return {k: hyper.parse(model, entries[k], text) for k, text in texts.items()}
 
 
 # ----------------------------------------------------------------------------
@@ -158,12 +175,8 @@ def _cmd_fit(args) -> int:
   if args.model not in cc.models.names():
     raise UsageError(f"unknown model {args.model!r}; choose one of: {', '.join(cc.models.names())}")
   cls = cc.models.get(args.model)
-  hyper = parse_assignments(args.hyper, "hyper")
-  unknown = sorted(set(hyper) - set(cls.defaults))
-  if unknown:
-    raise UsageError(f"unknown hyper-parameter(s) for {args.model!r}: {', '.join(unknown)}; "
-                     f"known: {', '.join(sorted(cls.defaults))}")
-  cls(**hyper)  # checks the values now (ValueError naming the bad one), before any output
+  hyper = parse_hyper(args.model, args.hyper)
+  cls(**hyper)  # the cross-parameter rules, now (ValueError naming the bad one), before any output
   source = pathlib.Path(args.data).stem if args.data is not None else args.target or DEFAULT_TARGET
   out = _check_out(args.out or f"{args.model}_{source}.msgpack", (".msgpack",))
   data, described = _data_for_fit(args)
@@ -247,11 +260,16 @@ def _fmt(v) -> str:
 
 
 def _cmd_list(args) -> int:
+  import dataclasses
+
   import cmm_core as cc
-  from cmm_core import targets
+  from cmm_core import hyper, targets
   if args.json:
     out = {"models": {m: {"label": cc.models.LABELS.get(m, m),
                           "defaults": dict(cc.models.get(m).defaults),
+                          "hyper": {h.name: {k: v for k, v in dataclasses.asdict(h).items()
+                                             if k != "name"}
+                                    for h in cc.models.get(m).schema},
                           "default_steps": cc.models.get(m).default_steps}
                       for m in cc.models.names()},
            "targets": {t: targets.info(t) for t in targets.names()}}
@@ -261,8 +279,10 @@ def _cmd_list(args) -> int:
   for m in cc.models.names():
     cls = cc.models.get(m)
     print(f"  {m:<9} {cc.models.LABELS.get(m, m)}")
-    hyper = ", ".join(f"{k}={_fmt(v)}" for k, v in cls.defaults.items())
-    print(f"            {cls.default_steps} steps by default; {hyper}")
+    print(f"            {cls.default_steps} steps by default; hyper-parameters:")
+    width = max(len(h.name) for h in cls.schema)
+    for h in cls.schema:
+      print(f"              {h.name:<{width}}  {hyper.describe(h)}")
   print("targets (--target NAME; --param NAME=VALUE):")
   for t in targets.names():
     inf = targets.info(t)
@@ -353,8 +373,9 @@ def build_parser() -> argparse.ArgumentParser:
   f.add_argument("--seed", type=_nonneg_int, default=0,
                  help="seeds the target draw and the training (default 0)")
   f.add_argument("--hyper", action="append", metavar="NAME=VALUE",
-                 help="a model hyper-parameter as a literal, e.g. --hyper learning_rate=1e-3 "
-                      "--hyper hidden=[64,64] --hyper activation=relu (repeatable)")
+                 help="a model hyper-parameter, e.g. --hyper learning_rate=1e-3 --hyper hidden=64,64 "
+                      "--hyper activation=relu --hyper latent_dim=auto (repeatable; `list` shows "
+                      "each model's with its type, default and bounds)")
   f.add_argument("--max-seconds", type=_pos_float, metavar="S",
                  help="stop training after this many seconds (the model is kept)")
   f.add_argument("--out", metavar="FILE.msgpack",
@@ -375,8 +396,9 @@ def build_parser() -> argparse.ArgumentParser:
   s.set_defaults(run=_cmd_sample)
 
   ls = sub.add_parser("list", help="the models (with their hyper-parameters) and targets",
-                      description="List the model ids with their labels and default "
-                                  "hyper-parameters, and the built-in targets with their parameters.")
+                      description="List the model ids with their labels and hyper-parameters "
+                                  "(type, bounds or choices, default, what it does), and the "
+                                  "built-in targets with their parameters.")
   ls.add_argument("--json", action="store_true", help="print JSON")
   ls.set_defaults(run=_cmd_list)
 

@@ -14,7 +14,8 @@ Query parameters (all optional):
   ``target=points`` with ``points=x,y;x,y;...``, ``spread``, ``n``, ``data_seed``.
   Uploaded files and regions drawn with the mouse have no link form.
 - Train page: ``model``, ``steps``, ``seed``, ``hp.<name>`` (hyper-parameters that differ from
-  the model's defaults; layer widths as ``64,64``).
+  the model's defaults, in the text form of ``cmm_core.hyper``: layer widths as ``64,64``,
+  booleans as ``1``/``0``; each is checked against the model's schema).
 - Compare page: ``models=cmm,maflow``, ``budget=default|steps:N|seconds:S``, ``seed``,
   ``hp.<model>.<name>``.
 - ``run=1``: start training (Train page) or the comparison (Compare page) as the link opens.
@@ -25,7 +26,7 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Optional
 
-from cmm_core import datasets, models, targets
+from cmm_core import datasets, hyper, models, targets
 
 __all__ = ["encode", "decode", "SIZES", "TARGET_KEYS"]
 
@@ -82,6 +83,14 @@ def _encode_target(spec: Mapping) -> dict:
   return {}
 
 
+def _hyper_params(model: str, values: Optional[Mapping], prefix: str) -> dict:
+  """``{prefix}{name}: text`` for hyper-parameters, in the schema's text form (``64,64``, ``1``
+  for True); a name the model does not have is written as plain text (decode reports it)."""
+  entries = hyper.by_name(models.get(model).schema) if model in models.names() else {}
+  return {f"{prefix}{k}": hyper.format_value(entries[k], v) if k in entries else _value_text(v)
+          for k, v in sorted((values or {}).items())}
+
+
 def encode(target_spec: Optional[Mapping] = None, train: Optional[Mapping] = None,
            compare: Optional[Mapping] = None) -> dict:
   """Query parameters ``{name: str}`` for a target spec (as the Target page stores it) and the
@@ -92,16 +101,14 @@ def encode(target_spec: Optional[Mapping] = None, train: Optional[Mapping] = Non
   out = _encode_target(target_spec) if target_spec else {}
   if train:
     out.update(model=train["model"], steps=str(int(train["steps"])), seed=str(int(train["seed"])))
-    for k, v in sorted((train.get("hyper") or {}).items()):
-      out[f"hp.{k}"] = _value_text(v)
+    out.update(_hyper_params(train["model"], train.get("hyper"), "hp."))
   if compare:
     out["models"] = ",".join(compare["models"])
     mode, value = compare.get("mode", "default"), compare.get("value")
     out["budget"] = mode if mode == "default" else f"{mode}:{_num(value)}"
     out["seed"] = str(int(compare["seed"]))
-    for m, hyper in sorted((compare.get("hyper") or {}).items()):
-      for k, v in sorted(hyper.items()):
-        out[f"hp.{m}.{k}"] = _value_text(v)
+    for m, values in sorted((compare.get("hyper") or {}).items()):
+      out.update(_hyper_params(m, values, f"hp.{m}."))
   return out
 
 
@@ -223,35 +230,24 @@ def _points(r: _Reader) -> Optional[list]:
   return pts
 
 
-def _hyper_value(r: _Reader, key: str, default: Any):
-  """The query text of ``key`` read as the type of ``default``, or None (a problem recorded)."""
-  text = r.params[key]
-  if isinstance(default, bool):
-    return r.flag(key)
-  if isinstance(default, int):
-    return r.number(key, -2**31, 2**31 - 1, integer=True)
-  if isinstance(default, float):
-    return r.number(key, -math.inf, math.inf)
-  if isinstance(default, (tuple, list)):
-    try:
-      return tuple(int(p) for p in text.split(",") if p.strip())
-    except ValueError:
-      return r.bad(key, "must be integers separated by commas")
-  return text
-
-
 def _hypers(r: _Reader, model: str, prefix: str) -> dict:
-  defaults = dict(models.get(model).defaults)
+  """The ``{prefix}{name}`` parameters read through the model's schema (type and bounds);
+  values equal to the defaults are left out."""
+  entries = hyper.by_name(models.get(model).schema)
   out = {}
   for key in r.params:
     if not key.startswith(prefix):
       continue
     name = key[len(prefix):]
-    if name not in defaults:
+    if name not in entries:
       r.bad(key, f"{model} has no hyper-parameter {name!r}")
       continue
-    v = _hyper_value(r, key, defaults[name])
-    if v is not None and v != defaults[name]:
+    try:
+      v = hyper.parse(model, entries[name], r.params[key])
+    except ValueError as e:
+      r.bad(key, str(e).removeprefix(f"{model}: "))
+      continue
+    if v != entries[name].default:
       out[name] = v
   return out
 

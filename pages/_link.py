@@ -13,7 +13,7 @@ import urllib.parse
 
 import streamlit as st
 
-from cmm_core import share
+from cmm_core import hyper as hyper_lib, share
 from pages import _state
 
 PROBLEMS_KEY = "url_problems"
@@ -50,21 +50,27 @@ def _target_widgets(spec: dict) -> dict:
           "tgt_type_seed": spec["seed"]}
 
 
-def _hyper_text(value) -> object:
-  """A hyper-parameter as its Train-page widget holds it (widths as ``"64, 64"``)."""
-  if isinstance(value, (tuple, list)):
+def widget_value(h, value) -> object:
+  """A hyper-parameter value (of ``cmm_core.hyper.Hyper`` ``h``) as its Train-page widget holds
+  it: widths as ``"64, 64"``, floats as floats, an optional int's None as None (empty box)."""
+  if h.kind == "widths" and isinstance(value, (tuple, list)):
     return ", ".join(map(str, value))
+  if h.kind == "float" and isinstance(value, (int, float)) and not isinstance(value, bool):
+    return float(value)
   return value
 
 
 def _train_widgets(train: dict) -> dict:
+  import cmm_core as cc
   model = train["model"]
   keys = {"tr_model": model}
   if train["steps"] is not None:
     keys[f"tr_steps_{model}"] = train["steps"]
   if train["seed"] is not None:
     keys["tr_seed"] = train["seed"]
-  keys.update({f"tr_hp_{model}_{k}": _hyper_text(v) for k, v in train["hyper"].items()})
+  entries = hyper_lib.by_name(cc.models.get(model).schema)
+  keys.update({f"tr_hp_{model}_{k}": widget_value(entries[k], v) for k, v in train["hyper"].items()
+               if entries[k].ui})
   return keys
 
 

@@ -181,12 +181,3 @@ def store_fit(fitted, uid: int, target: dict, settings: dict) -> None:
 def get_fit():
   """The last fit entry (see module docstring) or None."""
   return st.session_state.get("fit")
-
-
-def parse_widths(text: str) -> tuple:
-  """``"64, 64"`` -> ``(64, 64)``; raises ValueError with a readable message."""
-  parts = [p for p in text.replace(";", ",").replace(" ", ",").split(",") if p]
-  try:
-    return tuple(int(p) for p in parts)
-  except ValueError:
-    raise ValueError(f"layer widths must be integers separated by commas, got {text!r}") from None

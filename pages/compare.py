@@ -22,7 +22,7 @@ import pandas as pd
 import streamlit as st
 
 import cmm_core as cc
-from cmm_core import compare, metrics
+from cmm_core import compare, hyper as hyper_lib, metrics
 from cmm_core.viz import figures, panels
 from cmm_core.api import MAX_STEPS
 from pages import _link, _state
@@ -58,11 +58,14 @@ def _parse_hyper(model: str, text: str) -> dict:
                      'write them like {"learning_rate": 0.001}') from None
   if not isinstance(value, dict):
     raise ValueError(f'{model}: give the hyper-parameters as a JSON object, like {{"hidden": [32, 32]}}')
-  known = cc.models.get(model).defaults
-  unknown = sorted(set(value) - set(known))
-  if unknown:
-    raise ValueError(f"{model}: unknown hyper-parameter(s) {unknown}; known: {sorted(known)}")
-  return {k: tuple(v) if isinstance(v, list) else v for k, v in value.items()}
+  # types from the model's schema (widths as tuples, "3" as 3); bounds are checked by the fit,
+  # whose message then shows in the model's row
+  return hyper_lib.from_json(model, cc.models.get(model).schema, value)
+
+
+def _schema_help(model: str) -> str:
+  """The model's hyper-parameters, one line each: type, bounds or choices, default, what it does."""
+  return "\n".join(f"- `{h.name}`: {hyper_lib.describe(h)}" for h in cc.models.get(model).schema)
 
 
 def _hyper_widgets(models: list) -> tuple[dict, list]:
@@ -71,10 +74,8 @@ def _hyper_widgets(models: list) -> tuple[dict, list]:
              '`{"learning_rate": 0.001, "hidden": [32, 32]}`.')
   cols = st.columns(2)
   for i, m in enumerate(models):
-    defaults = json.dumps(dict(cc.models.get(m).defaults), default=str)
     text = cols[i % 2].text_input(f"{_short(m)}", key=f"cmp_hp_{m}", persist_state=KEEP,
-                                  placeholder='{"learning_rate": 0.001}',
-                                  help=f"defaults: {defaults}")
+                                  placeholder='{"learning_rate": 0.001}', help=_schema_help(m))
     try:
       hyper[m] = _parse_hyper(m, text)
     except ValueError as e:

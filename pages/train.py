@@ -8,7 +8,7 @@ import numpy as np
 import streamlit as st
 
 import cmm_core as cc
-from cmm_core import io, metrics
+from cmm_core import hyper as hyper_lib, io, metrics
 from cmm_core.viz import figures, geometry, panels, registry
 from cmm_core.train import LIVE_CHUNK
 from cmm_core.api import MAX_STEPS
@@ -20,46 +20,51 @@ _state.run_through_app()
 KEEP = "session"  # widget values survive page switches
 LAYERS = ["density", "base samples", "grid", "warped grid", "arrows", "data", "samples"]
 POINTS = [500, 1000, 2000, 4000]
-def _hyper_widgets(model: str, defaults: dict) -> tuple[dict, list]:
-  """Widgets for the model's hyper-parameters; returns (those changed from the defaults, errors)."""
+def _hyper_widget(col, model: str, h: hyper_lib.Hyper):
+  """The widget of one hyper-parameter, by its kind; returns what it holds (widths as text)."""
+  key, helptext = f"tr_hp_{model}_{h.name}", hyper_lib.describe(h)
+  if h.kind == "bool":
+    return col.checkbox(h.name, value=h.default, key=key, help=helptext, persist_state=KEEP)
+  if h.kind == "choice":
+    return col.selectbox(h.name, h.choices, index=h.choices.index(h.default), key=key,
+                         help=helptext, persist_state=KEEP)
+  if h.kind == "int":  # an optional int left empty is None: "auto"
+    value = col.number_input(h.name, value=h.default, step=1, key=key, help=helptext,
+                             placeholder=f"auto: {h.optional}" if h.optional else None,
+                             persist_state=KEEP)
+    return None if value is None else int(value)
+  if h.kind == "float":
+    step = h.default / 10 if h.default else 0.1  # a tenth of the default: fine enough for rates
+    return float(col.number_input(h.name, value=h.default, step=step, format="%g", key=key,
+                                  help=helptext, persist_state=KEEP))
+  return col.text_input(f"{h.name} (comma-separated)", value=_link.widget_value(h, h.default),
+                        key=key, help=helptext, persist_state=KEEP)
+
+
+def _hyper_widgets(model: str) -> tuple[dict, list]:
+  """One widget per hyper-parameter of the model's schema shown in the UI; returns (the values
+  that differ from the defaults, error messages for values the schema refuses)."""
   changed, errors = {}, []
-  items = list(defaults.items())
   cols = st.columns(3)
-  for i, (name, default) in enumerate(items):
-    col = cols[i % 3]
-    key = f"tr_hp_{model}_{name}"
-    if isinstance(default, bool):
-      value = col.checkbox(name, value=default, key=key, persist_state=KEEP)
-    elif isinstance(default, int):
-      value = int(col.number_input(name, value=default, step=1, key=key, persist_state=KEEP))
-    elif isinstance(default, float):
-      value = float(col.number_input(name, value=default, step=default / 10 if default else 0.1,
-                                     format="%g", key=key, persist_state=KEEP))
-    elif isinstance(default, str):
-      value = col.text_input(name, value=default, key=key, persist_state=KEEP)
-    elif isinstance(default, (tuple, list)) and all(isinstance(v, int) for v in default):
-      text = col.text_input(f"{name} (comma-separated)", value=", ".join(map(str, default)),
-                            key=key, persist_state=KEEP)
-      try:
-        value = _state.parse_widths(text)
-      except ValueError as e:
-        errors.append(str(e))
-        continue
-      if tuple(value) == tuple(default):
-        value = default
-    else:
+  for i, h in enumerate(h for h in cc.models.get(model).schema if h.ui):
+    value = _hyper_widget(cols[i % 3], model, h)
+    try:  # widths are typed as text
+      value = (hyper_lib.parse if h.kind == "widths" else hyper_lib.check)(model, h, value)
+    except ValueError as e:
+      errors.append(str(e))
       continue
-    if value != default:
-      changed[name] = value
+    if value != h.default:
+      changed[h.name] = value
   return changed, errors
 
 
 def _apply_suggestion(model: str, suggestion: dict) -> None:
   """on_click: puts a suggested step count and hyper-parameters into the widgets (before they draw)."""
   st.session_state[f"tr_steps_{model}"] = int(suggestion["steps"])
-  for name, default in cc.models.get(model).defaults.items():
-    if isinstance(default, (bool, int, float, str)):  # the widgets _hyper_widgets draws as such
-      st.session_state[f"tr_hp_{model}_{name}"] = suggestion["hyper"].get(name, default)
+  for h in cc.models.get(model).schema:
+    if h.ui:
+      st.session_state[f"tr_hp_{model}_{h.name}"] = _link.widget_value(
+          h, suggestion["hyper"].get(h.name, h.default))
 
 
 def _suggestion_box(model: str, target: dict) -> None:
@@ -72,8 +77,9 @@ def _suggestion_box(model: str, target: dict) -> None:
   hyper = ", ".join(f"{k}={v}" for k, v in suggestion["hyper"].items()) or "the defaults"
   state = st.session_state
   in_use = state.get(f"tr_steps_{model}") == suggestion["steps"] and all(
-      state.get(f"tr_hp_{model}_{k}", d) == suggestion["hyper"].get(k, d)
-      for k, d in cc.models.get(model).defaults.items() if isinstance(d, (bool, int, float, str)))
+      state.get(f"tr_hp_{model}_{h.name}", _link.widget_value(h, h.default))
+      == _link.widget_value(h, suggestion["hyper"].get(h.name, h.default))
+      for h in cc.models.get(model).schema if h.ui)
   if in_use:
     st.caption(f"Using the settings measured for **{name}** ({hyper}, {suggestion['steps']} steps): "
                f"{suggestion['why']}.")
@@ -429,7 +435,7 @@ c[4].button("Stop", icon=":material/stop:", width="stretch", key="tr_stop",
             help="Stops training; the model keeps its last completed chunk of steps.")
 _suggestion_box(model, target)
 with st.expander("advanced: hyper-parameters"):
-  hyper, hyper_errors = _hyper_widgets(model, dict(cls.defaults))
+  hyper_values, hyper_errors = _hyper_widgets(model)
   for msg in hyper_errors:
     st.error(msg)
 
@@ -437,10 +443,10 @@ if train_clicked or _link.run_requested("train"):
   if hyper_errors:
     st.error(f"Fix the hyper-parameters first: {'; '.join(hyper_errors)}")
   else:
-    _train(model, steps, seed, hyper, target)
+    _train(model, steps, seed, hyper_values, target)
 
 _link.share_box(_link.write_url(train={"model": model, "steps": steps, "seed": seed,
-                                        "hyper": hyper}))
+                                        "hyper": hyper_values}))
 if model == "sdot":
   _epsilon_experiment(target)
 _saved_model_uploader(target)

@@ -23,11 +23,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 import cmm_core as cc
-from cmm_core import api, targets
+from cmm_core import api, hyper, targets
 from cmm_core.errors import DataError
 from cmm_core.models import base
-from cmm_core.models.sdot import ACTIVATIONS as SDOT_ACTIVATIONS, LATENTS
-from cmm_core.potentials import ACTIVATIONS as ICNN_ACTIVATIONS
 from cmm_core.validation import MAX_DIM, MIN_ROWS
 
 FUZZ = settings(deadline=None,
@@ -409,65 +407,18 @@ def test_model_file_without_its_fields():
 # b. Hyper-parameters at and beyond their bounds.
 # ----------------------------------------------------------------------------
 
-# sdot checks its numbers in SDOT.validate: (lo, hi, integer, lo excluded)
-_SDOT_BOUNDS = {"epsilon": (0.0, 10.0, False, False), "learning_rate": (0.0, 1.0, False, True),
-                "lr_decay": (0.0, 1.0, False, False),
-                "psi_learning_rate": (0.0, 10.0, False, True), "psi_steps": (1, 100, True, False),
-                "psi_average": (0.0, 0.999, False, False), "batch_size": (8, 8192, True, False),
-                "max_data": (100, 100_000, True, False), "fourier": (0, 1024, True, False),
-                "fourier_scale": (0.0, 100.0, False, True), "generator_steps": (1, 100, True, False)}
-_CHOICES = {"activation": {"sdot": sorted(SDOT_ACTIVATIONS), None: sorted(ICNN_ACTIVATIONS)},
-            "objective": ["semidual", "mle"], "potential": {"maflow": ["single", "mlp"], None: ["data", "base"]},
-            "laplacian": ["auto", "exact", "hutchinson"], "symmetry": ["none", "reflection", "rotation"],
-            "latent": list(LATENTS), "psi_optimizer": ["adam", "asgd"]}
+# Every case comes from the models' schemas (cmm_core/hyper.py): a new hyper-parameter is fuzzed
+# as soon as it is declared.
+def _entry(model: str, hp: str) -> hyper.Hyper:
+  return hyper.by_name(cc.models.get(model).schema)[hp]
 
 
-def _kind(model: str, hp: str):
-  """``("number", lo, hi, integer, lo_open)``, ``("choice", options)``, ``("bool",)``,
-  ``("widths",)`` or ``("latent_dim",)`` for hyper-parameter ``hp`` of ``model``."""
-  cls = cc.models.get(model)
-  if model == "sdot" and hp in _SDOT_BOUNDS:
-    return ("number",) + _SDOT_BOUNDS[hp]
-  bounds = getattr(cls, "bounds", {})
-  if hp in bounds:
-    ints = getattr(cls, "integers", getattr(cls, "_ints", ()))
-    return ("number", bounds[hp][0], bounds[hp][1], hp in ints, False)
-  if hp in _CHOICES:
-    opts = _CHOICES[hp]
-    return ("choice", opts.get(model, opts[None]) if isinstance(opts, dict) else opts)
-  if hp == "hidden":
-    return ("widths",)
-  if hp == "latent_dim":
-    return ("latent_dim",)
-  if isinstance(cls.defaults[hp], bool):
-    return ("bool",)
-  raise AssertionError(f"no bounds known for {model}.{hp}: add it to this test")
-
-
-HYPERS = [(m, hp) for m in cc.models.names() for hp in cc.models.get(m).defaults]
-_WRONG_TYPES = ["abc", "", [1], (), None, {"a": 1}, b"1", object(), complex(1, 1)]
+HYPERS = [(m, h.name) for m in cc.models.names() for h in cc.models.get(m).schema]
+NUMBERS = [(m, hp) for m, hp in HYPERS if _entry(m, hp).kind in ("int", "float")]
 
 
 def _invalid_values(model: str, hp: str) -> list:
-  kind = _kind(model, hp)
-  if kind[0] == "number":
-    _, lo, hi, integer, lo_open = kind
-    out = [lo - 1, lo - abs(lo) / 2 - 1e-3, hi + 1, hi * 2 + 1, math.nan, math.inf, -math.inf,
-           np.float32(math.nan), 10**400, -10**400, True, False, "1", [lo]]
-    if lo_open:
-      out.append(lo)
-    if integer and lo + 0.5 <= hi:
-      out.append(lo + 0.5)
-    return out + _WRONG_TYPES
-  if kind[0] == "choice":
-    return ["bogus", kind[1][0].upper(), " " + kind[1][0], 1, None, [], [kind[1][0]], (kind[1][0],),
-            {"a": 1}, True]
-  if kind[0] == "bool":
-    return ["True", "yes", 1, 0, None, 1.0, [], [True]]
-  if kind[0] == "widths":
-    return [(), [], (0,), (1025,), (64,) * 7, (64.5,), ("64",), (True,), None, 64, "64, 64", b"64",
-            [[64]], (math.nan,), (-1,), (10**400,), "", {"a": 1}]
-  return [0, -1, 65, 1.5, "2", math.nan, math.inf, True, [], 10**400]  # latent_dim
+  return hyper.invalid_values(_entry(model, hp))
 
 
 @pytest.mark.parametrize("model, hp", HYPERS)
@@ -479,17 +430,7 @@ def test_invalid_hyper_parameter_is_refused_by_name(model, hp):
 
 
 def _valid_at_bounds(model: str, hp: str) -> list:
-  kind = _kind(model, hp)
-  if kind[0] == "number":
-    _, lo, hi, integer, lo_open = kind
-    return ([] if lo_open else [lo]) + [hi]
-  if kind[0] == "choice":
-    return list(kind[1])
-  if kind[0] == "bool":
-    return [True, False, np.True_]
-  if kind[0] == "widths":
-    return [(1,), (1024,), (1,) * 6, [3, 4], np.array([2, 2])]
-  return [None, 1, 64]
+  return hyper.edge_values(_entry(model, hp))
 
 
 @pytest.mark.parametrize("model, hp", HYPERS)
@@ -500,7 +441,7 @@ def test_values_at_the_bounds_are_accepted(model, hp):
     if (model, hp, value) in (("cmm", "potential", "base"),):
       continue  # needs objective='semidual' (checked below)
     m = cls(**{hp: value})
-    assert m.config[hp] == (tuple(value) if _kind(model, hp)[0] == "widths" else value)
+    assert m.config[hp] == (tuple(value) if _entry(model, hp).kind == "widths" else value)
 
 
 def test_mle_needs_the_data_potential():
@@ -519,11 +460,11 @@ def _inside(v, lo, hi, lo_open) -> bool:
 
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast")
 @settings(FUZZ, max_examples=200)
-@given(case=st.sampled_from([(m, hp) for m, hp in HYPERS if _kind(m, hp)[0] == "number"]),
-       data=st.data())
+@given(case=st.sampled_from(NUMBERS), data=st.data())
 def test_fuzz_numbers_beyond_the_bounds(case, data):
   model, hp = case
-  _, lo, hi, integer, lo_open = _kind(model, hp)
+  h = _entry(model, hp)
+  lo, hi, lo_open = h.lo, h.hi, h.lo_open
   below = st.floats(max_value=lo, exclude_max=not lo_open, allow_nan=False)
   above = st.floats(min_value=hi, exclude_min=True, allow_nan=False)
   ints = st.one_of(st.integers(max_value=math.floor(lo) - (0 if lo_open else 1)),
@@ -534,6 +475,23 @@ def test_fuzz_numbers_beyond_the_bounds(case, data):
   with pytest.raises(ValueError) as e:
     cc.fit(model, X64, steps=1, **{hp: value})
   _check_message(e.value, hp)
+
+
+@settings(FUZZ, max_examples=200)
+@given(case=st.sampled_from(HYPERS), text=st.one_of(
+    st.text(max_size=12), st.sampled_from(["", " ", "nan", "inf", "-1", "1e999", "[64,", "64,,64",
+                                           "auto", "None", "0x10", "1_000", "True", "'relu'"])))
+def test_fuzz_hyper_parameter_text(case, text):
+  """A link's or the CLI's text either parses to a value the model accepts or is refused by name."""
+  model, hp = case
+  h = _entry(model, hp)
+  try:
+    value = hyper.parse(model, h, text)
+  except ValueError as e:
+    _check_message(e, hp)
+    return
+  assert hyper.check(model, h, value) == value
+  assert hyper.parse(model, h, hyper.format_value(h, value)) == value
 
 
 @pytest.mark.parametrize("model", cc.models.names())
@@ -572,7 +530,7 @@ def test_fits_at_the_bounds(model, hp):
     hyper = {**small, hp: value}
     if model == "cmm" and hp == "potential" and value == "base":
       hyper["objective"] = "semidual"
-    if hp in _UNROLLED and value == _kind(model, hp)[2]:
+    if hp in _UNROLLED and value == _entry(model, hp).hi:
       continue  # the longest inner loops only cost compile time; their bounds are validated above
     try:
       fitted = cc.fit(model, X64, steps=2, **hyper)

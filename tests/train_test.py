@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cmm_core import train
+from cmm_core import hyper, train
 from cmm_core.models.base import FittedModel, Model
 
 
@@ -28,7 +28,7 @@ class _Quadratic(Model):
   """Gradient descent on (p - 3)^2; lr > 1 diverges to inf and then NaN."""
 
   name = "toy"
-  defaults = {"lr": 0.1}
+  schema = (hyper.Float("lr", 0.1, 0.0, 10.0),)
 
   def __init__(self, **hyper):
     super().__init__(**hyper)

@@ -18,8 +18,10 @@ from typing import Any, Callable, ClassVar
 
 import numpy as np
 
-__all__ = ["FittedModel", "Model", "check_points", "check_n", "check_seed", "check_bounds",
-           "check_widths", "MAX_SAMPLES", "MAX_SEED"]
+from cmm_core import hyper as hyper_lib
+
+__all__ = ["FittedModel", "Model", "check_points", "check_n", "check_seed", "MAX_SAMPLES",
+           "MAX_SEED"]
 
 MAX_SAMPLES = 200_000
 MAX_SEED = 2**32 - 1  # a JAX key keeps 32 bits of the seed: larger seeds would repeat smaller ones
@@ -108,32 +110,15 @@ def check_seed(seed, name: str = "seed") -> int:
   return int(seed)
 
 
-def check_bounds(model: str, c: dict, bounds: dict, integers=()) -> None:
-  """Checks ``lo <= c[k] <= hi`` for ``bounds = {k: (lo, hi)}`` and casts ``integers`` to int."""
-  for k, (lo, hi) in bounds.items():
-    v = c[k]
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or not lo <= v <= hi:
-      raise ValueError(f"{model}: {k} must be a number in [{lo}, {hi}], got {v!r}")
-  for k in integers:
-    if int(c[k]) != c[k]:
-      raise ValueError(f"{model}: {k} must be an integer, got {c[k]!r}")
-    c[k] = int(c[k])
-
-
-def check_widths(model: str, hidden, name: str = "hidden") -> tuple:
-  """1 to 6 hidden-layer widths in [1, 1024], as a tuple of ints."""
-  if (isinstance(hidden, (str, bytes)) or not hasattr(hidden, "__len__") or not 1 <= len(hidden) <= 6
-      or not all(isinstance(h, (int, np.integer)) and not isinstance(h, bool) and 1 <= h <= 1024
-                 for h in hidden)):
-    raise ValueError(f"{model}: {name} must be 1 to 6 layer widths in [1, 1024], got {hidden!r}")
-  return tuple(int(h) for h in hidden)
-
-
 class Model(abc.ABC):
   """A training recipe: hyper-parameters plus pure ``init``/``step`` functions."""
 
   name: ClassVar[str] = ""
+  schema: ClassVar[tuple] = ()
+  """The hyper-parameters, one :class:`cmm_core.hyper.Hyper` each: ``defaults``, validation,
+  the app's widgets, links, the CLI and the fuzz tests all derive from it."""
   defaults: ClassVar[dict] = {}
+  """``{name: default}``, derived from ``schema``."""
   default_steps: ClassVar[int] = 1000
 
   suggested: ClassVar[dict] = {}
@@ -143,17 +128,18 @@ class Model(abc.ABC):
   total_steps: int = 0
   """The number of training steps planned (set by ``cc.fit``); schedules may use it."""
 
+  def __init_subclass__(cls, **kwargs):
+    super().__init_subclass__(**kwargs)
+    if "schema" in cls.__dict__:
+      cls.defaults = hyper_lib.defaults(cls.schema)
+
   def __init__(self, **hyper):
-    unknown = set(hyper) - set(self.defaults)
-    if unknown:
-      raise ValueError(
-          f"unknown hyper-parameter(s) for {self.name!r}: {sorted(unknown)}; "
-          f"known: {sorted(self.defaults)}")
-    self.config = {**self.defaults, **hyper}
+    self.config = hyper_lib.validate(self.name, self.schema, hyper)
     self.validate(self.config)
 
   def validate(self, config: dict) -> None:
-    """Raises ValueError naming the bad hyper-parameter."""
+    """Cross-parameter rules (each value alone was checked against ``schema``); may adjust
+    ``config`` in place; raises ValueError naming the bad hyper-parameter."""
 
   def prepare(self, data: np.ndarray) -> tuple[np.ndarray, dict]:
     """Model-specific data preparation (e.g. centring); returns data and info."""

@@ -40,9 +40,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from cmm_core import closed_form, metrics as metrics_lib, potentials, sampling, sharding
-from cmm_core.models.base import (MAX_SAMPLES, FittedModel, Model, check_bounds, check_n,
-                                   check_seed, check_widths)
+from cmm_core import closed_form, hyper, metrics as metrics_lib, potentials, sampling, sharding
+from cmm_core.models.base import MAX_SAMPLES, FittedModel, Model, check_n, check_seed
 
 __all__ = ["CMM", "MM", "Brenier", "ConvexFitted", "CMMFitted", "MMFitted", "BrenierFitted",
            "MAX_SAMPLES"]
@@ -93,45 +92,35 @@ class ConvexFixedPoint(Model):
 
   side: ClassVar[str] = ""
   default_steps = 2000
-  defaults = {
-      "hidden": (64, 64),        # ICNN widths
-      "activation": "softplus",  # convex, non-decreasing
-      "init_scale": 0.5,         # scale of the ICNN's random weights at init
-      "feature_scale": 1.0,      # first-layer weights x this, kinks through data points
-      "pieces": 0,               # K > 0: add a soft max of K affine pieces (clusters; docs/training.md)
-      "objective": "semidual",   # "semidual" (OT fixed point) or "mle" (exact likelihood)
-      "alpha": 0.05,             # strongly convex floor, fraction of the Gaussian guess
-      "learning_rate": 5e-3,
-      "lr_decay": 1.0,           # final learning rate / initial (cosine schedule); 1 = constant
-      "batch_size": 256,         # data batch = number of base points
-      "langevin_steps": 2,       # MALA steps per training step
-      "conjugate_iters": 4,      # Newton iterations per step (warm-started)
-      "burn_in": 50,             # steps that only move points/conjugates before training
-      "potential": "data",       # where the ICNN lives: "data" (f = w) or "base" (f = w*, map grad f)
-      "chain_conjugate_iters": 2,  # Newton iterations per MALA step when the base is e^{-f*}
-  }
-  bounds = {
-      "alpha": (1e-4, 0.9), "init_scale": (1e-3, 3.0), "feature_scale": (0.1, 50.0),
-      "learning_rate": (1e-6, 0.1), "lr_decay": (0.0, 1.0), "batch_size": (8, 8192), "langevin_steps": (1, 100),
-      "conjugate_iters": (1, 200), "burn_in": (0, 10_000), "chain_conjugate_iters": (1, 50),
-      "pieces": (0, 4096),
-  }
-  integers = ("batch_size", "langevin_steps", "conjugate_iters", "burn_in", "chain_conjugate_iters",
-              "pieces")
+  schema = (
+      hyper.Widths("hidden", (64, 64), "ICNN widths"),
+      hyper.Choice("activation", "softplus", sorted(potentials.ACTIVATIONS),
+                   "convex, non-decreasing"),
+      hyper.Float("init_scale", 0.5, 1e-3, 3.0, "scale of the ICNN's random weights at init"),
+      hyper.Float("feature_scale", 1.0, 0.1, 50.0,
+                  "first-layer weights x this, kinks through data points"),
+      hyper.Int("pieces", 0, 0, 4096,
+                "K > 0: add a soft max of K affine pieces (clusters; docs/training.md)"),
+      hyper.Choice("objective", "semidual", ("semidual", "mle"),
+                   '"semidual" (OT fixed point) or "mle" (exact likelihood)'),
+      hyper.Float("alpha", 0.05, 1e-4, 0.9, "strongly convex floor, fraction of the Gaussian guess"),
+      hyper.Float("learning_rate", 5e-3, 1e-6, 0.1, "Adam step size (initial)", log=True),
+      hyper.Float("lr_decay", 1.0, 0.0, 1.0,
+                  "final learning rate / initial (cosine schedule); 1 = constant"),
+      hyper.Int("batch_size", 256, 8, 8192, "data batch = number of base points"),
+      hyper.Int("langevin_steps", 2, 1, 100, "MALA steps per training step"),
+      hyper.Int("conjugate_iters", 4, 1, 200, "Newton iterations per step (warm-started)"),
+      hyper.Int("burn_in", 50, 0, 10_000, "steps that only move points/conjugates before training"),
+      hyper.Choice("potential", "data", ("data", "base"),
+                   'where the ICNN lives: "data" (f = w) or "base" (f = w*, map grad f)'),
+      hyper.Int("chain_conjugate_iters", 2, 1, 50,
+                "Newton iterations per MALA step when the base is e^{-f*}"),
+  )
 
   def validate(self, c: dict) -> None:
-    check_bounds(self.name, c, self.bounds, self.integers)
-    c["hidden"] = check_widths(self.name, c["hidden"])
-    if "potential" in c and c["potential"] not in ("data", "base"):
-      raise ValueError(f"{self.name}: potential must be 'data' or 'base', got {c['potential']!r}")
-    if c.get("objective", "semidual") not in ("semidual", "mle"):
-      raise ValueError(f"{self.name}: objective must be 'semidual' or 'mle', got {c['objective']!r}")
     if c.get("objective") == "mle" and c.get("potential", "data") != "data":
       raise ValueError(f"{self.name}: objective='mle' needs potential='data' (the likelihood is "
                        "evaluated through w on the data side)")
-    if not isinstance(c["activation"], str) or c["activation"] not in potentials.ACTIVATIONS:
-      raise ValueError(f"{self.name}: activation must be one of {sorted(potentials.ACTIVATIONS)}, "
-                       f"got {c['activation']!r}")
 
   def divergence_hint(self) -> str:
     return "Lower learning_rate (e.g. halve it) or raise alpha."
@@ -296,31 +285,24 @@ class ConvexFixedPoint(Model):
                            history=history, info=info)
 
 
-def _without(*names):
-  """``(defaults, bounds, integers)`` of the shared trainer minus the settings ``names``."""
-  base = ConvexFixedPoint
-  return ({k: v for k, v in base.defaults.items() if k not in names},
-          {k: v for k, v in base.bounds.items() if k not in names},
-          tuple(k for k in base.integers if k not in names))
-
-
 class CMM(ConvexFixedPoint):
   """Conjugate moment measure: base ``e^{-w}``, map ``grad w*``."""
   name = side = "cmm"
   # exact likelihood with a soft max of affine pieces separates clusters best (docs/training.md);
   # the likelihood needs no conjugates, so one warm Newton iteration (for the sample metric) is enough
-  defaults = {**ConvexFixedPoint.defaults, "objective": "mle", "pieces": 256, "hidden": (16, 16),
-              "learning_rate": 2e-2, "conjugate_iters": 1}
+  schema = hyper.replace(ConvexFixedPoint.schema, objective="mle", pieces=256, hidden=(16, 16),
+                         learning_rate=2e-2, conjugate_iters=1)
   default_steps = 1000
 
 
 class MM(ConvexFixedPoint):
   """Moment measure: base ``e^{-u}``, map ``grad u``; fitted to the centred data."""
   name = side = "mm"
-  defaults, bounds, integers = _without("potential", "chain_conjugate_iters", "objective")
   # sharp first-layer features and a soft max of affine pieces let grad u cut the base into cells
   # (docs/training.md)
-  defaults = {**defaults, "feature_scale": 20.0, "pieces": 256, "hidden": (16, 16)}
+  schema = hyper.replace(
+      hyper.without(ConvexFixedPoint.schema, "potential", "chain_conjugate_iters", "objective"),
+      feature_scale=20.0, pieces=256, hidden=(16, 16))
   default_steps = 1000
 
   def prepare(self, data):
@@ -338,9 +320,10 @@ class MM(ConvexFixedPoint):
 class Brenier(ConvexFixedPoint):
   """The classical split: base N(0, I), Brenier map ``grad w*``."""
   name = side = "brenier"
-  defaults, bounds, integers = _without("langevin_steps", "chain_conjugate_iters", "objective")
   # the map's own potential (grad f = map) with sharp features fits clusters best (docs/training.md)
-  defaults = {**defaults, "potential": "base", "feature_scale": 10.0, "pieces": 256, "hidden": (16, 16)}
+  schema = hyper.replace(
+      hyper.without(ConvexFixedPoint.schema, "langevin_steps", "chain_conjugate_iters", "objective"),
+      potential="base", feature_scale=10.0, pieces=256, hidden=(16, 16))
   default_steps = 1000
 
   def divergence_hint(self) -> str:

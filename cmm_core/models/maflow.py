@@ -49,8 +49,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from cmm_core import sharding
-from cmm_core.models.base import FittedModel, Model, check_bounds, check_n, check_seed
+from cmm_core import hyper, sharding
+from cmm_core.models.base import FittedModel, Model, check_n, check_seed
 
 __all__ = ["MAFlow", "MAFlowFitted", "group_matrices"]
 
@@ -375,54 +375,43 @@ class MAFlow(Model):
                     "why": "the turns of the roll separate (held-out NLL 2.70 against 2.79)"},
       "pinwheel": {"steps": 3000, "hyper": {}, "why": "the defaults, longer: five clear arms"},
   }
-  defaults = {
-      "potential": "single",     # "single" (closed form, reference) or "mlp" (autodiff)
-      "hidden": 64,              # width of the hidden layer(s)
-      "depth": 2,                # hidden layers of the "mlp" potential
-      "time_dependent": False,   # phi(x, t) instead of phi(x)
-      "n_steps": 10,             # RK4 steps; T = step_size * n_steps
-      "step_size": 0.2,          # eps (the reference code uses 0.1)
-      "laplacian": "auto",       # "auto" | "exact" | "hutchinson" (mlp potentials, training)
-      "learning_rate": 5e-3,     # Adam (the reference uses 1e-3: too slow for a 1000-step fit)
-      "batch_size": 256,
-      "symmetry": "none",        # "none" | "reflection" | "rotation" (2D)
-      "symmetry_order": 4,       # k for a rotation by 2 pi / k
-      "standardize": True,       # fit the standardised data (the outputs stay in data space)
-      "init_scale": 0.1,         # size of the initial potential's output weights
-      "weight_scale": 5.0,       # first-layer weights at init (sharp features resolve separate modes)
-      "grad_clip": 10.0,         # global-norm gradient clipping (0 = off)
-      "lr_decay": 0.05,          # final learning rate / initial (cosine over the fit's steps); 1 = constant
-      "segments": 1,             # "single": K potentials, each acting on 1/K of [0, T] (n_steps % K == 0)
-      "radial": 0,               # "single": extra radial units softplus(alpha |u - m|^2 + beta)
-      "kinetic": 0.0,            # weight of the kinetic-energy penalty mean int |grad phi|^2 dt (RNODE)
-  }
-  bounds = {
-      "hidden": (1, 2048), "depth": (1, 8), "n_steps": (1, 500), "step_size": (1e-4, 5.0),
-      "learning_rate": (1e-6, 0.1), "batch_size": (8, 8192), "symmetry_order": (2, 64),
-      "init_scale": (1e-4, 10.0), "weight_scale": (1e-3, 100.0), "grad_clip": (0.0, 1e6),
-      "lr_decay": (0.0, 1.0), "segments": (1, 10), "radial": (0, 2048), "kinetic": (0.0, 100.0),
-  }
-  _ints = ("hidden", "depth", "n_steps", "batch_size", "symmetry_order", "segments", "radial")
-  _choices = {"potential": ("single", "mlp"), "laplacian": ("auto", "exact", "hutchinson"),
-              "symmetry": ("none", "reflection", "rotation")}
+  schema = (
+      hyper.Choice("potential", "single", ("single", "mlp"),
+                   '"single" (closed form, reference) or "mlp" (autodiff)'),
+      hyper.Int("hidden", 64, 1, 2048, "width of the hidden layer(s)"),
+      hyper.Int("depth", 2, 1, 8, 'hidden layers of the "mlp" potential'),
+      hyper.Bool("time_dependent", False, "phi(x, t) instead of phi(x)"),
+      hyper.Int("n_steps", 10, 1, 500, "RK4 steps; T = step_size * n_steps"),
+      hyper.Float("step_size", 0.2, 1e-4, 5.0, "eps (the reference code uses 0.1)"),
+      hyper.Choice("laplacian", "auto", ("auto", "exact", "hutchinson"),
+                   "how mlp potentials compute the Laplacian in training"),
+      hyper.Float("learning_rate", 5e-3, 1e-6, 0.1,
+                  "Adam (the reference uses 1e-3: too slow for a 1000-step fit)", log=True),
+      hyper.Int("batch_size", 256, 8, 8192, "data points per step"),
+      hyper.Choice("symmetry", "none", ("none", "reflection", "rotation"),
+                   "a symmetric potential (rotation: 2D)"),
+      hyper.Int("symmetry_order", 4, 2, 64, "k for a rotation by 2 pi / k"),
+      hyper.Bool("standardize", True, "fit the standardised data (the outputs stay in data space)"),
+      hyper.Float("init_scale", 0.1, 1e-4, 10.0, "size of the initial potential's output weights"),
+      hyper.Float("weight_scale", 5.0, 1e-3, 100.0,
+                  "first-layer weights at init (sharp features resolve separate modes)"),
+      hyper.Float("grad_clip", 10.0, 0.0, 1e6, "global-norm gradient clipping (0 = off)"),
+      hyper.Float("lr_decay", 0.05, 0.0, 1.0,
+                  "final learning rate / initial (cosine over the fit's steps); 1 = constant"),
+      hyper.Int("segments", 1, 1, 10,
+                '"single": K potentials, each acting on 1/K of [0, T] (n_steps % K == 0)'),
+      hyper.Int("radial", 0, 0, 2048, '"single": extra radial units softplus(alpha |u - m|^2 + beta)'),
+      hyper.Float("kinetic", 0.0, 0.0, 100.0,
+                  "weight of the kinetic-energy penalty mean int |grad phi|^2 dt (RNODE)"),
+  )
 
   def validate(self, c: dict) -> None:
-    check_bounds(self.name, c, self.bounds, self._ints)
-    for k in ("step_size", "learning_rate", "init_scale", "weight_scale", "grad_clip", "lr_decay", "kinetic"):
-      c[k] = float(c[k])
-    for k, options in self._choices.items():
-      if c[k] not in options:
-        raise ValueError(f"{self.name}: {k} must be one of {list(options)}, got {c[k]!r}")
     if c["potential"] != "single" and (c["segments"] > 1 or c["radial"] > 0):
       raise ValueError(f"{self.name}: segments > 1 and radial > 0 need potential='single', "
                        f"got potential={c['potential']!r}")
     if c["n_steps"] % c["segments"]:
       raise ValueError(f"{self.name}: n_steps ({c['n_steps']}) must be a multiple of segments "
                        f"({c['segments']}), so that each RK4 step lies in one time segment")
-    for k in ("time_dependent", "standardize"):
-      if not isinstance(c[k], (bool, np.bool_)):
-        raise ValueError(f"{self.name}: {k} must be True or False, got {c[k]!r}")
-      c[k] = bool(c[k])
 
   def divergence_hint(self) -> str:
     return "Lower learning_rate or step_size, or use fewer n_steps."

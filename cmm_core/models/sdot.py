@@ -51,9 +51,8 @@ from ott.geometry import semidiscrete_pointcloud
 from ott.problems.linear import semidiscrete_linear_problem
 from ott.solvers.linear import semidiscrete
 
-from cmm_core import metrics as metrics_lib, sharding
-from cmm_core.models.base import (FittedModel, Model, check_n, check_points, check_seed,
-                                   check_widths)
+from cmm_core import hyper, metrics as metrics_lib, sharding
+from cmm_core.models.base import FittedModel, Model, check_n, check_points, check_seed
 
 __all__ = ["SDOT", "SDOTFitted", "Generator", "ACTIVATIONS", "LATENTS", "semidual_objective",
            "c_transform", "generator_loss", "fit_dual", "epsilon_sweep"]
@@ -229,18 +228,6 @@ class SDOTState(NamedTuple):
   dual: _DualState       # psi, its average, its optimiser state
 
 
-def _check_number(name, v, lo, hi, *, integer=False, lo_open=False):
-  ok = not isinstance(v, bool) and isinstance(v, (int, float, np.integer, np.floating))
-  # the bounds first: float() of a huge int overflows
-  ok = ok and (lo < v if lo_open else lo <= v) and v <= hi and math.isfinite(float(v))
-  if integer:
-    ok = ok and int(v) == v
-  if not ok:
-    kind = "an integer" if integer else "a number"
-    lo_b = "(" if lo_open else "["
-    raise ValueError(f"sdot: {name} must be {kind} in {lo_b}{lo}, {hi}], got {v!r}")
-
-
 class SDOT(Model):
   """Generator trained through the gradient of (entropic) semi-discrete OT (module docstring)."""
 
@@ -253,52 +240,34 @@ class SDOT(Model):
       "checkerboard": {"steps": 3000, "hyper": {"epsilon": 0.003},
                        "why": "a smaller epsilon fills the squares (at 0.01 they are hollow outlines)"},
   }
-  defaults = {
-      "epsilon": 0.01,           # entropic regularisation, relative to the data variance; 0 = hard
-      "latent_dim": None,        # None: the data dimension
-      "latent": "uniform",       # "uniform" (U[-1, 1]^k, the reference) or "normal" (N(0, I))
-      "hidden": (128, 128),      # generator MLP widths
-      "activation": "relu",
-      "fourier": 64,             # random Fourier features of the latent (0: a plain MLP, before session 8)
-      "fourier_scale": 1.0,      # their frequencies' standard deviation (cycles per latent unit)
-      "learning_rate": 3e-3,     # Adam on the generator (initial; 1e-3 in session 7, 3e-4 before)
-      "lr_decay": 0.01,          # final generator learning rate / initial (cosine); 1 = constant
-      "psi_learning_rate": 0.01,  # Adam (or averaged SGD) on psi
-      "psi_optimizer": "adam",   # "adam" or "asgd" (SGD on the nu-relative gradient + averaging)
-      "psi_steps": 10,           # ascent steps on psi per generator step
-      "psi_average": 0.1,        # EMA weight of the previous averaged psi (0: no averaging)
-      "generator_steps": 1,      # Adam steps on the generator per psi update (fresh batch each)
-      "batch_size": 256,         # generated points per psi step and per generator step
-      "max_data": 20_000,        # data points kept (one psi each); more are subsampled
-  }
-
-  def validate(self, c: dict) -> None:
-    _check_number("epsilon", c["epsilon"], 0.0, 10.0)
-    if c["latent_dim"] is not None:
-      _check_number("latent_dim", c["latent_dim"], 1, 64, integer=True)
-      c["latent_dim"] = int(c["latent_dim"])
-    if c["latent"] not in LATENTS:
-      raise ValueError(f"sdot: latent must be one of {list(LATENTS)}, got {c['latent']!r}")
-    c["hidden"] = check_widths("sdot", c["hidden"])
-    if not isinstance(c["activation"], str) or c["activation"] not in ACTIVATIONS:
-      raise ValueError(f"sdot: activation must be one of {sorted(ACTIVATIONS)}, got {c['activation']!r}")
-    _check_number("fourier", c["fourier"], 0, 1024, integer=True)
-    _check_number("fourier_scale", c["fourier_scale"], 0.0, 100.0, lo_open=True)
-    _check_number("learning_rate", c["learning_rate"], 0.0, 1.0, lo_open=True)
-    _check_number("lr_decay", c["lr_decay"], 0.0, 1.0)
-    _check_number("psi_learning_rate", c["psi_learning_rate"], 0.0, 10.0, lo_open=True)
-    if c["psi_optimizer"] not in ("adam", "asgd"):
-      raise ValueError(f"sdot: psi_optimizer must be 'adam' or 'asgd', got {c['psi_optimizer']!r}")
-    _check_number("psi_steps", c["psi_steps"], 1, 100, integer=True)
-    _check_number("psi_average", c["psi_average"], 0.0, 0.999)
-    _check_number("generator_steps", c["generator_steps"], 1, 100, integer=True)
-    _check_number("batch_size", c["batch_size"], 8, 8192, integer=True)
-    _check_number("max_data", c["max_data"], 100, 100_000, integer=True)
-    for k in ("psi_steps", "batch_size", "max_data", "fourier", "generator_steps"):
-      c[k] = int(c[k])
-    for k in ("epsilon", "fourier_scale", "learning_rate", "lr_decay", "psi_learning_rate",
-              "psi_average"):
-      c[k] = float(c[k])
+  schema = (
+      hyper.Float("epsilon", 0.01, 0.0, 10.0,
+                  "entropic regularisation, relative to the data variance; 0 = hard"),
+      hyper.Int("latent_dim", None, 1, 64, "dimension of the latent", optional="the data dimension"),
+      hyper.Choice("latent", "uniform", LATENTS,
+                   '"uniform" (U[-1, 1]^k, the reference) or "normal" (N(0, I))'),
+      hyper.Widths("hidden", (128, 128), "generator MLP widths"),
+      hyper.Choice("activation", "relu", sorted(ACTIVATIONS), "the generator's activation"),
+      hyper.Int("fourier", 64, 0, 1024, "random Fourier features of the latent (0: a plain MLP)"),
+      hyper.Float("fourier_scale", 1.0, 0.0, 100.0,
+                  "their frequencies' standard deviation (cycles per latent unit)", lo_open=True),
+      hyper.Float("learning_rate", 3e-3, 0.0, 1.0, "Adam on the generator (initial)", log=True,
+                  lo_open=True),
+      hyper.Float("lr_decay", 0.01, 0.0, 1.0,
+                  "final generator learning rate / initial (cosine); 1 = constant"),
+      hyper.Float("psi_learning_rate", 0.01, 0.0, 10.0, "Adam (or averaged SGD) on psi", log=True,
+                  lo_open=True),
+      hyper.Choice("psi_optimizer", "adam", ("adam", "asgd"),
+                   '"adam" or "asgd" (SGD on the nu-relative gradient + averaging)'),
+      hyper.Int("psi_steps", 10, 1, 100, "ascent steps on psi per generator step"),
+      hyper.Float("psi_average", 0.1, 0.0, 0.999,
+                  "EMA weight of the previous averaged psi (0: no averaging)"),
+      hyper.Int("generator_steps", 1, 1, 100,
+                "Adam steps on the generator per psi update (fresh batch each)"),
+      hyper.Int("batch_size", 256, 8, 8192, "generated points per psi step and per generator step"),
+      hyper.Int("max_data", 20_000, 100, 100_000,
+                "data points kept (one psi each); more are subsampled"),
+  )
 
   def divergence_hint(self) -> str:
     return "Lower learning_rate or psi_learning_rate, or raise epsilon."

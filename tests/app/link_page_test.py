@@ -37,6 +37,20 @@ def test_a_train_link_restores_the_target_model_and_settings():
   assert any("target=two_moons" in c.value and "hp.hidden=32,32" in c.value for c in at.code)
 
 
+def test_a_sdot_link_with_latent_dim_fills_its_widget():
+  # was: latent_dim (default None) had no widget, so the link's value was dropped without a word
+  at = open_app("pages/train.py", query={"target": "two_moons", "model": "sdot",
+                                         "hp.latent_dim": "3"})
+  assert not at.warning, [w.value for w in at.warning]
+  assert not at.error, [e.value for e in at.error]
+  assert at.selectbox(key="tr_model").value == "sdot"
+  assert at.number_input(key="tr_hp_sdot_latent_dim").value == 3
+  assert share.decode(_query(at))["train"]["hyper"] == {"latent_dim": 3}
+  at.number_input(key="tr_hp_sdot_latent_dim").set_value(None)  # empty: auto, the default
+  run(at)
+  assert "hp.latent_dim" not in _query(at)
+
+
 def test_the_target_page_shows_the_linked_target_and_follows_the_widgets():
   at = open_app("pages/target.py", home_first=False, query={
       "target": "normal", "mean": "1,-2", "std": "0.5,1.5", "angle": "45", "n": "512"})
