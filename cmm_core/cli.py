@@ -167,19 +167,69 @@ def _data_for_fit(args) -> tuple:
   return data, f"{name} (n={n}, seed={args.seed}{extra})"
 
 
+def _link_settings(args) -> dict:
+  """What a shareable link asks ``fit`` for: ``{"model", "steps", "seed", "hyper": {model: {...}},
+  "data" [n, d], "label", "source"}``; the link's refused values are printed as warnings."""
+  import urllib.parse
+
+  from cmm_core import share, target_spec
+  if any(v is not None for v in (args.target, args.data, args.param, args.n)):
+    raise UsageError("--link brings its own target: drop --target, --data, --param and --n")
+  text = args.link.strip()
+  query = urllib.parse.urlsplit(text).query if "?" in text else (text if "=" in text else "")
+  params = {k: v[-1] for k, v in urllib.parse.parse_qs(query, keep_blank_values=True).items()}
+  if not params:
+    raise UsageError(f"--link: no settings found in {args.link!r}; copy the address of the app's "
+                     "Train & explore or Compare page")
+  decoded = share.decode(params)
+  for problem in decoded["problems"]:
+    _err(f"warning: {problem}")
+  spec = decoded["target"]
+  if spec is None:
+    raise UsageError("--link: the link names no target the command line can rebuild (uploads and "
+                     "regions drawn with the mouse do not travel in links)")
+  train, compare = decoded["train"] or {}, decoded["compare"]
+  model, hyper = train.get("model"), {}
+  if train.get("model") and train.get("hyper"):
+    hyper = {train["model"]: dict(train["hyper"])}
+  if compare is not None:
+    hyper = {m: dict(h) for m, h in (compare.get("hyper") or {}).items()}
+    if args.model is None:
+      raise UsageError(f"--link is a Compare link (models {', '.join(compare['models'])}); "
+                       "pick one with --model")
+  built = target_spec.build(spec)
+  source = spec.get("name") or spec["kind"].replace(" ", "_").lower()
+  return {"model": model, "steps": train.get("steps"),
+          "seed": train.get("seed") if train.get("seed") is not None else (compare or {}).get("seed"),
+          "hyper": hyper, "data": built.data, "label": built.label, "source": source}
+
+
 def _cmd_fit(args) -> int:
   import dataclasses
 
   import cmm_core as cc
   from cmm_core.api import MAX_STEPS
+  link = _link_settings(args) if args.link is not None else None
+  if link is not None:
+    args.model = args.model or link["model"]
+    args.seed = link["seed"] if args.seed is None else args.seed
+    args.steps = link["steps"] if args.steps is None else args.steps
+  args.model = args.model or "cmm"
+  args.seed = 0 if args.seed is None else args.seed
   if args.model not in cc.models.names():
     raise UsageError(f"unknown model {args.model!r}; choose one of: {', '.join(cc.models.names())}")
   cls = cc.models.get(args.model)
-  hyper = parse_hyper(args.model, args.hyper)
+  hyper = {**(link["hyper"].get(args.model, {}) if link else {}),
+           **parse_hyper(args.model, args.hyper)}
   cls(**hyper)  # the cross-parameter rules, now (ValueError naming the bad one), before any output
-  source = pathlib.Path(args.data).stem if args.data is not None else args.target or DEFAULT_TARGET
+  if link is not None:
+    source = link["source"]
+    data, described = link["data"], link["label"]
+  else:
+    source = pathlib.Path(args.data).stem if args.data is not None else args.target or DEFAULT_TARGET
   out = _check_out(args.out or f"{args.model}_{source}.msgpack", (".msgpack",))
-  data, described = _data_for_fit(args)
+  if link is None:
+    data, described = _data_for_fit(args)
   steps = cls.default_steps if args.steps is None else args.steps
   if steps > MAX_STEPS:
     raise UsageError(f"--steps must be at most {MAX_STEPS}, got {steps}")
@@ -358,8 +408,12 @@ def build_parser() -> argparse.ArgumentParser:
                      description="Fit a model and save it. Progress goes to stderr, then one summary "
                                  "line (model, steps, seconds, status, loss, file) to stdout. Ctrl-C "
                                  "saves the last completed chunk of steps.")
-  f.add_argument("--model", default="cmm", metavar="NAME",
-                 help="model id (default cmm); see `list`")
+  f.add_argument("--model", metavar="NAME",
+                 help="model id (default cmm, or the link's); see `list`")
+  f.add_argument("--link", metavar="URL",
+                 help="fit the target, model and settings of an app's shareable link (the address "
+                      "of a Train & explore or Compare page, or its query string); --model, "
+                      "--steps, --seed and --hyper override the link's")
   f.add_argument("--target", metavar="NAME",
                  help=f"built-in target (default {DEFAULT_TARGET}); see `list`")
   f.add_argument("--data", metavar="FILE",
@@ -370,8 +424,9 @@ def build_parser() -> argparse.ArgumentParser:
                  help=f"number of target points (default {DEFAULT_N})")
   f.add_argument("--steps", type=_pos_int, metavar="N",
                  help="training steps (default: the model's default)")
-  f.add_argument("--seed", type=_nonneg_int, default=0,
-                 help="seeds the target draw and the training (default 0)")
+  f.add_argument("--seed", type=_nonneg_int,
+                 help="seeds the target draw and the training (default 0; with --link, the "
+                      "training only: the link's target keeps its own seed)")
   f.add_argument("--hyper", action="append", metavar="NAME=VALUE",
                  help="a model hyper-parameter, e.g. --hyper learning_rate=1e-3 --hyper hidden=64,64 "
                       "--hyper activation=relu --hyper latent_dim=auto (repeatable; `list` shows "

@@ -57,85 +57,23 @@ def make_gaussian(mean: tuple, cov: tuple, n: int, seed: int) -> "object":
                     dtype=np.float32)
 
 
-HELDOUT_SEED_OFFSET = 10_007
-
-
 def heldout_draw(spec: dict, n: int = 2000):
-  """A fresh draw ``[n, d]`` of the target described by ``spec`` (another seed), or None when the
-  target cannot be drawn again (real data, uploads, typed points without spread)."""
-  seed = int(spec.get("seed", 0)) + HELDOUT_SEED_OFFSET
-  if spec.get("kind", "").endswith("toy"):
-    return make_toy(spec["name"], n, seed, tuple(sorted(spec.get("params", {}).items())))
-  if spec.get("kind") == "Gaussian":
-    cov = tuple(tuple(r) for r in spec["cov"]) if isinstance(spec["cov"][0], (list, tuple)) else tuple(spec["cov"])
-    return make_gaussian(tuple(spec["mean"]), cov, n, seed)
-  if spec.get("kind") == "Draw":
-    import numpy as np
-    from cmm_core import targets
-    if spec.get("mode") == "mouse":
-      return targets.sample_cells(spec["cells"], targets.draw_grid(), n, seed=seed,
-                                  jitter=float(spec.get("jitter", 0.1)))
-    if spec.get("mode") == "typed" and float(spec.get("spread", 0)) > 0:
-      return targets.sample_points(np.asarray(spec["points"]), n, seed=seed,
-                                   spread=float(spec["spread"]))
-  return None
-
-
-def toy_label(name: str, n: int, seed: int, params: dict) -> str:
-  extra = ", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}"
-                    for k, v in sorted(params.items()))
-  return f"{name} (n={n}, seed={seed}{', ' + extra if extra else ''})"
-
-
-def columns_label(names: list, standardized: bool) -> str:
-  """``[a, b]``, or ``[4 columns]`` when the names would make a long title."""
-  text = ", ".join(names)
-  inner = text if len(names) <= 2 or len(text) <= 36 else f"{len(names)} columns"
-  return f"[{inner}{', standardised' if standardized else ''}]"
+  """A fresh draw ``[n, d]`` of the target of ``spec`` (:func:`cmm_core.target_spec.fresh_draw`,
+  through the cached draws), or None when the target cannot be drawn again."""
+  from cmm_core import target_spec
+  return target_spec.fresh_draw(spec, n, make_toy=make_toy, make_gaussian=make_gaussian)
 
 
 def build_target(spec: dict) -> dict:
-  """The target ``{"label", "data" [n, d], "spec", "columns"}`` described by a spec of the Target
-  page (toys, Gaussians, real data and typed points; uploads and mouse drawings are built there).
+  """The target ``{"label", "data" [n, d], "spec", "columns"}`` described by a spec
+  (:func:`cmm_core.target_spec.build`, through the cached draws).
 
   Raises:
     ValueError (DataError included): a spec whose data cannot be made, with the reason.
   """
-  import numpy as np
-  from cmm_core import datasets, targets
-  from cmm_core.viz import panels
-  spec = dict(spec)
-  kind, columns = spec.get("kind", ""), None
-  if kind.endswith("toy"):
-    params = spec.get("params", {})
-    data = make_toy(spec["name"], spec["n"], spec["seed"], tuple(sorted(params.items())))
-    label = toy_label(spec["name"], spec["n"], spec["seed"], params)
-  elif kind == "Gaussian":
-    mean, stds, angle, n, seed = (spec[k] for k in ("mean", "stds", "angle", "n", "seed"))
-    spec["cov"] = panels.covariance_from_axes(stds, angle).tolist()
-    data = make_gaussian(tuple(float(m) for m in mean), tuple(map(tuple, spec["cov"])), n, seed)
-    if len(mean) == 1:
-      label = f"Gaussian N({mean[0]:g}, {stds[0]:g}²) (n={n}, seed={seed})"
-    else:
-      label = (f"Gaussian, mean ({mean[0]:g}, {mean[1]:g}), stds {stds[0]:g} / {stds[1]:g}, "
-               f"angle {angle}° (n={n}, seed={seed})")
-  elif kind == "Real data":
-    columns = list(spec["columns"])
-    data = datasets.load(spec["name"], columns=columns, standardize=spec["standardize"])
-    spec["n"] = int(data.shape[0])
-    label = f"{spec['name']} {columns_label(columns, spec['standardize'])} (n={data.shape[0]})"
-  elif kind == "Draw" and spec.get("mode") == "typed":
-    pts = np.asarray(spec["points"], dtype=np.float64)
-    data = targets.sample_points(pts, spec["n"], seed=spec["seed"], spread=float(spec["spread"]))
-    spec.update(points=pts.tolist(), spread=float(spec["spread"]), n=int(data.shape[0]))
-    if spec["spread"] == 0:
-      label = f"typed: {pts.shape[0]} points"
-    else:
-      label = (f"typed: {pts.shape[0]} point(s), spread {spec['spread']:g} (n={spec['n']}, "
-               f"seed={spec['seed']})")
-  else:
-    raise ValueError(f"a target of kind {kind!r} cannot be rebuilt from its settings")
-  return {"label": label, "data": data, "spec": spec, "columns": columns}
+  from cmm_core import target_spec
+  built = target_spec.build(spec, make_toy=make_toy, make_gaussian=make_gaussian)
+  return {"label": built.label, "data": built.data, "spec": built.spec, "columns": built.columns}
 
 
 def use_target(spec: dict) -> dict:

@@ -4,7 +4,7 @@ hand) with a live preview."""
 import numpy as np
 import streamlit as st
 
-from cmm_core import datasets, share, targets
+from cmm_core import datasets, share, target_spec, targets
 from cmm_core.viz import figures, panels
 from cmm_core.errors import DataError
 from cmm_core.validation import MIN_ROWS
@@ -164,7 +164,7 @@ def _upload() -> None:
   if sel["rows_dropped"]:
     st.warning(f"Dropped {sel['rows_dropped']} row(s) with missing or non-numeric values "
                "in the chosen columns.")
-  _state.set_target(f"{up.name} {_state.columns_label(picked, std)} (n={data.shape[0]})", data,
+  _state.set_target(f"{up.name} {target_spec.columns_label(picked, std)} (n={data.shape[0]})", data,
                     {"kind": "Upload", "file": up.name, "columns": picked, "standardize": std,
                      "n": int(data.shape[0])}, columns=picked)
 

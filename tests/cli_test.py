@@ -153,6 +153,10 @@ def _bad_csv(tmp_path):
     (["sample", "{garbage}", "--out", "{tmp}/s.json"], ".csv or .npy"),
     (["info", "{garbage}"], "not a cmm_core model file"),
     (["info", "{tmp}"], "is a folder"),
+    (["fit", "--link", "http://localhost:8501/"], "no settings found"),
+    (["fit", "--link", "train?target=two_moons", "--target", "rings"], "brings its own target"),
+    (["fit", "--link", "compare?target=two_moons&models=cmm,mm"], "pick one with --model"),
+    (["fit", "--link", "train?model=cmm&steps=5"], "names no target"),
 ])
 def test_errors_are_one_line_and_exit_2(args, needle, tmp_path, capsys, monkeypatch):
   monkeypatch.chdir(tmp_path)  # a default --out would land here (none is written: all fail first)
@@ -197,3 +201,19 @@ def test_samples_csv_keeps_float32_values():
   np.testing.assert_array_equal(back.astype(np.float32), pts)
   header, back = _read_csv(io.points_csv(pts[:, 0]).decode())
   assert header == ["x1"] and back.shape == (40, 1)
+
+
+def test_fit_from_a_shared_link_matches_the_library(tmp_path, capsys):
+  # the Train page's link: target (with its own draw seed), model, steps, seed and hyper-parameters
+  link = ("http://localhost:8501/train?target=two_moons&n=256&data_seed=3&t.noise=0.05"
+          "&model=maflow&steps=10&seed=2&hp.batch_size=64&unknown=1")
+  out = tmp_path / "m.msgpack"
+  assert cli.main(["fit", "--link", link, "--out", str(out), "-q"]) == 0
+  err = capsys.readouterr().err
+  assert "unknown" in err and "ignored" in err  # a refused value is named, not fatal
+  fitted = cc.load(out)
+  assert fitted.model == "maflow" and fitted.config["batch_size"] == 64
+  assert len(fitted.history) and fitted.history[-1]["step"] == 10
+  data = cc.targets.make("two_moons", 256, seed=3, noise=0.05)
+  expected = cc.fit("maflow", data, steps=10, seed=2, batch_size=64)
+  np.testing.assert_allclose(fitted.sample(64, seed=0), expected.sample(64, seed=0), atol=1e-5)

@@ -1,0 +1,177 @@
+"""Target descriptions: the one place where a target's settings become data.
+
+A *spec* is the JSON-able dict that the Target page stores, a shareable link carries
+(:mod:`cmm_core.share`) and a fit records: ``{"kind": ..., ...}`` with the kind's settings
+
+========== ====================================================================================
+kind       settings
+========== ====================================================================================
+1D toy     ``name``, ``n``, ``seed``, ``params`` (:func:`cmm_core.targets.make`)
+2D toy     the same
+Gaussian   ``mean [d]``, ``stds [d]``, ``angle`` (degrees, 2D), ``n``, ``seed``
+Real data  ``name``, ``columns``, ``standardize`` (:func:`cmm_core.datasets.load`)
+Draw       ``mode="typed"``: ``points``, ``spread``, ``n``, ``seed``; ``mode="mouse"``: ``cells``,
+           ``n``, ``seed``, ``jitter``
+Upload     ``file``, ``columns``, ``standardize`` (the rows live with the user's session only)
+========== ====================================================================================
+
+:func:`build` makes the data and a label; :func:`fresh_draw` makes held-out points from the same
+target with another seed. The app, the link codec and the CLI (``fit --link URL``) all use them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Callable, Optional
+
+import numpy as np
+
+__all__ = ["Kind", "BuiltTarget", "build", "fresh_draw", "kind_of", "toy_label", "columns_label",
+           "HELDOUT_SEED_OFFSET"]
+
+HELDOUT_SEED_OFFSET = 10_007  # fresh draws use seed + this: never the training draw's seed
+
+
+class Kind(str, enum.Enum):
+  """A target's kind; the values are the Target page's labels (and the specs' ``"kind"``)."""
+  TOY_1D = "1D toy"
+  TOY_2D = "2D toy"
+  GAUSSIAN = "Gaussian"
+  REAL = "Real data"
+  UPLOAD = "Upload"
+  DRAW = "Draw"
+
+
+@dataclasses.dataclass(frozen=True)
+class BuiltTarget:
+  """A target's data with what describes it.
+
+  Attributes:
+    label: a one-line description for titles, e.g. ``"two_moons (n=4096, seed=0)"``.
+    data: float32 ``[n, d]``.
+    spec: the spec, completed (a Gaussian's ``cov``, a table's row count ``n``).
+    columns: the column names of a table, else None.
+  """
+  label: str
+  data: np.ndarray
+  spec: dict
+  columns: Optional[list] = None
+
+
+ToyMaker = Callable[[str, int, int, tuple], np.ndarray]
+GaussianMaker = Callable[[tuple, tuple, int, int], np.ndarray]
+
+
+def _toy(name: str, n: int, seed: int, params: tuple) -> np.ndarray:
+  from cmm_core import targets
+  return np.asarray(targets.make(name, n, seed=seed, **dict(params)), dtype=np.float32)
+
+
+def _gaussian(mean: tuple, cov: tuple, n: int, seed: int) -> np.ndarray:
+  from cmm_core import targets
+  return np.asarray(targets.gaussian(np.asarray(mean), np.asarray(cov), n, seed=seed),
+                    dtype=np.float32)
+
+
+def kind_of(spec: dict) -> Kind:
+  """The :class:`Kind` of ``spec``; ValueError for an unknown one."""
+  try:
+    return Kind(spec.get("kind", ""))
+  except ValueError:
+    raise ValueError(f"unknown target kind {spec.get('kind')!r}; one of "
+                     f"{[k.value for k in Kind]}") from None
+
+
+def toy_label(name: str, n: int, seed: int, params: dict) -> str:
+  extra = ", ".join(f"{k}={v:g}" if isinstance(v, (int, float)) else f"{k}={v}"
+                    for k, v in sorted(params.items()))
+  return f"{name} (n={n}, seed={seed}{', ' + extra if extra else ''})"
+
+
+def columns_label(names: list, standardized: bool) -> str:
+  """``[a, b]``, or ``[4 columns]`` when the names would make a long title."""
+  text = ", ".join(names)
+  inner = text if len(names) <= 2 or len(text) <= 36 else f"{len(names)} columns"
+  return f"[{inner}{', standardised' if standardized else ''}]"
+
+
+def _cov(spec: dict) -> tuple:
+  from cmm_core.viz import panels
+  cov = panels.covariance_from_axes(spec["stds"], spec["angle"])
+  return tuple(map(tuple, np.atleast_2d(cov).tolist()))
+
+
+def build(spec: dict, *, make_toy: ToyMaker = _toy,
+          make_gaussian: GaussianMaker = _gaussian) -> BuiltTarget:
+  """The data and label of ``spec`` (toys, Gaussians, real tables and typed points; uploads and
+  mouse drawings carry their rows outside the spec and are built where they are read).
+
+  Args:
+    spec: a target spec (module docstring).
+    make_toy, make_gaussian: the draws, replaceable by cached versions of the same functions
+      (the app caches them across sessions).
+
+  Raises:
+    ValueError (DataError included): a spec whose data cannot be made, with the reason.
+  """
+  from cmm_core import datasets, targets
+  spec = dict(spec)
+  kind, columns = kind_of(spec), None
+  if kind in (Kind.TOY_1D, Kind.TOY_2D):
+    params = dict(spec.get("params", {}))
+    data = make_toy(spec["name"], spec["n"], spec["seed"], tuple(sorted(params.items())))
+    label = toy_label(spec["name"], spec["n"], spec["seed"], params)
+  elif kind is Kind.GAUSSIAN:
+    mean, stds, angle, n, seed = (spec[k] for k in ("mean", "stds", "angle", "n", "seed"))
+    cov = _cov(spec)
+    spec["cov"] = [list(r) for r in cov]
+    data = make_gaussian(tuple(float(m) for m in mean), cov, n, seed)
+    if len(mean) == 1:
+      label = f"Gaussian N({mean[0]:g}, {stds[0]:g}²) (n={n}, seed={seed})"
+    else:
+      label = (f"Gaussian, mean ({mean[0]:g}, {mean[1]:g}), stds {stds[0]:g} / {stds[1]:g}, "
+               f"angle {angle}° (n={n}, seed={seed})")
+  elif kind is Kind.REAL:
+    columns = list(spec["columns"])
+    data = datasets.load(spec["name"], columns=columns, standardize=spec["standardize"])
+    spec["n"] = int(data.shape[0])
+    label = f"{spec['name']} {columns_label(columns, spec['standardize'])} (n={data.shape[0]})"
+  elif kind is Kind.DRAW and spec.get("mode") == "typed":
+    pts = np.asarray(spec["points"], dtype=np.float64)
+    data = targets.sample_points(pts, spec["n"], seed=spec["seed"], spread=float(spec["spread"]))
+    spec.update(points=pts.tolist(), spread=float(spec["spread"]), n=int(data.shape[0]))
+    if spec["spread"] == 0:
+      label = f"typed: {pts.shape[0]} points"
+    else:
+      label = (f"typed: {pts.shape[0]} point(s), spread {spec['spread']:g} (n={spec['n']}, "
+               f"seed={spec['seed']})")
+  else:
+    raise ValueError(f"a target of kind {kind.value!r} cannot be rebuilt from its settings")
+  return BuiltTarget(label, np.asarray(data, np.float32), spec, columns)
+
+
+def fresh_draw(spec: dict, n: int = 2000, *, make_toy: ToyMaker = _toy,
+               make_gaussian: GaussianMaker = _gaussian) -> Optional[np.ndarray]:
+  """A fresh draw ``[n, d]`` of the target described by ``spec`` (seed + ``HELDOUT_SEED_OFFSET``),
+  or None when the target cannot be drawn again (real data, uploads, typed points without spread)."""
+  from cmm_core import targets
+  seed = int(spec.get("seed", 0)) + HELDOUT_SEED_OFFSET
+  try:
+    kind = kind_of(spec)
+  except ValueError:
+    return None
+  if kind in (Kind.TOY_1D, Kind.TOY_2D):
+    return make_toy(spec["name"], n, seed, tuple(sorted(spec.get("params", {}).items())))
+  if kind is Kind.GAUSSIAN:
+    cov = spec.get("cov")
+    cov = _cov(spec) if cov is None else tuple(map(tuple, np.atleast_2d(np.asarray(cov)).tolist()))
+    return make_gaussian(tuple(spec["mean"]), cov, n, seed)
+  if kind is Kind.DRAW:
+    if spec.get("mode") == "mouse":
+      return targets.sample_cells(spec["cells"], targets.draw_grid(), n, seed=seed,
+                                  jitter=float(spec.get("jitter", 0.1)))
+    if spec.get("mode") == "typed" and float(spec.get("spread", 0)) > 0:
+      return targets.sample_points(np.asarray(spec["points"]), n, seed=seed,
+                                   spread=float(spec["spread"]))
+  return None
