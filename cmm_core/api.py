@@ -13,7 +13,7 @@ from cmm_core.validation import as_dataset
 
 __all__ = ["fit", "MAX_STEPS"]
 
-MAX_STEPS = 200_000
+from cmm_core.limits import MAX_STEPS  # noqa: F401 (re-exported)
 
 
 def fit(model: str, data, *, steps: Optional[int] = None, seed: int = 0,

@@ -49,7 +49,7 @@ __all__ = [
 # "default": each model its own ``default_steps``; "steps": one number for all; "seconds": one
 # wall-clock budget for all (compilation included).
 BUDGET_MODES = ("default", "steps", "seconds")
-MAX_BUDGET_SECONDS = 24 * 3600  # the longest "seconds" budget per model
+from cmm_core.limits import MAX_BUDGET_SECONDS  # noqa: F401 (re-exported)
 
 # Statuses of a result that is the complete outcome of its settings (may be reused).
 CACHEABLE = ("done", "diverged", "time budget")

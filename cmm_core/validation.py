@@ -8,9 +8,7 @@ from cmm_core.errors import DataError
 
 __all__ = ["as_dataset", "MAX_DIM", "MIN_ROWS", "MAX_ABS"]
 
-MIN_ROWS = 10
-MAX_DIM = 64
-MAX_ABS = 1e6  # larger values are refused: float32 training loses precision far from the origin
+from cmm_core.limits import MIN_ROWS, MAX_DIM, MAX_ABS  # noqa: F401 (re-exported)
 
 
 def as_dataset(data, *, name: str = "data", min_rows: int = MIN_ROWS) -> np.ndarray:

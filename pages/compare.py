@@ -22,6 +22,7 @@ import pandas as pd
 import streamlit as st
 
 import cmm_core as cc
+from cmm_core import limits
 from cmm_core import compare, hyper as hyper_lib, metrics
 from cmm_core.viz import figures, panels
 from cmm_core.api import MAX_STEPS
@@ -377,7 +378,7 @@ with right:
                                       "first chunk of steps past it."))
   else:
     a.caption("default steps: " + ", ".join(f"{m} {cc.models.get(m).default_steps}" for m in names))
-  seed = int(b.number_input("seed", 0, 2**31 - 1, 0, 1, key="cmp_seed", persist_state=KEEP))
+  seed = int(b.number_input("seed", 0, limits.MAX_APP_SEED, 0, 1, key="cmp_seed", persist_state=KEEP))
   c1, c2 = st.columns(2)
   go = c1.button("Compare", type="primary", icon=":material/play_arrow:", width="stretch",
                  key="cmp_go")

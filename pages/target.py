@@ -4,6 +4,7 @@ hand) with a live preview."""
 import numpy as np
 import streamlit as st
 
+from cmm_core import limits
 from cmm_core import datasets, share, target_spec, targets
 from cmm_core.viz import figures, panels
 from cmm_core.errors import DataError
@@ -35,7 +36,7 @@ def _size_and_seed(prefix: str) -> tuple[int, int]:
   c1, c2 = st.columns(2)
   n = c1.select_slider("number of points n", SIZES, value=4096, key=f"{prefix}_n",
                        persist_state=KEEP)
-  seed = c2.number_input("seed", min_value=0, max_value=2**31 - 1, value=0, step=1,
+  seed = c2.number_input("seed", min_value=0, max_value=limits.MAX_APP_SEED, value=0, step=1,
                          key=f"{prefix}_seed", persist_state=KEEP,
                          help="The same seed gives exactly the same data set.")
   return int(n), int(seed)

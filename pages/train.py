@@ -8,6 +8,7 @@ import numpy as np
 import streamlit as st
 
 import cmm_core as cc
+from cmm_core import limits
 from cmm_core import hyper as hyper_lib, io, metrics
 from cmm_core.viz import figures, geometry, panels, registry
 from cmm_core.train import LIVE_CHUNK
@@ -428,7 +429,7 @@ model = c[0].selectbox("model", names, key="tr_model", persist_state=KEEP,
 cls = cc.models.get(model)
 steps = int(c[1].number_input("steps", 1, MAX_STEPS, int(cls.default_steps), 50,
                               key=f"tr_steps_{model}", persist_state=KEEP))
-seed = int(c[2].number_input("seed", 0, 2**31 - 1, 0, 1, key="tr_seed", persist_state=KEEP))
+seed = int(c[2].number_input("seed", 0, limits.MAX_APP_SEED, 0, 1, key="tr_seed", persist_state=KEEP))
 train_clicked = c[3].button("Train", type="primary", icon=":material/play_arrow:",
                             width="stretch", key="tr_train")
 c[4].button("Stop", icon=":material/stop:", width="stretch", key="tr_stop",

@@ -23,8 +23,7 @@ from cmm_core import hyper as hyper_lib
 __all__ = ["FittedModel", "Model", "check_points", "check_n", "check_seed", "MAX_SAMPLES",
            "MAX_SEED"]
 
-MAX_SAMPLES = 200_000
-MAX_SEED = 2**32 - 1  # a JAX key keeps 32 bits of the seed: larger seeds would repeat smaller ones
+from cmm_core.limits import MAX_SAMPLES, MAX_SEED  # noqa: F401 (re-exported)
 
 
 @dataclasses.dataclass
