@@ -18,7 +18,7 @@ Tolerances (two devices reorder the batch sums, so results are close, not bitwis
 
 The cmm check uses the ICNN alone (``pieces=0``): the default soft max of affine pieces
 (temperature 0.05) amplifies the reordered sums, and with ``pieces=16`` the two fits differ after 20
-steps by 1.2e-5 relative in the parameters and 4e-5 in the conjugate residual (measured, session 6),
+steps by 1.2e-5 relative in the parameters and 4e-5 in the conjugate residual (measured),
 beyond these tolerances though still close; the sharding itself is the same code path.
 
 The whole file takes about a minute on two busy CPU cores (the subprocess compiles six fits).
@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import pytest
 
 import cmm_core as cc
-from cmm_core import sharding, train
+from cmm_core import sharding
 
 HYPER = {
     "maflow": dict(hidden=16, n_steps=4, batch_size=64),

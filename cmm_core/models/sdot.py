@@ -246,7 +246,7 @@ class SDOT(Model):
 
   name = "sdot"
   default_steps = 1500
-  # measured in docs/sdot.md, "Session 8" (the Fourier generator's defaults fit the other targets)
+  # measured in docs/sdot.md (the Fourier generator's defaults fit the other built-in targets)
   suggested = {
       "rings": {"steps": 3000, "hyper": {},
                 "why": "the four rings separate (at 1500 steps the outer ones are still a veil)"},
@@ -259,9 +259,9 @@ class SDOT(Model):
       "latent": "uniform",       # "uniform" (U[-1, 1]^k, the reference) or "normal" (N(0, I))
       "hidden": (128, 128),      # generator MLP widths
       "activation": "relu",
-      "fourier": 64,             # random Fourier features of the latent (0: a plain MLP, before session 8)
+      "fourier": 64,             # random Fourier features of the latent (0: a plain MLP on the latent)
       "fourier_scale": 1.0,      # their frequencies' standard deviation (cycles per latent unit)
-      "learning_rate": 3e-3,     # Adam on the generator (initial; 1e-3 in session 7, 3e-4 before)
+      "learning_rate": 3e-3,     # Adam on the generator (initial; docs/sdot.md compares rates)
       "lr_decay": 0.01,          # final generator learning rate / initial (cosine); 1 = constant
       "psi_learning_rate": 0.01,  # Adam (or averaged SGD) on psi
       "psi_optimizer": "adam",   # "adam" or "asgd" (SGD on the nu-relative gradient + averaging)

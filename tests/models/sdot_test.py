@@ -245,7 +245,7 @@ def test_model_saved_without_lr_decay_loads(small_fit, tmp_path):
 
 
 def test_model_saved_before_fourier_features_loads(tmp_path):
-  # files written before session 8 have a plain MLP and no fourier keys anywhere
+  # files written before the Fourier generator have a plain MLP and no fourier keys anywhere
   data = cc.targets.make("two_moons", n=256, seed=0)
   fitted = cc.fit("sdot", data, steps=5, seed=0, chunk_size=5, fourier=0, **SMALL)
   assert "fourier_b" not in fitted.params["params"]
