@@ -324,7 +324,6 @@ _BACKTRACK = (1.0, 0.5, 0.25, 0.1, 0.03)
 
 def _newton_conjugate(w, x, y, n_iter: int):
   """Minimises ``f(y) = w(y) - <x, y>`` row-wise from ``y`` ``[b, d]`` by damped Newton."""
-  f = lambda y: w(y) - jnp.sum(x * y, -1)
   ts = jnp.asarray(_BACKTRACK, y.dtype)
   b, d = y.shape
 

@@ -92,7 +92,7 @@ def test_a_fit_in_between_changes_nothing(model, monkeypatch):
   np.testing.assert_array_equal(other.sample(64, seed=2), fresh.sample(64, seed=2))
 
 
-@pytest.mark.parametrize("model", ["maflow", "sdot"])
+@pytest.mark.parametrize("model", _by_speed(["maflow", "sdot"]))
 def test_the_chunk_size_does_not_change_the_fit(model):
   """Each step's random key comes from the seed and the step number, so the app (chunks of 10-50
   steps), the CLI and cc.fit (50) give the same fit for the same seed and settings."""

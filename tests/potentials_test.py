@@ -28,11 +28,13 @@ def test_conjugate_of_quadratic_is_exact(rng, solver, iters):
   assert float(resid.max()) < 1e-3
 
 
-def _icnn(rng, d=2):
-  data = rng.standard_normal((256, d)).astype(np.float32) * 2
-  pot, params = potentials.make_potential(data, np.zeros(d), np.eye(d) * 0.6, jax.random.PRNGKey(0),
+@pytest.fixture(scope="module")
+def icnn():
+  """An ICNN on 256 points (built once: building and the first calls compile), with ``w`` jitted."""
+  data = np.random.default_rng(0).standard_normal((256, 2)).astype(np.float32) * 2
+  pot, params = potentials.make_potential(data, np.zeros(2), np.eye(2) * 0.6, jax.random.PRNGKey(0),
                                           hidden=(16, 16), init_scale=1.0)
-  return pot, params, data
+  return jax.jit(lambda x: pot.apply(params, x)), data
 
 
 @pytest.mark.parametrize("d", [1, 3])
@@ -46,22 +48,20 @@ def test_initial_gradient_is_the_gaussian_guess(rng, d):
   np.testing.assert_allclose(g, (data[:64] - a) @ B.T, rtol=2e-2, atol=2e-2)
 
 
-def test_icnn_potential_is_convex_and_batched(rng):
-  pot, params, data = _icnn(rng)
-  w = lambda x: pot.apply(params, x)
+def test_icnn_potential_is_convex_and_batched(icnn):
+  w, data = icnn
   x = jnp.asarray(data[:32])
   # batch evaluation equals per-point evaluation
   np.testing.assert_allclose(w(x)[:3], jnp.stack([w(xi) for xi in x[:3]]), rtol=1e-5, atol=1e-5)
   # Hessians are positive definite (the alpha floor) and match jax.hessian
-  h = potentials.batch_hessian(w, x)
-  h_ref = jax.vmap(jax.hessian(lambda xi: w(xi)))(x)
+  h = jax.jit(lambda x: potentials.batch_hessian(w, x))(x)
+  h_ref = jax.jit(jax.vmap(jax.hessian(lambda xi: w(xi))))(x)
   np.testing.assert_allclose(h, h_ref, rtol=1e-4, atol=1e-4)
   assert float(jnp.linalg.eigvalsh(h).min()) > 0
 
 
-def test_batch_grad_matches_finite_differences(rng):
-  pot, params, data = _icnn(rng)
-  w = lambda x: pot.apply(params, x)
+def test_batch_grad_matches_finite_differences(icnn):
+  w, data = icnn
   x = jnp.asarray(data[:8])
   g = potentials.batch_grad(w, x)
   eps = 1e-2  # float32: central differences, error O(eps^2) ~ 1e-4 relative
@@ -71,12 +71,11 @@ def test_batch_grad_matches_finite_differences(rng):
     np.testing.assert_allclose(g[:, j], fd, rtol=5e-3, atol=5e-3)
 
 
-def test_newton_conjugate_inverts_icnn_gradient(rng):
-  pot, params, data = _icnn(rng)
-  w = lambda x: pot.apply(params, x)
+def test_newton_conjugate_inverts_icnn_gradient(icnn):
+  w, data = icnn
   y_true = jnp.asarray(data[:128])
   x = potentials.batch_grad(w, y_true)
-  y, _, resid = potentials.conjugate_argmax(w, x, x, max_iter=15)
+  y, _, resid = jax.jit(lambda x: potentials.conjugate_argmax(w, x, x, max_iter=15))(x)
   np.testing.assert_allclose(y, y_true, atol=2e-3)
   assert float(resid.max()) < 5e-3  # float32, |grad| up to ~10
 
@@ -87,7 +86,9 @@ def test_unknown_solver_is_refused():
                                 solver="bogus")
 
 
-
+# Builds and compiles Newton conjugates through a soft max of 64 pieces: minutes on two busy cores.
+# Every default mm fit (pieces=256) also runs this code.
+@pytest.mark.slow
 def test_soft_max_affine_starts_at_the_guess_tangent_planes(rng):
   # the pieces are tangent planes of (1 - alpha) w0 at data points, so at init grad w is the
   # guess's gradient up to the width of a cell (a max of 64 planes in 2D is piecewise constant)

@@ -18,10 +18,11 @@ Tolerances (two devices reorder the batch sums, so results are close, not bitwis
 
 The cmm check uses the ICNN alone (``pieces=0``): the default soft max of affine pieces
 (temperature 0.05) amplifies the reordered sums, and with ``pieces=16`` the two fits differ after 20
-steps by 1.2e-5 relative in the parameters and 4e-5 in the conjugate residual (measured, session 6),
+steps by 1.2e-5 relative in the parameters and 4e-5 in the conjugate residual (measured),
 beyond these tolerances though still close; the sharding itself is the same code path.
 
-The whole file takes about a minute on two busy CPU cores (the subprocess compiles six fits).
+By default one subprocess checks maflow (two fits, the batch split and the device plan); the sdot and
+cmm checks compile four more fits in a second subprocess and are ``slow``.
 """
 
 import json
@@ -35,7 +36,7 @@ import jax.numpy as jnp
 import pytest
 
 import cmm_core as cc
-from cmm_core import sharding, train
+from cmm_core import sharding
 
 HYPER = {
     "maflow": dict(hidden=16, n_steps=4, batch_size=64),
@@ -158,19 +159,31 @@ _SCRIPT = textwrap.dedent(r"""
 """)
 
 
-@pytest.fixture(scope="module")
-def two_devices() -> dict:
-  """Runs every two-device check once (one subprocess: JAX start-up and compiles are shared)."""
+def _run_two_devices(models: tuple) -> dict:
+  """Runs the two-device checks of ``models`` in one subprocess (JAX start-up and compiles shared)."""
   env = dict(os.environ, JAX_PLATFORMS="cpu",
              XLA_FLAGS=(os.environ.get("XLA_FLAGS", "")
                         + " --xla_force_host_platform_device_count=2").strip())
+  hyper = {name: HYPER[name] for name in models}
   proc = subprocess.run(
-      [sys.executable, "-c", _SCRIPT, json.dumps(HYPER), str(STEPS), str(CHUNK)],
+      [sys.executable, "-c", _SCRIPT, json.dumps(hyper), str(STEPS), str(CHUNK)],
       env=env, capture_output=True, text=True, timeout=600,
       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   assert proc.returncode == 0, proc.stderr[-4000:]
   line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")][-1]
   return json.loads(line[len("RESULT "):])
+
+
+@pytest.fixture(scope="module")
+def two_devices() -> dict:
+  """maflow on two devices (the fastest model to compile), the batch split and the device plan."""
+  return _run_two_devices(("maflow",))
+
+
+@pytest.fixture(scope="module")
+def two_devices_slow() -> dict:
+  """sdot and cmm on two devices, and the layout of cmm's chains (several minutes of compiling)."""
+  return _run_two_devices(("sdot", "cmm"))
 
 
 def _check_fit(name: str, r: dict) -> None:
@@ -182,19 +195,26 @@ def _check_fit(name: str, r: dict) -> None:
     assert r["chains"][0] <= TOL * (1 + r["chains"][1]), (name, r)
 
 
-@pytest.mark.parametrize("name", ["maflow", "sdot"])
-def test_two_devices_match_one(two_devices, name):
-  r = two_devices[name]
-  _check_fit(name, r)
-  assert r["sample_max"] <= TOL * r["sample_scale"], (name, r)
+def test_two_devices_match_one(two_devices):
+  r = two_devices["maflow"]
+  _check_fit("maflow", r)
+  assert r["sample_max"] <= TOL * r["sample_scale"], r
 
 
-def test_two_devices_match_one_cmm_chains(two_devices):
-  c = two_devices["cmm"]
+@pytest.mark.slow
+def test_two_devices_match_one_sdot(two_devices_slow):
+  r = two_devices_slow["sdot"]
+  _check_fit("sdot", r)
+  assert r["sample_max"] <= TOL * r["sample_scale"], r
+
+
+@pytest.mark.slow
+def test_two_devices_match_one_cmm_chains(two_devices_slow):
+  c = two_devices_slow["cmm"]
   _check_fit("cmm", c)
   assert c["sample_median"] <= TOL * c["sample_scale"], c
   assert c["sample_max"] <= 1e-2 * c["sample_scale"], c
-  assert "'batch'" in two_devices["cmm_layout"], two_devices["cmm_layout"]
+  assert "'batch'" in two_devices_slow["cmm_layout"], two_devices_slow["cmm_layout"]
 
 
 def test_two_devices_split_the_batch(two_devices):

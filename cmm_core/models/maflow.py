@@ -15,7 +15,7 @@ Potentials (hyper-parameter ``potential``):
   autodiff, Laplacian exactly by ``d`` JVPs (small ``d``) or Hutchinson's estimator
   (``laplacian="hutchinson"``, training only: ``log_prob`` is always exact).
 
-Options of the one-layer potential for hard targets (session 7, ``docs/maflow.md``):
+Options of the one-layer potential for hard targets (measured in ``docs/maflow.md``):
 
 - ``radial``: extra radial units ``v_r softplus(alpha_r |u - m_r|^2 + beta_r)`` (shells or bumps),
   closed-form gradient and Laplacian; what rings and circles need.
@@ -360,7 +360,7 @@ class MAFlow(Model):
 
   name = "maflow"
   default_steps = 1000
-  # measured in docs/maflow.md, "Session 7": radial units draw rings, segments let the flow wind,
+  # measured in docs/maflow.md: radial units draw rings, segments let the flow wind,
   # the kinetic penalty keeps the coarse RK4 honest (without it the fit learns the integrator's error)
   _HARD = {"segments": 5, "radial": 32, "kinetic": 0.5}
   suggested = {
@@ -501,7 +501,7 @@ class MAFlow(Model):
 def _compiled(spec: _Spec) -> dict:
   """Jitted functions for a flow structure, shared by every fitted model with that structure."""
   field = make_field(spec, "exact")
-  T, eps, N = spec.end_time, spec.step_size, spec.n_steps
+  eps, N = spec.step_size, spec.n_steps
 
   @jax.jit
   def path(params, x):

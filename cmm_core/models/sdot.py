@@ -233,7 +233,7 @@ class SDOT(Model):
 
   name = "sdot"
   default_steps = 1500
-  # measured in docs/sdot.md, "Session 8" (the Fourier generator's defaults fit the other targets)
+  # measured in docs/sdot.md (the Fourier generator's defaults fit the other built-in targets)
   suggested = {
       "rings": {"steps": 3000, "hyper": {},
                 "why": "the four rings separate (at 1500 steps the outer ones are still a veil)"},

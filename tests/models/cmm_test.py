@@ -6,6 +6,7 @@ import pytest
 import cmm_core as cc
 
 FAST = dict(batch_size=256, langevin_steps=2, conjugate_iters=4)
+GAUSS_STEPS = 300
 
 
 @pytest.fixture(scope="module")
@@ -13,7 +14,9 @@ def gaussian_fit():
   mean = np.array([1.5, -1.0])
   cov = np.array([[2.0, 0.9], [0.9, 1.0]])
   data = cc.targets.gaussian(mean, cov, n=4096, seed=0)
-  fitted = cc.fit("cmm", data, steps=1000, seed=0, **FAST)
+  # 300 steps: every figure below is within half its tolerance from step 200 on (measured:
+  # base covariance 0.03, base mean 0.03 std, sample mean 0.04 std, sample covariance 0.05, NLL 0.01)
+  fitted = cc.fit("cmm", data, steps=GAUSS_STEPS, seed=0, **FAST)
   return mean, cov, data, fitted
 
 
@@ -56,7 +59,7 @@ def test_gaussian_log_prob_close_to_truth(gaussian_fit):
 def test_history_and_info(gaussian_fit):
   *_, fitted = gaussian_fit
   assert fitted.info["status"] == "done"
-  assert fitted.history[-1]["step"] == 1000
+  assert fitted.history[-1]["step"] == GAUSS_STEPS
   for rec in fitted.history:
     assert {"step", "loss", "seconds", "sample_gap", "base_gap", "acceptance"} <= set(rec)
     assert np.isfinite(rec["loss"])
@@ -64,7 +67,7 @@ def test_history_and_info(gaussian_fit):
 
 def test_1d_bimodal_matches_grid_oracle():
   data = cc.targets.make("mixture", n=4096, seed=0)
-  fitted = cc.fit("cmm", data, steps=800, seed=0, **FAST)  # 600 and 900 steps: error 0.025 std
+  fitted = cc.fit("cmm", data, steps=600, seed=0, **FAST)  # 600 and 900 steps: error 0.025 std
   oracle = cc.closed_form.cmm_1d(data[:, 0])  # the same sample, kernel-smoothed
   base = np.sort(fitted.sample_base(20_000, seed=1)[:, 0])
   qs = np.linspace(0.02, 0.98, 49)
@@ -94,11 +97,11 @@ def test_bad_hyper_parameters_are_refused():
     cc.fit("mm", data, steps=10, objective="mle")  # the likelihood route is cmm's only
 
 
-def test_likelihood_loss_is_the_nll_up_to_log_z():
-  """With objective='mle' the loss is E_data[w(grad w(y)) - log det Hess w(y)] - E_chains[w]:
-  its data part plus log Z must equal the exact NLL from ``log_prob``."""
-  data = cc.targets.gaussian([0.5, -0.3], [[1.5, 0.4], [0.4, 0.8]], n=512, seed=0)
-  fitted = cc.fit("cmm", data, steps=1, seed=0, burn_in=0, batch_size=64)
+def test_likelihood_loss_is_the_nll_up_to_log_z(gaussian_fit):
+  """With objective='mle' (the default) the loss is E_data[w(grad w(y)) - log det Hess w(y)] -
+  E_chains[w]: its data part plus log Z must equal the exact NLL from ``log_prob``."""
+  *_, data, fitted = gaussian_fit
+  assert fitted.config["objective"] == "mle"
   y = data[:200]
   pot, var = fitted._pot, fitted._vars
   import jax.numpy as jnp

@@ -211,8 +211,12 @@ def test_fourier_generator_starts_linear_and_keeps_its_frequencies(tmp_path):
       {k: v for k, v in grads["params"].items() if k != "fourier_b"}))
   # a fit keeps the frequencies drawn at init, moves the rest, and saves / loads them
   data = cc.targets.make("rings", n=256, seed=0)
-  short, longer = (cc.fit("sdot", data, steps=n, seed=0, chunk_size=5, fourier=8,
-                          generator_steps=2, **SMALL) for n in (5, 10))
+  # one fit (one compilation), seen after its first chunk of 5 steps and at its end
+  snapshots = []
+  longer = cc.fit("sdot", data, steps=10, seed=0, chunk_size=5, fourier=8, generator_steps=2,
+                  callback=lambda step, record, fitted: snapshots.append((step, fitted)), **SMALL)
+  (step, short), _ = snapshots
+  assert step == 5
   np.testing.assert_array_equal(short.params["params"]["fourier_b"], longer.params["params"]["fourier_b"])
   assert not np.allclose(short.sample(32, seed=1), longer.sample(32, seed=1))
   longer.save(tmp_path / "f.model")
@@ -245,7 +249,7 @@ def test_model_saved_without_lr_decay_loads(small_fit, tmp_path):
 
 
 def test_model_saved_before_fourier_features_loads(tmp_path):
-  # files written before session 8 have a plain MLP and no fourier keys anywhere
+  # files written before the Fourier generator have a plain MLP and no fourier keys anywhere
   data = cc.targets.make("two_moons", n=256, seed=0)
   fitted = cc.fit("sdot", data, steps=5, seed=0, chunk_size=5, fourier=0, **SMALL)
   assert "fourier_b" not in fitted.params["params"]

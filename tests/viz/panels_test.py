@@ -189,9 +189,11 @@ def test_data_summary(rng):
 def test_panel_data_on_a_real_cmm_fit(name):
   import cmm_core as cc
   data = cc.targets.make(name, n=512, seed=0)
-  fitted = cc.fit("cmm", data, steps=20, seed=0, chunk_size=10)
+  # a small network: the panels, not the fit, are checked here
+  fitted = cc.fit("cmm", data, steps=20, seed=0, chunk_size=10, hidden=(8,), pieces=16, batch_size=64,
+                  burn_in=0)
   view = panels.panel_data(fitted, data, n_samples=300, grid_size=30, n_arrows=30, n_lines=5,
-                           line_points=10)
+                          line_points=10)
   assert view["base"].shape[1] == 2 and view["base"].shape[0] + view["n_nonfinite"] == 300
   assert _finite(view["base"], view["samples"], view["base_density"])
   assert np.sum(view["base_density"]) > 0
