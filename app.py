@@ -25,15 +25,15 @@ def home() -> None:
       "side by side.",
       unsafe_allow_html=True)
   c1, c2, c3 = st.columns(3)
-  c1.page_link("pages/target.py", label="Choose a target", icon=":material/scatter_plot:")
-  c2.page_link("pages/train.py", label="Train & explore", icon=":material/model_training:")
-  c3.page_link("pages/compare.py", label="Compare models", icon=":material/compare:")
+  c1.page_link("app_pages/target.py", label="Choose a target", icon=":material/scatter_plot:")
+  c2.page_link("app_pages/train.py", label="Train & explore", icon=":material/model_training:")
+  c3.page_link("app_pages/compare.py", label="Compare models", icon=":material/compare:")
   st.markdown("**Learn, without training**: *Gaussians, exactly* draws MM, CMM and the Brenier "
               "baseline of a Gaussian in closed form; *1D, exactly* solves the CMM and MM of any "
               "1D target on a grid and compares them with your trained 1D model.")
   c1, c2 = st.columns(2)
-  c1.page_link("pages/exact_gaussians.py", label="Gaussians, exactly", icon=":material/functions:")
-  c2.page_link("pages/exact_1d.py", label="1D, exactly", icon=":material/show_chart:")
+  c1.page_link("app_pages/exact_gaussians.py", label="Gaussians, exactly", icon=":material/functions:")
+  c2.page_link("app_pages/exact_1d.py", label="1D, exactly", icon=":material/show_chart:")
   st.caption("Default target when you go straight to training: eight_gaussians, 4096 points, seed 0.")
 
 
@@ -42,16 +42,16 @@ st.set_page_config(page_title="Convex-potential generative models", page_icon=":
 nav = st.navigation({
     "": [
         st.Page(home, title="Home", icon=":material/home:", default=True),
-        st.Page("pages/target.py", title="Target", icon=":material/scatter_plot:"),
-        st.Page("pages/train.py", title="Train & explore", icon=":material/model_training:"),
-        st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
+        st.Page("app_pages/target.py", title="Target", icon=":material/scatter_plot:"),
+        st.Page("app_pages/train.py", title="Train & explore", icon=":material/model_training:"),
+        st.Page("app_pages/compare.py", title="Compare", icon=":material/compare:"),
     ],
     "Learn: exactly, no training": [
-        st.Page("pages/exact_gaussians.py", title="Gaussians, exactly", icon=":material/functions:"),
-        st.Page("pages/exact_1d.py", title="1D, exactly", icon=":material/show_chart:"),
+        st.Page("app_pages/exact_gaussians.py", title="Gaussians, exactly", icon=":material/functions:"),
+        st.Page("app_pages/exact_1d.py", title="1D, exactly", icon=":material/show_chart:"),
     ],
 })
-from pages import _link  # noqa: E402  (after set_page_config)
+from app_support import link as _link  # noqa: E402  (after set_page_config)
 _link.restore_from_url(page=nav.url_path)
 _link.show_problems()
 nav.run()

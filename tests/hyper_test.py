@@ -15,7 +15,7 @@ from cmm_core import cli, hyper, models, share
 from cmm_core.models import sdot
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:  # the app's helper modules (pages/_link.py), as the app imports them
+if str(ROOT) not in sys.path:  # the app's helper modules (app_support/link.py), as the app imports them
   sys.path.insert(0, str(ROOT))
 
 ENTRIES = [(m, h) for m in models.names() for h in models.get(m).schema]
@@ -108,14 +108,14 @@ def test_describe_says_kind_bounds_default_and_help():
 
 
 def test_latent_dim_from_a_link_reaches_the_train_and_compare_pages():
-  from pages import _link
+  from app_support import link as _link
   got = share.decode({"target": "two_moons", "model": "sdot", "hp.latent_dim": "3"})
   assert got["problems"] == [] and got["train"]["hyper"] == {"latent_dim": 3}
   assert _link._train_widgets(got["train"])["tr_hp_sdot_latent_dim"] == 3
   got = share.decode({"models": "sdot", "hp.sdot.latent_dim": "3"})
   assert got["problems"] == [] and got["compare"]["hyper"] == {"sdot": {"latent_dim": 3}}
   box = _link._compare_widgets(got["compare"])["cmp_hp_sdot"]
-  # what the Compare page reads from its box (pages/compare.py _parse_hyper)
+  # what the Compare page reads from its box (app_pages/compare.py _parse_hyper)
   values = hyper.from_json("sdot", sdot.SDOT.schema, json.loads(box))
   assert values == {"latent_dim": 3} and sdot.SDOT(**values).config["latent_dim"] == 3
   assert hyper.from_json("sdot", sdot.SDOT.schema, {"latent_dim": "3", "hidden": [8, 8]}) == {

@@ -34,8 +34,8 @@ def test_home_page():
   assert not at.error
 
 
-@pytest.mark.parametrize("page,title", [("pages/target.py", "Target"),
-                                        ("pages/train.py", "Train & explore")])
+@pytest.mark.parametrize("page,title", [("app_pages/target.py", "Target"),
+                                        ("app_pages/train.py", "Train & explore")])
 def test_deep_link_as_first_request(page, title):
   # The first run goes straight to a page (a shared link): it must render once, through app.py.
   at = AppTest.from_file(APP, default_timeout=60)
@@ -47,7 +47,7 @@ def test_deep_link_as_first_request(page, title):
 
 
 def test_target_page_toys_and_gaussian():
-  at = _goto(_app(), "pages/target.py")
+  at = _goto(_app(), "app_pages/target.py")
   kind = at.radio(key="tgt_kind")
   assert kind.value == "2D toy" and kind.options == ["1D toy", "2D toy", "Gaussian", "Real data", "Upload", "Draw"]
   tgt = at.session_state["target"]
@@ -83,7 +83,7 @@ def test_target_page_toys_and_gaussian():
 
 
 def test_target_page_upload():
-  at = _goto(_app(), "pages/target.py")
+  at = _goto(_app(), "app_pages/target.py")
   at.radio(key="tgt_kind").set_value("Upload")
   at.run()
   assert not at.exception and len(at.info) == 1  # "no file yet, the current target is kept"
@@ -108,7 +108,7 @@ def test_target_page_upload():
 
 
 def test_train_page_trains_and_shows_the_panels():
-  at = _goto(_app(), "pages/train.py")
+  at = _goto(_app(), "app_pages/train.py")
   assert not at.error
   assert at.selectbox(key="tr_model").value == "cmm"
   assert at.button(key="tr_train").label == "Train"
@@ -143,7 +143,7 @@ def test_train_page_trains_and_shows_the_panels():
 
 
 def test_train_page_shows_errors_not_tracebacks():
-  at = _goto(_app(), "pages/train.py")
+  at = _goto(_app(), "app_pages/train.py")
   at.text_input(key="tr_hp_cmm_hidden").set_value("64, wide")
   at.run()
   assert not at.exception and len(at.error) == 1
@@ -162,7 +162,7 @@ def test_train_page_shows_errors_not_tracebacks():
 
 @pytest.mark.parametrize("model,extra", [("mm", 0), ("brenier", 0), ("maflow", 1), ("sdot", 1)])
 def test_train_page_every_model(model, extra):
-  at = _goto(_app(), "pages/train.py")
+  at = _goto(_app(), "app_pages/train.py")
   at.selectbox(key="tr_model").set_value(model)
   at.run()
   at.number_input(key=f"tr_steps_{model}").set_value(10)
@@ -181,7 +181,7 @@ def test_train_page_every_model(model, extra):
 
 
 def test_sdot_epsilon_experiment_results_are_drawn():
-  at = _goto(_app(), "pages/train.py")
+  at = _goto(_app(), "app_pages/train.py")
   at.selectbox(key="tr_model").set_value("sdot")
   at.run()
   assert not at.exception and at.button(key="tr_sweep").label == "Run the epsilon experiment"
@@ -198,7 +198,7 @@ def test_sdot_epsilon_experiment_results_are_drawn():
 
 def test_train_page_offers_measured_settings_for_hard_targets():
   """maflow on rings: the page offers the settings of docs/maflow.md in one click, and they train."""
-  at = _goto(_app(), "pages/train.py")
+  at = _goto(_app(), "app_pages/train.py")
   assert not any("fits much better" in i.value for i in at.info)  # eight_gaussians: nothing to offer
   spec = {"kind": "2D toy", "name": "rings", "n": 512, "seed": 0, "params": {}}
   at.session_state["target"] = {"label": "rings", "spec": spec, "columns": None,

@@ -22,7 +22,7 @@ def run(at: AppTest) -> AppTest:
 
 def open_app(page: str | None = None, *, target: dict | None = None, query: dict | None = None,
              home_first: bool = True) -> AppTest:
-  """A new session of the app, on ``page`` (a path such as ``"pages/train.py"``) when given.
+  """A new session of the app, on ``page`` (a path such as ``"app_pages/train.py"``) when given.
 
   Args:
     target: stored as the session's target before the page runs.

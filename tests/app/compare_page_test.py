@@ -9,7 +9,7 @@ from apptest_utils import open_app
 
 import cmm_core as cc
 
-PAGE = "pages/compare.py"
+PAGE = "app_pages/compare.py"
 TIMEOUT = 400
 
 

@@ -5,8 +5,8 @@ from streamlit.testing.v1 import AppTest
 
 from apptest_utils import APP
 
-GAUSS = "pages/exact_gaussians.py"
-ONE_D = "pages/exact_1d.py"
+GAUSS = "app_pages/exact_gaussians.py"
+ONE_D = "app_pages/exact_1d.py"
 
 
 class GaussianBaseModel:

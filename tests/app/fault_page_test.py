@@ -24,7 +24,7 @@ def test_a_diverging_real_fit_is_stopped_with_the_last_good_parameters():
 
 
 def test_the_train_page_reports_the_divergence_and_shows_the_kept_fit():
-  at = open_app("pages/train.py", home_first=False, query=DIVERGING)
+  at = open_app("app_pages/train.py", home_first=False, query=DIVERGING)
   assert not at.exception, [e.value for e in at.exception]
   fit = at.session_state["fit"]["fitted"]
   assert fit.model == "sdot" and fit.info["status"] == "diverged"

@@ -13,7 +13,7 @@ TIMEOUT = 180
 
 
 def _train_page() -> AppTest:
-  return open_app("pages/train.py")
+  return open_app("app_pages/train.py")
 
 
 def _ok(at: AppTest) -> None:

@@ -8,7 +8,7 @@ module global is shared by all users. The tests here:
 - refit both sessions' settings in two threads at once and check the fits are exactly the ones the
   sessions got (the library is safe to call from parallel sessions);
 - hammer the compiled-chunk cache from several threads;
-- scan ``cmm_core/``, ``pages/`` and ``app.py`` for module-level state that is mutated, and for
+- scan ``cmm_core/``, ``app_pages/``, ``app_support/`` and ``app.py`` for module-level state that is mutated, and for
   cross-session caches, against an allow-list.
 
 Why the two AppTests are interleaved, not run in two threads: ``AppTest.run`` swaps process-wide
@@ -71,7 +71,7 @@ def sessions():
   _steps(s, lambda name, at, u: _ok(at.run()))
 
   def choose_target(name, at, u):
-    at.switch_page("pages/target.py")
+    at.switch_page("app_pages/target.py")
     _ok(at.run())
     at.selectbox(key="tgt_toy2").set_value(u["toy"])
     at.select_slider(key="tgt_toy2_n").set_value(u["n"])
@@ -79,7 +79,7 @@ def sessions():
     _ok(at.run())
 
   def open_train(name, at, u):
-    at.switch_page("pages/train.py")
+    at.switch_page("app_pages/train.py")
     _ok(at.run())
     at.selectbox(key="tr_model").set_value("maflow")
     _ok(at.run())
@@ -236,7 +236,7 @@ MUTATORS = {"append", "extend", "update", "pop", "popitem", "setdefault", "clear
 
 
 def _sources() -> list[pathlib.Path]:
-  files = [*ROOT.glob("cmm_core/**/*.py"), *ROOT.glob("pages/*.py"), ROOT / "app.py"]
+  files = [*ROOT.glob("cmm_core/**/*.py"), *ROOT.glob("app_pages/*.py"), *ROOT.glob("app_support/*.py"), ROOT / "app.py"]
   assert len(files) > 20
   return sorted(files)
 

@@ -17,7 +17,7 @@ def _query(at) -> dict:
 
 
 def test_a_train_link_restores_the_target_model_and_settings():
-  at = open_app("pages/train.py", query={
+  at = open_app("app_pages/train.py", query={
       "target": "two_moons", "n": "1024", "data_seed": "5", "t.noise": "0.2", "model": "cmm",
       "steps": "300", "seed": "4", "hp.learning_rate": "0.005", "hp.hidden": "32,32"})
   assert not at.warning, [w.value for w in at.warning]
@@ -39,7 +39,7 @@ def test_a_train_link_restores_the_target_model_and_settings():
 
 def test_a_sdot_link_with_latent_dim_fills_its_widget():
   # was: latent_dim (default None) had no widget, so the link's value was dropped without a word
-  at = open_app("pages/train.py", query={"target": "two_moons", "model": "sdot",
+  at = open_app("app_pages/train.py", query={"target": "two_moons", "model": "sdot",
                                          "hp.latent_dim": "3"})
   assert not at.warning, [w.value for w in at.warning]
   assert not at.error, [e.value for e in at.error]
@@ -52,7 +52,7 @@ def test_a_sdot_link_with_latent_dim_fills_its_widget():
 
 
 def test_the_target_page_shows_the_linked_target_and_follows_the_widgets():
-  at = open_app("pages/target.py", home_first=False, query={
+  at = open_app("app_pages/target.py", home_first=False, query={
       "target": "normal", "mean": "1,-2", "std": "0.5,1.5", "angle": "45", "n": "512"})
   assert at.radio(key="tgt_kind").value == "Gaussian"
   assert at.radio(key="tgt_gauss_dim").value == "2D"
@@ -68,13 +68,13 @@ def test_the_target_page_shows_the_linked_target_and_follows_the_widgets():
 
 
 def test_a_real_data_link_and_a_typed_points_link():
-  at = open_app("pages/target.py", home_first=False, query={
+  at = open_app("app_pages/target.py", home_first=False, query={
       "target": "data.iris", "columns": "petal_length_cm,sepal_width_cm", "standardize": "1"})
   assert at.selectbox(key="tgt_real").value == "iris"
   assert at.multiselect(key="tgt_real_cols_iris").value == ["petal_length_cm", "sepal_width_cm"]
   data = np.asarray(at.session_state["target"]["data"])
   np.testing.assert_allclose(data.mean(0), 0, atol=1e-5)
-  at = open_app("pages/target.py", home_first=False, query={
+  at = open_app("app_pages/target.py", home_first=False, query={
       "target": "points", "points": "0,2;-1.7,-1;1.7,-1", "spread": "0.2", "n": "256"})
   assert at.radio(key="tgt_kind").value == "Draw"
   assert at.session_state["target"]["spec"]["points"] == [[0, 2], [-1.7, -1], [1.7, -1]]
@@ -82,7 +82,7 @@ def test_a_real_data_link_and_a_typed_points_link():
 
 
 def test_a_compare_link_ticks_the_models_and_sets_the_budget():
-  at = open_app("pages/compare.py", query={
+  at = open_app("app_pages/compare.py", query={
       "target": "rings", "models": "maflow,sdot", "budget": "steps:120", "seed": "3",
       "hp.sdot.learning_rate": "0.002"})
   assert [m for m in ("cmm", "mm", "brenier", "maflow", "sdot")
@@ -97,7 +97,7 @@ def test_a_compare_link_ticks_the_models_and_sets_the_budget():
 
 
 def test_a_bad_link_says_what_was_ignored_and_keeps_the_rest():
-  at = open_app("pages/train.py", home_first=False, query={
+  at = open_app("app_pages/train.py", home_first=False, query={
       "target": "two_moons", "n": "999", "model": "cmm", "steps": "-3",
       "hp.learning_rate": "fast"})
   text = "\n".join(w.value for w in at.warning)
@@ -114,14 +114,14 @@ def test_an_uploaded_target_gives_a_link_without_data():
   data = targets.make("two_moons", 64, seed=0).astype(np.float32)
   upload = {"label": "mine.csv", "data": data, "columns": ["a", "b"],
             "spec": {"kind": "Upload", "file": "mine.csv", "columns": ["a", "b"], "n": 64}}
-  at = open_app("pages/train.py", target=upload)
+  at = open_app("app_pages/train.py", target=upload)
   q = _query(at)
   assert "target" not in q and q["model"] == at.selectbox(key="tr_model").value
   assert any("cannot carry this target" in c.value for c in at.caption)
 
 
 def test_run_1_starts_the_comparison_as_the_link_opens_and_only_once():
-  at = open_app("pages/compare.py", home_first=False, query={
+  at = open_app("app_pages/compare.py", home_first=False, query={
       "target": "two_moons", "n": "256", "models": "maflow", "budget": "steps:20", "run": "1"})
   assert not at.error, [e.value for e in at.error]
   df = at.dataframe[0].value
@@ -134,9 +134,9 @@ def test_run_1_starts_the_comparison_as_the_link_opens_and_only_once():
 
 def test_run_1_trains_on_the_train_page_but_not_elsewhere():
   query = {"target": "two_moons", "n": "256", "model": "maflow", "steps": "20", "run": "1"}
-  at = open_app("pages/train.py", home_first=False, query=query)
+  at = open_app("app_pages/train.py", home_first=False, query=query)
   assert at.session_state["fit"]["fitted"].model == "maflow"
   assert at.session_state["fit"]["settings"]["steps"] == 20
-  at = open_app("pages/target.py", home_first=False, query=query)
+  at = open_app("app_pages/target.py", home_first=False, query=query)
   assert "fit" not in at.session_state
   assert any("run=1 starts training on the train page" in w.value for w in at.warning)

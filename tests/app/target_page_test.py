@@ -11,7 +11,7 @@ KINDS = ["1D toy", "2D toy", "Gaussian", "Real data", "Upload", "Draw"]
 
 
 def _target_page() -> AppTest:
-  return open_app("pages/target.py", home_first=False)
+  return open_app("app_pages/target.py", home_first=False)
 
 
 _run = run
@@ -202,9 +202,9 @@ def test_real_data_choice_survives_a_page_switch():
   _run(at)
   at.multiselect(key="tgt_real_cols_iris").set_value(datasets.columns("iris")[:3])
   _run(at)
-  at.switch_page("pages/train.py")
+  at.switch_page("app_pages/train.py")
   _run(at)
-  at.switch_page("pages/target.py")
+  at.switch_page("app_pages/target.py")
   _run(at)
   tgt = at.session_state["target"]
   assert tgt["spec"]["name"] == "iris" and tgt["data"].shape == (150, 3)

@@ -16,27 +16,6 @@ from __future__ import annotations
 
 import streamlit as st
 
-def run_through_app() -> None:
-  """Runs ``app.py`` instead of this page when Streamlit is in its legacy ``pages/`` mode.
-
-  Call first in every page. When the first request after the server starts is a deep link such as
-  ``/target``, Streamlit runs ``pages/target.py`` directly (its legacy multipage mode, because the
-  folder is called ``pages``): no page config, no ``st.navigation``, and ``_state`` listed as a
-  page. Running ``app.py`` here hands over to ``st.navigation``, which then runs the requested page
-  (this is what Streamlit itself does for ``/``). A no-op in the normal case.
-  """
-  try:
-    from streamlit.runtime.pages_manager import PagesManager
-  except ImportError:  # a future Streamlit without the legacy mode
-    return
-  if not getattr(PagesManager, "uses_pages_directory", False):
-    return
-  import pathlib
-  import runpy
-  runpy.run_path(str(pathlib.Path(__file__).resolve().parents[1] / "app.py"), run_name="__main__")
-  st.stop()
-
-
 DEFAULT_SPEC = {"kind": "2D toy", "name": "eight_gaussians", "n": 4096, "seed": 0, "params": {}}
 
 

@@ -1,7 +1,7 @@
 """1D, exactly: the CMM and MM of any 1D target by the grid fixed points (no training), and a
 trained 1D model's base against the exact one.
 
-Session keys used here (besides ``"target"`` and ``"fit"``, see ``pages/_state.py``):
+Session keys used here (besides ``"target"`` and ``"fit"``, see ``app_support/state.py``):
 ``"ex1_model_view"``: ``{"key": tuple, "view": dict}``, the last ``exact_viz.model_base_1d``.
 """
 
@@ -10,9 +10,8 @@ import streamlit as st
 
 from cmm_core import targets
 from cmm_core.viz import exact as exact_viz
-from pages import _state
+from app_support import state as _state
 
-_state.run_through_app()
 
 KEEP = "session"  # widget values survive page switches
 SESSION = "(session target)"

@@ -3,9 +3,7 @@
 import streamlit as st
 
 from cmm_core.viz import exact as exact_viz
-from pages import _state
 
-_state.run_through_app()
 
 KEEP = "session"  # widget values survive page switches
 

@@ -14,9 +14,8 @@ from cmm_core.viz import figures, geometry, panels, registry
 from cmm_core.train import LIVE_CHUNK
 from cmm_core.api import MAX_STEPS
 from cmm_core.models.base import MAX_SAMPLES
-from pages import _link, _state
+from app_support import link as _link, state as _state
 
-_state.run_through_app()
 
 KEEP = "session"  # widget values survive page switches
 LAYERS = ["density", "base samples", "grid", "warped grid", "arrows", "data", "samples"]
@@ -420,7 +419,7 @@ st.title("Train & explore")
 target = _state.get_target()
 tdata = np.asarray(target["data"])
 st.caption(f"Target: **{target['label']}**, {tdata.shape[0]} points in {tdata.shape[1]}D.")
-st.page_link("pages/target.py", label="change the target", icon=":material/scatter_plot:")
+st.page_link("app_pages/target.py", label="change the target", icon=":material/scatter_plot:")
 
 names = cc.models.names()
 c = st.columns([3, 1, 1, 1, 1], vertical_alignment="bottom")

@@ -1,7 +1,7 @@
 """Compare page: several models fitted to the current target with one budget and one seed, then
 their base / map / samples panels row by row on shared axes, and a table of metrics.
 
-Session keys used here (per user; see also ``pages/_state.py``):
+Session keys used here (per user; see also ``app_support/state.py``):
 
 - ``"cmp_cache"``: ``{cmm_core.compare.cache_key: result}``, every complete fit of this session;
   a comparison run again with the same target, budget, seed and hyper-parameters reuses them.
@@ -26,9 +26,8 @@ from cmm_core import limits
 from cmm_core import compare, hyper as hyper_lib, metrics
 from cmm_core.viz import figures, panels
 from cmm_core.api import MAX_STEPS
-from pages import _link, _state
+from app_support import link as _link, state as _state
 
-_state.run_through_app()
 
 KEEP = "session"  # widget values survive page switches
 POINTS = [500, 1000, 2000]
@@ -354,7 +353,7 @@ st.caption(f"Target: **{target['label']}**, {tdata.shape[0]} points in {tdata.sh
            "Every ticked model is fitted to it with the same budget and seed, one after another; "
            "then each gets a row of panels (base, map, samples) on shared axes, and the table "
            "ranks them on a fresh draw of the target.")
-st.page_link("pages/target.py", label="change the target", icon=":material/scatter_plot:")
+st.page_link("app_pages/target.py", label="change the target", icon=":material/scatter_plot:")
 
 names = cc.models.names()
 left, right = st.columns([3, 2], gap="large")

@@ -9,9 +9,8 @@ from cmm_core import datasets, share, target_spec, targets
 from cmm_core.viz import figures, panels
 from cmm_core.errors import DataError
 from cmm_core.validation import MIN_ROWS
-from pages import _link, _state
+from app_support import link as _link, state as _state
 
-_state.run_through_app()
 
 KINDS = ["1D toy", "2D toy", "Gaussian", "Real data", "Upload", "Draw"]
 MAX_COLUMNS = datasets.MAX_COLUMNS
@@ -310,5 +309,5 @@ with right:
              f"({', '.join(f'{s:.3g}' for s in summary['std'])})")
   if d > 2:
     st.caption(f"All {d} columns are fitted; the preview shows two of them.")
-  st.page_link("pages/train.py", label="Train on this target", icon=":material/arrow_forward:")
+  st.page_link("app_pages/train.py", label="Train on this target", icon=":material/arrow_forward:")
   _link.share_box(_link.write_url())

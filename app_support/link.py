@@ -14,11 +14,11 @@ import urllib.parse
 import streamlit as st
 
 from cmm_core import hyper as hyper_lib, share
-from pages import _state
+from app_support import state as _state
 
 PROBLEMS_KEY = "url_problems"
 RUN_KEY = "url_run"  # "train" or "compare": the page that starts at once (a link with run=1)
-DRAW_TYPED = "type points"  # pages/target.py DRAW_MODES[1]
+DRAW_TYPED = "type points"  # app_pages/target.py DRAW_MODES[1]
 
 
 def _target_widgets(spec: dict) -> dict:
