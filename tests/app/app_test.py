@@ -160,26 +160,6 @@ def test_train_page_shows_errors_not_tracebacks():
   assert "fit" not in at.session_state
 
 
-@pytest.mark.parametrize("model,extra", [("mm", 0), ("brenier", 0), ("maflow", 1), ("sdot", 1)])
-def test_train_page_every_model(model, extra):
-  at = _goto(_app(), "app_pages/train.py")
-  at.selectbox(key="tr_model").set_value(model)
-  at.run()
-  at.number_input(key=f"tr_steps_{model}").set_value(10)
-  at.button(key="tr_train").click()
-  at.run(timeout=TIMEOUT)
-  assert not at.exception, [e.value for e in at.exception]
-  assert not at.error, [e.value for e in at.error]
-  fitted = at.session_state["fit"]["fitted"]
-  assert fitted.model == model and fitted.history[-1]["step"] == 10
-  # base, map, samples, loss; maflow and sdot add their own views in tabs
-  assert len(_charts(at)) >= 4 + 3 * extra
-  if model == "mm":
-    assert any("centred" in i.value for i in at.info)
-  has_density = model != "sdot"
-  assert any("held-out NLL" in m.value for m in at.markdown) == has_density
-
-
 def test_sdot_epsilon_experiment_results_are_drawn():
   at = _goto(_app(), "app_pages/train.py")
   at.selectbox(key="tr_model").set_value("sdot")

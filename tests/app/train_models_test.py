@@ -1,0 +1,46 @@
+"""The Train page trains every model (split from app_test.py so the two test workers share the
+app's long page tests)."""
+
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+
+from apptest_utils import open_app, run
+
+TIMEOUT = 180
+
+
+def _app() -> AppTest:
+  return open_app()
+
+
+def _goto(at: AppTest, page: str) -> AppTest:
+  at.switch_page(page)
+  return run(at)
+
+
+def _charts(at: AppTest) -> list:
+  return at.get("plotly_chart")
+
+
+@pytest.mark.parametrize("model,extra", [("mm", 0), ("brenier", 0), ("maflow", 1), ("sdot", 1)])
+def test_train_page_every_model(model, extra):
+  at = _goto(_app(), "app_pages/train.py")
+  at.selectbox(key="tr_model").set_value(model)
+  at.run()
+  at.number_input(key=f"tr_steps_{model}").set_value(10)
+  at.button(key="tr_train").click()
+  at.run(timeout=TIMEOUT)
+  assert not at.exception, [e.value for e in at.exception]
+  assert not at.error, [e.value for e in at.error]
+  fitted = at.session_state["fit"]["fitted"]
+  assert fitted.model == model and fitted.history[-1]["step"] == 10
+  # base, map, samples, loss; maflow and sdot add their own views in tabs
+  assert len(_charts(at)) >= 4 + 3 * extra
+  if model == "mm":
+    assert any("centred" in i.value for i in at.info)
+  has_density = model != "sdot"
+  assert any("held-out NLL" in m.value for m in at.markdown) == has_density
+
+
