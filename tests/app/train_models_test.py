@@ -1,10 +1,8 @@
-"""The Train page trains every model (split from app_test.py so the two test workers share the
-app's long page tests)."""
-
+"""The Train page trains every model (a file of its own, so that the two test workers share the
+long page tests)."""
 
 import pytest
 from streamlit.testing.v1 import AppTest
-
 
 from apptest_utils import open_app, run
 
