@@ -8,18 +8,9 @@ from streamlit.testing.v1 import AppTest
 
 import cmm_core as cc
 
-from apptest_utils import APP, open_app, run
+from apptest_utils import APP, goto, open_app
 
 TIMEOUT = 180
-
-
-def _app() -> AppTest:
-  return open_app()
-
-
-def _goto(at: AppTest, page: str) -> AppTest:
-  at.switch_page(page)
-  return run(at)
 
 
 def _charts(at: AppTest) -> list:
@@ -27,7 +18,7 @@ def _charts(at: AppTest) -> list:
 
 
 def test_home_page():
-  at = _app()
+  at = open_app()
   assert at.title[0].value == "Convex-potential generative models"
   assert len(at.latex) == 1
   assert "factorization" in at.markdown[0].value
@@ -47,7 +38,7 @@ def test_deep_link_as_first_request(page, title):
 
 
 def test_target_page_toys_and_gaussian():
-  at = _goto(_app(), "app_pages/target.py")
+  at = goto(open_app(), "app_pages/target.py")
   kind = at.radio(key="tgt_kind")
   assert kind.value == "2D toy" and kind.options == ["1D toy", "2D toy", "Gaussian", "Real data", "Upload", "Draw"]
   tgt = at.session_state["target"]
@@ -83,7 +74,7 @@ def test_target_page_toys_and_gaussian():
 
 
 def test_target_page_upload():
-  at = _goto(_app(), "app_pages/target.py")
+  at = goto(open_app(), "app_pages/target.py")
   at.radio(key="tgt_kind").set_value("Upload")
   at.run()
   assert not at.exception and len(at.info) == 1  # "no file yet, the current target is kept"
@@ -108,7 +99,7 @@ def test_target_page_upload():
 
 
 def test_train_page_trains_and_shows_the_panels():
-  at = _goto(_app(), "app_pages/train.py")
+  at = goto(open_app(), "app_pages/train.py")
   assert not at.error
   assert at.selectbox(key="tr_model").value == "cmm"
   assert at.button(key="tr_train").label == "Train"
@@ -143,7 +134,7 @@ def test_train_page_trains_and_shows_the_panels():
 
 
 def test_train_page_shows_errors_not_tracebacks():
-  at = _goto(_app(), "app_pages/train.py")
+  at = goto(open_app(), "app_pages/train.py")
   at.text_input(key="tr_hp_cmm_hidden").set_value("64, wide")
   at.run()
   assert not at.exception and len(at.error) == 1
@@ -161,7 +152,7 @@ def test_train_page_shows_errors_not_tracebacks():
 
 
 def test_sdot_epsilon_experiment_results_are_drawn():
-  at = _goto(_app(), "app_pages/train.py")
+  at = goto(open_app(), "app_pages/train.py")
   at.selectbox(key="tr_model").set_value("sdot")
   at.run()
   assert not at.exception and at.button(key="tr_sweep").label == "Run the epsilon experiment"
@@ -178,7 +169,7 @@ def test_sdot_epsilon_experiment_results_are_drawn():
 
 def test_train_page_offers_measured_settings_for_hard_targets():
   """maflow on rings: the page offers the settings of docs/maflow.md in one click, and they train."""
-  at = _goto(_app(), "app_pages/train.py")
+  at = goto(open_app(), "app_pages/train.py")
   assert not any("fits much better" in i.value for i in at.info)  # eight_gaussians: nothing to offer
   spec = {"kind": "2D toy", "name": "rings", "n": 512, "seed": 0, "params": {}}
   at.session_state["target"] = {"label": "rings", "spec": spec, "columns": None,

@@ -40,3 +40,9 @@ def open_app(page: str | None = None, *, target: dict | None = None, query: dict
     at.switch_page(page)
     run(at)
   return at
+
+
+def goto(at: AppTest, page: str) -> AppTest:
+  """Switches the session ``at`` to ``page`` (e.g. ``"app_pages/train.py"``) and runs it."""
+  at.switch_page(page)
+  return run(at)

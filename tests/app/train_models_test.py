@@ -4,18 +4,9 @@ long page tests)."""
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from apptest_utils import open_app, run
+from apptest_utils import goto, open_app
 
 TIMEOUT = 180
-
-
-def _app() -> AppTest:
-  return open_app()
-
-
-def _goto(at: AppTest, page: str) -> AppTest:
-  at.switch_page(page)
-  return run(at)
 
 
 def _charts(at: AppTest) -> list:
@@ -24,7 +15,7 @@ def _charts(at: AppTest) -> list:
 
 @pytest.mark.parametrize("model,extra", [("mm", 0), ("brenier", 0), ("maflow", 1), ("sdot", 1)])
 def test_train_page_every_model(model, extra):
-  at = _goto(_app(), "app_pages/train.py")
+  at = goto(open_app(), "app_pages/train.py")
   at.selectbox(key="tr_model").set_value(model)
   at.run()
   at.number_input(key=f"tr_steps_{model}").set_value(10)
