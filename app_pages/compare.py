@@ -171,7 +171,8 @@ def _compare(target: dict, models: list, mode: str, value, seed: int, hyper: dic
   pending = [j["model"] for j in jobs if j["key"] not in cache]
   starting(pending[0] if pending else None)
   for result in compare.run_compare(target, jobs, seed=seed, heldout=run["heldout"], cache=cache,
-                                    callback=callback, on_fitted=on_fitted):
+                                    callback=callback, on_fitted=on_fitted,
+                                    chunking=_state.LIVE_CHUNK):
     m = result["model"]
     run["results"][m] = result
     run["partial"].pop(m, None)

@@ -9,10 +9,11 @@ from cmm_core import datasets, share, target_spec, targets
 from cmm_core.viz import figures, panels
 from cmm_core.errors import DataError
 from cmm_core.validation import MIN_ROWS
-from app_support import link as _link, state as _state
+from cmm_core.target_spec import Kind
+from app_support import link as _link, selection as _selection, state as _state
 
 
-KINDS = ["1D toy", "2D toy", "Gaussian", "Real data", "Upload", "Draw"]
+KINDS = [k.label for k in Kind]  # the radio's options, in the enum's order
 MAX_COLUMNS = datasets.MAX_COLUMNS
 MAX_UPLOAD_MB = targets.MAX_FILE_BYTES // 2**20
 SIZES = list(share.SIZES)
@@ -52,7 +53,7 @@ def _toy(dim: int) -> None:
   for p, spec in info.get("params", {}).items():
     params[p] = _number_widget(p, spec, key=f"tgt_{name}_{p}")
   n, seed = _size_and_seed(f"tgt_toy{dim}")
-  _state.use_target({"kind": f"{dim}D toy", "name": name, "n": n, "seed": seed, "params": params})
+  _state.use_target({"kind": Kind.toy(dim).value, "name": name, "n": n, "seed": seed, "params": params})
 
 
 def _gaussian() -> None:
@@ -74,7 +75,7 @@ def _gaussian() -> None:
     angle = st.slider("angle of axis 1 (degrees)", 0, 180, 30, 5, key="tgt_g2_angle",
                       persist_state=KEEP)
   n, seed = _size_and_seed("tgt_gauss")
-  _state.use_target({"kind": "Gaussian", "mean": [float(m) for m in mean],
+  _state.use_target({"kind": Kind.GAUSSIAN.value, "mean": [float(m) for m in mean],
                      "stds": [float(s) for s in stds], "angle": int(angle), "n": n, "seed": seed})
 
 
@@ -117,7 +118,7 @@ def _real_data() -> None:
   std = _standardize_box("tgt_real_std")
   if not picked:
     return
-  _state.use_target({"kind": "Real data", "name": name, "columns": picked, "standardize": std})
+  _state.use_target({"kind": Kind.REAL.value, "name": name, "columns": picked, "standardize": std})
 
 
 def _refused(e: DataError) -> None:
@@ -165,7 +166,7 @@ def _upload() -> None:
     st.warning(f"Dropped {sel['rows_dropped']} row(s) with missing or non-numeric values "
                "in the chosen columns.")
   _state.set_target(f"{up.name} {target_spec.columns_label(picked, std)} (n={data.shape[0]})", data,
-                    {"kind": "Upload", "file": up.name, "columns": picked, "standardize": std,
+                    {"kind": Kind.UPLOAD.value, "file": up.name, "columns": picked, "standardize": std,
                      "n": int(data.shape[0])}, columns=picked)
 
 
@@ -182,7 +183,7 @@ def _add_selection(key: str) -> None:
   """on_select callback: the cells of the new box/lasso selection become one more region."""
   state = st.session_state.get(key)
   selection = state.get("selection") if state is not None else None
-  new = targets.cells_from_selection(selection, targets.draw_grid())
+  new = _selection.cells_from_selection(selection, targets.draw_grid())
   if new:
     st.session_state.setdefault("tgt_draw_regions", []).append(new)
     _bump_canvas()
@@ -238,7 +239,7 @@ def _draw_mouse() -> None:
              f"{grid['size']:g}, area {area:.3g}. The data is drawn uniformly on them.")
   data = targets.sample_cells(cells, grid, n, seed=seed, jitter=float(jitter))
   _state.set_target(f"drawn: {len(regions)} region(s) (n={n}, seed={seed})", data,
-                    {"kind": "Draw", "mode": "mouse", "cells": cells, "n": n, "seed": seed,
+                    {"kind": Kind.DRAW.value, "mode": "mouse", "cells": cells, "n": n, "seed": seed,
                      "jitter": float(jitter)})
 
 
@@ -253,7 +254,7 @@ def _draw_typed() -> None:
   pts = targets.parse_points(text)  # DataError -> shown by the caller
   if spread == 0:
     st.caption(f"Spread 0: the {pts.shape[0]} typed points are the data (n is ignored).")
-  _state.use_target({"kind": "Draw", "mode": "typed", "points": pts.tolist(),
+  _state.use_target({"kind": Kind.DRAW.value, "mode": "typed", "points": pts.tolist(),
                      "spread": float(spread), "n": n, "seed": seed})
 
 
@@ -280,18 +281,8 @@ with left:
   kind = st.radio("kind of target", KINDS, index=1, horizontal=True, key="tgt_kind",
                   persist_state=KEEP)
   try:
-    if kind == "1D toy":
-      _toy(1)
-    elif kind == "2D toy":
-      _toy(2)
-    elif kind == "Gaussian":
-      _gaussian()
-    elif kind == "Real data":
-      _real_data()
-    elif kind == "Upload":
-      _upload()
-    else:
-      _draw()
+    {Kind.TOY_1D: lambda: _toy(1), Kind.TOY_2D: lambda: _toy(2), Kind.GAUSSIAN: _gaussian,
+     Kind.REAL: _real_data, Kind.UPLOAD: _upload, Kind.DRAW: _draw}[Kind.from_label(kind)]()
   except ValueError as e:  # DataError included: a message the user can act on
     st.error(str(e))
 

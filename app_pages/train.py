@@ -9,9 +9,8 @@ import streamlit as st
 
 import cmm_core as cc
 from cmm_core import limits
-from cmm_core import hyper as hyper_lib, io, metrics
+from cmm_core import hyper as hyper_lib, io, metrics, target_spec
 from cmm_core.viz import figures, geometry, panels, registry
-from cmm_core.train import LIVE_CHUNK
 from cmm_core.api import MAX_STEPS
 from cmm_core.models.base import MAX_SAMPLES
 from app_support import link as _link, state as _state
@@ -70,7 +69,8 @@ def _apply_suggestion(model: str, suggestion: dict) -> None:
 def _suggestion_box(model: str, target: dict) -> None:
   """When the model has measured settings for this built-in target, offer them in one click."""
   spec = target.get("spec") or {}
-  name = spec.get("name") if str(spec.get("kind", "")).endswith("toy") else None
+  toy = spec.get("kind") in (target_spec.Kind.TOY_1D, target_spec.Kind.TOY_2D)
+  name = spec.get("name") if toy else None
   suggestion = cc.models.get(model).suggested.get(name)
   if suggestion is None:
     return
@@ -111,7 +111,7 @@ def _train(model: str, steps: int, seed: int, hyper: dict, target: dict) -> None
 
   try:
     fitted = cc.fit(model, target["data"], steps=steps, seed=seed, callback=callback,
-                    **LIVE_CHUNK, **hyper)
+                    **_state.LIVE_CHUNK, **hyper)
   except ValueError as e:  # DataError and TrainingError are ValueErrors with a user message
     progress.empty()
     st.error(str(e))

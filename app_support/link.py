@@ -13,7 +13,8 @@ import urllib.parse
 
 import streamlit as st
 
-from cmm_core import hyper as hyper_lib, share
+from cmm_core import hyper as hyper_lib, share, target_spec
+from cmm_core.target_spec import Kind
 from app_support import state as _state
 
 PROBLEMS_KEY = "url_problems"
@@ -23,15 +24,15 @@ DRAW_TYPED = "type points"  # app_pages/target.py DRAW_MODES[1]
 
 def _target_widgets(spec: dict) -> dict:
   """Widget keys of the Target page -> values that show ``spec``."""
-  kind = spec["kind"]
-  if kind.endswith("toy"):
-    dim = kind[0]
-    keys = {"tgt_kind": kind, f"tgt_toy{dim}": spec["name"], f"tgt_toy{dim}_n": spec["n"],
+  kind = target_spec.kind_of(spec)
+  if kind in (Kind.TOY_1D, Kind.TOY_2D):
+    dim = 1 if kind is Kind.TOY_1D else 2
+    keys = {"tgt_kind": kind.label, f"tgt_toy{dim}": spec["name"], f"tgt_toy{dim}_n": spec["n"],
             f"tgt_toy{dim}_seed": spec["seed"]}
     keys.update({f"tgt_{spec['name']}_{p}": v for p, v in spec["params"].items()})
     return keys
-  if kind == "Gaussian":
-    keys = {"tgt_kind": kind, "tgt_gauss_n": spec["n"], "tgt_gauss_seed": spec["seed"]}
+  if kind is Kind.GAUSSIAN:
+    keys = {"tgt_kind": kind.label, "tgt_gauss_n": spec["n"], "tgt_gauss_seed": spec["seed"]}
     if len(spec["mean"]) == 1:
       keys.update(tgt_gauss_dim="1D", tgt_g1_mean=float(spec["mean"][0]),
                   tgt_g1_std=float(spec["stds"][0]))
@@ -40,12 +41,12 @@ def _target_widgets(spec: dict) -> dict:
                   tgt_g2_my=float(spec["mean"][1]), tgt_g2_s1=float(spec["stds"][0]),
                   tgt_g2_s2=float(spec["stds"][1]), tgt_g2_angle=int(spec["angle"]))
     return keys
-  if kind == "Real data":
-    return {"tgt_kind": kind, "tgt_real": spec["name"],
+  if kind is Kind.REAL:
+    return {"tgt_kind": kind.label, "tgt_real": spec["name"],
             f"tgt_real_cols_{spec['name']}": list(spec["columns"]),
             "tgt_real_std": bool(spec["standardize"])}
   text = "\n".join(", ".join(f"{c:g}" for c in p) for p in spec["points"]) + "\n"
-  return {"tgt_kind": "Draw", "tgt_draw_mode": DRAW_TYPED, "tgt_draw_text": text,
+  return {"tgt_kind": Kind.DRAW.label, "tgt_draw_mode": DRAW_TYPED, "tgt_draw_text": text,
           "tgt_draw_spread": float(spec["spread"]), "tgt_type_n": spec["n"],
           "tgt_type_seed": spec["seed"]}
 
@@ -155,9 +156,13 @@ def share_box(params: dict) -> None:
     if "model" in params or "models" in params:
       st.caption("The same link that also starts training as it opens (for a demo):")
       st.code(link + "&run=1", language=None, wrap_lines=True)
-    kind = _state.get_target()["spec"].get("kind", "")
+    spec = _state.get_target()["spec"]
+    try:
+      kind = target_spec.kind_of(spec).label.lower()
+    except ValueError:  # e.g. a loaded model's data
+      kind = str(spec.get("kind", "")).lower()
     if not any(k in params for k in share.TARGET_KEYS):
-      st.caption(f"A link cannot carry this target ({kind.lower() or 'its data'}): whoever opens it "
+      st.caption(f"A link cannot carry this target ({kind or 'its data'}): whoever opens it "
                  "gets the settings and chooses the data again.")
     else:
       st.caption("The address bar holds the same link: whoever opens it gets this target and these "

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-DEFAULT_SPEC = {"kind": "2D toy", "name": "eight_gaussians", "n": 4096, "seed": 0, "params": {}}
+DEFAULT_SPEC = {"kind": "toy2d", "name": "eight_gaussians", "n": 4096, "seed": 0, "params": {}}
+# live fits: chunks of ~0.3 s (at most 100 steps), so a page redraws ~3 times a second
+LIVE_CHUNK = {"chunk_size": 100, "chunk_seconds": 0.3}
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -75,7 +75,6 @@ def fit(model: str, data, *, steps: Optional[int] = None, seed: int = 0,
     devices = int(devices)
   steps, chunk_size = int(steps), int(chunk_size)
   m = cls(**hyper)
-  m.total_steps = steps
   prepared, info = m.prepare(data)
   return train.run(m, prepared, steps=steps, seed=seed, callback=callback,
                    chunk_size=chunk_size, max_seconds=max_seconds, info=info, devices=devices,

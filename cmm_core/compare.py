@@ -184,7 +184,7 @@ def _result(job: dict, key: tuple, **kw) -> dict:
 def run_compare(target: dict, jobs: Sequence[dict], *, seed: int = 0, heldout=None,
                 cache: Optional[MutableMapping] = None, callback: Optional[Progress] = None,
                 on_fitted: Optional[Callable[[str, Any], Any]] = None,
-                metrics_seed: int = 0) -> Iterator[dict]:
+                metrics_seed: int = 0, chunking: Optional[dict] = None) -> Iterator[dict]:
   """Fits the models of ``jobs`` one after another on ``target["data"]``; yields one result each.
 
   Args:
@@ -201,6 +201,8 @@ def run_compare(target: dict, jobs: Sequence[dict], *, seed: int = 0, heldout=No
     on_fitted: ``on_fitted(model, fitted)`` when a model has finished training, before its
       metrics are computed (to say what is happening).
     metrics_seed: seeds the metrics' samples.
+    chunking: ``{"chunk_size", "chunk_seconds"}`` passed to :func:`cmm_core.fit` (how often
+      ``callback`` comes; the fits are the same); None: the defaults.
 
   Yields:
     ``{"model", "key", "budget", "hyper", "fitted" (FittedModel or None), "metrics" (dict of
@@ -209,7 +211,7 @@ def run_compare(target: dict, jobs: Sequence[dict], *, seed: int = 0, heldout=No
     NaN are kept), ``"stopped"`` (by the callback), ``"error"`` (bad settings or a failure; the
     message says which) or ``"not run"``. Errors never propagate: they are the row's status.
   """
-  from cmm_core import api, train
+  from cmm_core import api
   data = np.asarray(target["data"])
   reference = data if heldout is None else heldout
   stopped = False
@@ -237,7 +239,7 @@ def run_compare(target: dict, jobs: Sequence[dict], *, seed: int = 0, heldout=No
     t0 = time.perf_counter()
     try:
       fitted = api.fit(model, data, steps=int(budget["steps"]), seed=int(seed), callback=on_chunk,
-                       max_seconds=budget.get("seconds"), **train.LIVE_CHUNK,
+                       max_seconds=budget.get("seconds"), **(chunking or {}),
                        **(job.get("hyper") or {}))
     except ValueError as e:  # DataError, TrainingError, a bad hyper-parameter: a user message
       yield _result(job, key, status="error", message=str(e))

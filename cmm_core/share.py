@@ -26,7 +26,8 @@ from __future__ import annotations
 import math
 from typing import Any, Mapping, Optional
 
-from cmm_core import datasets, hyper, models, targets
+from cmm_core import datasets, hyper, models, target_spec, targets
+from cmm_core.target_spec import Kind
 
 __all__ = ["encode", "decode", "SIZES", "TARGET_KEYS"]
 
@@ -54,26 +55,29 @@ def _value_text(v: Any) -> str:
 
 
 def _encode_target(spec: Mapping) -> dict:
-  kind = spec.get("kind", "")
-  if kind.endswith("toy"):
+  try:
+    kind = target_spec.kind_of(spec)
+  except ValueError:
+    return {}
+  if kind in (Kind.TOY_1D, Kind.TOY_2D):
     out = {"target": spec["name"], "n": str(spec["n"]), "data_seed": str(spec["seed"])}
     info = targets.info(spec["name"])["params"]
     for p, v in sorted(spec.get("params", {}).items()):
       if p in info and v != info[p]["default"]:
         out[f"t.{p}"] = _num(v)
     return out
-  if kind == "Gaussian":
+  if kind is Kind.GAUSSIAN:
     out = {"target": "normal", "mean": _value_text(spec["mean"]),
            "std": _value_text(spec["stds"]), "n": str(spec["n"]), "data_seed": str(spec["seed"])}
     if len(spec["mean"]) == 2:
       out["angle"] = _num(spec["angle"])
     return out
-  if kind == "Real data":
+  if kind is Kind.REAL:
     out = {"target": f"data.{spec['name']}", "columns": ",".join(spec["columns"])}
     if spec.get("standardize"):
       out["standardize"] = "1"
     return out
-  if kind == "Draw" and spec.get("mode") == "typed":
+  if kind is Kind.DRAW and spec.get("mode") == "typed":
     pts = ";".join(",".join(_num(round(c, 4)) for c in p) for p in spec["points"])
     return {"target": "points", "points": pts, "spread": _num(spec["spread"]),
             "n": str(spec["n"]), "data_seed": str(spec["seed"])}
@@ -171,7 +175,7 @@ def _decode_target(r: _Reader) -> Optional[dict]:
     for key in r.params:
       if key.startswith("t.") and key[2:] not in params:
         r.bad(key, f"{name} has no parameter {key[2:]!r}")
-    return {"kind": f"{targets.info(name)['dim']}D toy", "name": name, "n": n, "seed": seed,
+    return {"kind": Kind.toy(targets.info(name)["dim"]).value, "name": name, "n": n, "seed": seed,
             "params": params}
   if name == "normal":
     lo, hi = GAUSSIAN_BOUNDS["mean"]
@@ -186,7 +190,7 @@ def _decode_target(r: _Reader) -> Optional[dict]:
     if len(mean) == 2:
       angle = r.number("angle", *GAUSSIAN_BOUNDS["angle"])
       angle = 30 if angle is None else int(5 * round(angle / 5))
-    return {"kind": "Gaussian", "mean": mean, "stds": stds, "angle": angle, "n": n, "seed": seed}
+    return {"kind": Kind.GAUSSIAN.value, "mean": mean, "stds": stds, "angle": angle, "n": n, "seed": seed}
   if name.startswith("data.") and name[5:] in datasets.names():
     info = datasets.info(name[5:])
     cols = [c for c in r.params.get("columns", "").split(",") if c]
@@ -195,14 +199,14 @@ def _decode_target(r: _Reader) -> Optional[dict]:
       r.bad("columns", f"pick 1 to {datasets.MAX_COLUMNS} different columns of "
                        f"{name[5:]}: {', '.join(info['columns'])}")
       cols = []
-    return {"kind": "Real data", "name": name[5:], "columns": cols or list(info["default_columns"]),
+    return {"kind": Kind.REAL.value, "name": name[5:], "columns": cols or list(info["default_columns"]),
             "standardize": bool(r.flag("standardize"))}
   if name == "points":
     pts = _points(r)
     if pts is None:
       return None
     spread = r.number("spread", 0.0, MAX_SPREAD)
-    return {"kind": "Draw", "mode": "typed", "points": pts,
+    return {"kind": Kind.DRAW.value, "mode": "typed", "points": pts,
             "spread": 0.3 if spread is None else spread, "n": n, "seed": seed}
   r.bad("target", "not a built-in target, 'normal', 'points' or 'data.<name>' with <name> one "
                   f"of {', '.join(datasets.names())}")

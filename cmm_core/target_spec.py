@@ -6,14 +6,17 @@ A *spec* is the JSON-able dict that the Target page stores, a shareable link car
 ========== ====================================================================================
 kind       settings
 ========== ====================================================================================
-1D toy     ``name``, ``n``, ``seed``, ``params`` (:func:`cmm_core.targets.make`)
-2D toy     the same
-Gaussian   ``mean [d]``, ``stds [d]``, ``angle`` (degrees, 2D), ``n``, ``seed``
-Real data  ``name``, ``columns``, ``standardize`` (:func:`cmm_core.datasets.load`)
-Draw       ``mode="typed"``: ``points``, ``spread``, ``n``, ``seed``; ``mode="mouse"``: ``cells``,
+toy1d      ``name``, ``n``, ``seed``, ``params`` (:func:`cmm_core.targets.make`)
+toy2d      the same
+gaussian   ``mean [d]``, ``stds [d]``, ``angle`` (degrees, 2D), ``n``, ``seed``
+real       ``name``, ``columns``, ``standardize`` (:func:`cmm_core.datasets.load`)
+draw       ``mode="typed"``: ``points``, ``spread``, ``n``, ``seed``; ``mode="mouse"``: ``cells``,
            ``n``, ``seed``, ``jitter``
-Upload     ``file``, ``columns``, ``standardize`` (the rows live with the user's session only)
+upload     ``file``, ``columns``, ``standardize`` (the rows live with the user's session only)
 ========== ====================================================================================
+
+The kinds are :class:`Kind` (a str enum: a spec holds its value; ``Kind.label`` is the Target
+page's name for it).
 
 :func:`build` makes the data and a label; :func:`fresh_draw` makes held-out points from the same
 target with another seed. The app, the link codec and the CLI (``fit --link URL``) all use them.
@@ -34,13 +37,34 @@ HELDOUT_SEED_OFFSET = 10_007  # fresh draws use seed + this: never the training 
 
 
 class Kind(str, enum.Enum):
-  """A target's kind; the values are the Target page's labels (and the specs' ``"kind"``)."""
-  TOY_1D = "1D toy"
-  TOY_2D = "2D toy"
-  GAUSSIAN = "Gaussian"
-  REAL = "Real data"
-  UPLOAD = "Upload"
-  DRAW = "Draw"
+  """A target's kind (the specs' ``"kind"``); ``label`` is its name on the Target page."""
+  TOY_1D = "toy1d"
+  TOY_2D = "toy2d"
+  GAUSSIAN = "gaussian"
+  REAL = "real"
+  UPLOAD = "upload"
+  DRAW = "draw"
+
+  @property
+  def label(self) -> str:
+    return _LABELS[self]
+
+  @classmethod
+  def from_label(cls, label: str) -> "Kind":
+    """The kind whose page label is ``label``; ValueError for another text."""
+    for kind, text in _LABELS.items():
+      if text == label:
+        return kind
+    raise ValueError(f"no target kind is labelled {label!r}; one of {list(_LABELS.values())}")
+
+  @classmethod
+  def toy(cls, dim: int) -> "Kind":
+    """The toy kind of a ``dim``-dimensional built-in target."""
+    return cls.TOY_1D if int(dim) == 1 else cls.TOY_2D
+
+
+_LABELS = {Kind.TOY_1D: "1D toy", Kind.TOY_2D: "2D toy", Kind.GAUSSIAN: "Gaussian",
+           Kind.REAL: "Real data", Kind.UPLOAD: "Upload", Kind.DRAW: "Draw"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,12 +99,17 @@ def _gaussian(mean: tuple, cov: tuple, n: int, seed: int) -> np.ndarray:
 
 
 def kind_of(spec: dict) -> Kind:
-  """The :class:`Kind` of ``spec``; ValueError for an unknown one."""
+  """The :class:`Kind` of ``spec`` (its value, or its page label as specs once held);
+  ValueError for an unknown one."""
+  kind = spec.get("kind", "")
   try:
-    return Kind(spec.get("kind", ""))
+    return Kind(kind)
   except ValueError:
-    raise ValueError(f"unknown target kind {spec.get('kind')!r}; one of "
-                     f"{[k.value for k in Kind]}") from None
+    pass
+  try:
+    return Kind.from_label(kind)
+  except ValueError:
+    raise ValueError(f"unknown target kind {kind!r}; one of {[k.value for k in Kind]}") from None
 
 
 def toy_label(name: str, n: int, seed: int, params: dict) -> str:

@@ -9,6 +9,7 @@ After each chunk the loop checks for NaN/inf, records a history entry and calls 
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from typing import Optional
@@ -18,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from cmm_core import sharding
-from cmm_core.models.base import Callback, FittedModel, Model
+from cmm_core.models.base import Callback, FittedModel, Model, Static
 
 __all__ = ["run", "compiled_chunk"]
 
@@ -27,42 +28,43 @@ _CHUNK_CACHE: dict = {}
 _CHUNK_CACHE_SIZE = 16
 _CHUNK_LOCK = threading.Lock()  # the app's sessions fit in parallel threads
 FIRST_TIMED_CHUNK = 10  # steps of the first two chunks of a ``chunk_seconds`` fit (before a timing)
-# the app's live fits: chunks of ~0.3 s (at most 100 steps), so the page redraws ~3 times a second
-LIVE_CHUNK = {"chunk_size": 100, "chunk_seconds": 0.3}
 
 
-def compiled_chunk(model: Model, chunk: int, dim: int | None = None, n_devices: int = 1):
+def compiled_chunk(model: Model, static: Static, chunk: int, n_devices: int = 1):
   """Returns a jitted ``f(state, key, data, n_active, start) -> (state, metrics [chunk])``.
 
-  Runs steps ``start .. start + n_active - 1`` (``1 <= n_active <= chunk``, traced: any length
-  runs without recompiling, and costs only its own steps). Step ``start + i`` draws with
-  ``fold_in(key, start + i)``: the random stream of a fit depends on its seed only, not on how its
-  steps are cut into chunks (the app, the CLI and a link that opens the same experiment give the
-  same fit). Metrics past ``n_active`` are zeros; :func:`run` ignores them.
-  Models whose ``cache_key()`` is not None share the compiled function between fits with the
-  same settings, data dimension ``dim`` and device count (refitting in the app then skips
-  compilation). ``n_devices > 1``: the step is partitioned over the first ``n_devices`` devices
+  Runs ``model.step(static, ...)`` for steps ``start .. start + n_active - 1``
+  (``1 <= n_active <= chunk``, traced: any length runs without recompiling, and costs only its own
+  steps). Step ``start + i`` draws with ``fold_in(key, start + i)``: the random stream of a fit
+  depends on its seed only, not on how its steps are cut into chunks (the app, the CLI and a link
+  that opens the same experiment give the same fit). Metrics past ``n_active`` are zeros;
+  :func:`run` ignores them.
+
+  The function is cached on ``(model class, static, chunk, n_devices)``: ``step`` is a function of
+  its arguments and ``static`` holds everything it reads besides arrays, so fits with the same
+  settings share it whatever their data (refitting in the app skips compilation).
+  ``n_devices > 1``: the step is partitioned over the first ``n_devices`` devices
   (:mod:`cmm_core.sharding`).
   """
-  key = model.cache_key()
-  if key is not None:
-    key = (type(model).__name__, key, chunk, dim, n_devices)
-    with _CHUNK_LOCK:
-      if key in _CHUNK_CACHE:
-        return _CHUNK_CACHE[key]
+  key = (type(model).__module__, type(model).__qualname__, static, chunk, n_devices)
+  with _CHUNK_LOCK:
+    if key in _CHUNK_CACHE:
+      _CHUNK_CACHE[key] = _CHUNK_CACHE.pop(key)  # most recently used last
+      return _CHUNK_CACHE[key]
+  step = functools.partial(model.step, static)
   if n_devices > 1:
-    run_chunk = _make_chunk(model, chunk, sharding.mesh(n_devices), int(model.config["batch_size"]))
+    run_chunk = _make_chunk(step, chunk, sharding.mesh(n_devices), int(model.config["batch_size"]))
   else:
-    run_chunk = _make_chunk(model, chunk)
-  if key is not None:
-    with _CHUNK_LOCK:
-      while len(_CHUNK_CACHE) >= _CHUNK_CACHE_SIZE and key not in _CHUNK_CACHE:
-        _CHUNK_CACHE.pop(next(iter(_CHUNK_CACHE)))
-      run_chunk = _CHUNK_CACHE.setdefault(key, run_chunk)  # a parallel fit may have added it
+    run_chunk = _make_chunk(step, chunk)
+  with _CHUNK_LOCK:
+    while len(_CHUNK_CACHE) >= _CHUNK_CACHE_SIZE and key not in _CHUNK_CACHE:
+      _CHUNK_CACHE.pop(next(iter(_CHUNK_CACHE)))  # least recently used
+    run_chunk = _CHUNK_CACHE.setdefault(key, run_chunk)  # a parallel fit may have added it
   return run_chunk
 
 
-def _make_chunk(model: Model, chunk: int, mesh=None, batch_size: int = 0):
+def _make_chunk(step, chunk: int, mesh=None, batch_size: int = 0):
+  # step(state, key, data) -> (state, metrics)
   # mesh: None = one device (the plain path); else the state keeps its batch layout through the
   # loop and the model's sharding.constrain_batch calls split the per-step batch over the mesh
   pin = ((lambda s: s) if mesh is None
@@ -73,12 +75,12 @@ def _make_chunk(model: Model, chunk: int, mesh=None, batch_size: int = 0):
     # steps start .. start + n_active - 1 (n_active <= chunk, traced); metrics [chunk] per name,
     # entries past n_active are zeros
     with sharding.active(mesh):
-      shapes = jax.eval_shape(lambda s: model.step(s, key, data)[1], state)  # trace only
+      shapes = jax.eval_shape(lambda s: step(s, key, data)[1], state)  # trace only
       buffers = jax.tree_util.tree_map(lambda a: jnp.zeros((chunk,) + a.shape, a.dtype), shapes)
 
       def body(i, carry):
         state, buffers = carry
-        new_state, metrics = model.step(state, jax.random.fold_in(key, start + i), data)
+        new_state, metrics = step(state, jax.random.fold_in(key, start + i), data)
         new_state = jax.tree_util.tree_map(lambda a, b: a.astype(b.dtype), new_state, state)
         buffers = jax.tree_util.tree_map(lambda buf, m: buf.at[i].set(m), buffers, metrics)
         return pin(new_state), buffers
@@ -120,7 +122,7 @@ def run(model: Model, data: np.ndarray, *, steps: int, seed: int = 0,
   info.setdefault("dim", int(data.shape[1]))
   info.setdefault("n_data", int(data.shape[0]))
   info.setdefault("warnings", [])
-  batch_size = getattr(model, "config", {}).get("batch_size")
+  batch_size = model.config.get("batch_size")
   n_dev, why = sharding.plan(devices, batch_size)
   if why:
     info["warnings"] = [*info["warnings"], why]
@@ -131,8 +133,8 @@ def run(model: Model, data: np.ndarray, *, steps: int, seed: int = 0,
   data_j = jnp.asarray(data, dtype=jnp.float32)
   key = jax.random.PRNGKey(seed)
   key, init_key = jax.random.split(key)
-  state = model.init(init_key, data_j)
-  run_chunk = compiled_chunk(model, chunk, int(data.shape[1]), n_dev)
+  static, state = model.init(init_key, data_j, total_steps=steps)
+  run_chunk = compiled_chunk(model, static, chunk, n_dev)
   mesh = None
   if n_dev > 1:
     mesh = sharding.mesh(n_dev)
@@ -166,7 +168,7 @@ def run(model: Model, data: np.ndarray, *, steps: int, seed: int = 0,
     record.update({k: float(np.mean(v)) for k, v in metrics.items()})
     history.append(record)
     if callback is not None:
-      fitted = model.finalize(local(state), list(history),
+      fitted = model.finalize(static, local(state), list(history),
                               {**info, "status": "running", "message": ""})
       if callback(done, record, fitted) is False:
         status, message = "stopped", f"stopped by the user at step {done}"
@@ -176,4 +178,4 @@ def run(model: Model, data: np.ndarray, *, steps: int, seed: int = 0,
       break
   info.update(status=status, message=message, steps_done=done,
               fit_seconds=time.perf_counter() - t0)
-  return model.finalize(local(state), history, info)
+  return model.finalize(static, local(state), history, info)

@@ -13,7 +13,7 @@ from cmm_core.api import MAX_STEPS
 
 def _target(n=256, seed=0, label="eight_gaussians (n=256, seed=0)"):
   data = cc.targets.make("eight_gaussians", n, seed=seed).astype(np.float32)
-  spec = {"kind": "2D toy", "name": "eight_gaussians", "n": n, "seed": seed, "params": {}}
+  spec = {"kind": "toy2d", "name": "eight_gaussians", "n": n, "seed": seed, "params": {}}
   return {"label": label, "spec": spec, "data": data}
 
 
@@ -173,7 +173,7 @@ def test_run_compare_stops_when_the_callback_says_so_and_keeps_the_fit():
   jobs = [{"model": "maflow", "budget": {"steps": 60}, "hyper": TINY},
           {"model": "maflow", "budget": {"steps": 20}, "hyper": {"hidden": 5}}]
   cache = {}
-  out = list(compare.run_compare(t, jobs, seed=0, cache=cache,
+  out = list(compare.run_compare(t, jobs, seed=0, cache=cache, chunking={"chunk_size": 10},
                                  callback=lambda m, step, rec, f: step < 20))
   assert [r["status"] for r in out] == ["stopped", "not run"]
   assert out[0]["metrics"]["steps"] == 20 and out[0]["fitted"] is not None

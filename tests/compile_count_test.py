@@ -14,13 +14,14 @@ TRACE = "jaxpr_trace_duration"
 COMPILE = "backend_compile_duration"
 CHUNK_FNS = ("run_chunk", "jit(run_chunk)")
 
-# tiny settings; an unusual learning rate keeps the cmm family's chunk cache from hitting
+# tiny settings; an unusual learning rate keeps the chunk cache (shared by fits with equal
+# settings) from hitting
 _ICNN = dict(hidden=(8,), batch_size=16, burn_in=1, learning_rate=1.2345e-3, conjugate_iters=1,
              langevin_steps=1)
 TINY = {
     "cmm": _ICNN, "mm": _ICNN, "brenier": _ICNN,
-    "maflow": dict(hidden=8, n_steps=2, batch_size=16),
-    "sdot": dict(hidden=(8,), psi_steps=2, batch_size=16),
+    "maflow": dict(hidden=8, n_steps=2, batch_size=16, learning_rate=1.2345e-3),
+    "sdot": dict(hidden=(8,), psi_steps=2, batch_size=16, learning_rate=1.2345e-3),
 }
 
 

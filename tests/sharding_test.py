@@ -49,7 +49,7 @@ STEPS, CHUNK = 20, 10
 TOL = 1e-5
 
 _SCRIPT = textwrap.dedent(r"""
-  import json, sys
+  import functools, json, sys
   import jax, numpy as np
   import cmm_core as cc
   from cmm_core import sharding, train
@@ -95,15 +95,14 @@ _SCRIPT = textwrap.dedent(r"""
   # -- the layout: cmm's chains split over both devices, parameters replicated ----------------
   if "cmm" in HYPER:
     m = cc.models.get("cmm")(**HYPER["cmm"])
-    m.total_steps = STEPS
     x, _ = m.prepare(data)
     x = jax.numpy.asarray(x)
-    state = m.init(jax.random.PRNGKey(0), x)
+    static, state = m.init(jax.random.PRNGKey(0), x, total_steps=STEPS)
     mesh = sharding.mesh(2)
     state = sharding.shard_state(state, mesh, HYPER["cmm"]["batch_size"])
     x, key = sharding.replicate((x, jax.random.PRNGKey(1)), mesh)
     del compiles[:]
-    new, _ = train.compiled_chunk(m, CHUNK, 2, 2)(state, key, x, CHUNK, 0)
+    new, _ = train.compiled_chunk(m, static, CHUNK, 2)(state, key, x, CHUNK, 0)
     assert compiles == [], compiles  # the fit's compiled chunk (cache keyed on the device count)
     for field in ("chains", "chain_conj", "warm"):
       arr = getattr(new, field)
@@ -119,12 +118,11 @@ _SCRIPT = textwrap.dedent(r"""
 
     def compiled_text():
       m = cc.models.get("maflow")(**HYPER["maflow"])
-      m.total_steps = STEPS
       x = jax.numpy.asarray(data)
-      state = m.init(jax.random.PRNGKey(0), x)
+      static, state = m.init(jax.random.PRNGKey(0), x, total_steps=STEPS)
       mesh = sharding.mesh(2)
       args = (sharding.shard_state(state, mesh, b), *sharding.replicate((jax.random.PRNGKey(1), x), mesh))
-      f = train._make_chunk(m, CHUNK, mesh, b)
+      f = train._make_chunk(functools.partial(m.step, static), CHUNK, mesh, b)
       return f.lower(*args, CHUNK, 0).compile().as_text()
 
     half = f"f32[{b // 2},2]"

@@ -6,14 +6,14 @@ import pytest
 
 from cmm_core import datasets, models, share, targets
 
-TOY = {"kind": "2D toy", "name": "two_moons", "n": 1024, "seed": 7,
+TOY = {"kind": "toy2d", "name": "two_moons", "n": 1024, "seed": 7,
        "params": {"noise": 0.2, "scale": 1.0}}
-GAUSS_2D = {"kind": "Gaussian", "mean": [1.0, -2.5], "stds": [2.0, 0.25], "angle": 35,
+GAUSS_2D = {"kind": "gaussian", "mean": [1.0, -2.5], "stds": [2.0, 0.25], "angle": 35,
             "n": 512, "seed": 3}
-GAUSS_1D = {"kind": "Gaussian", "mean": [0.5], "stds": [1.5], "angle": 0, "n": 256, "seed": 0}
-REAL = {"kind": "Real data", "name": "iris", "columns": ["petal_length_cm", "sepal_width_cm"],
+GAUSS_1D = {"kind": "gaussian", "mean": [0.5], "stds": [1.5], "angle": 0, "n": 256, "seed": 0}
+REAL = {"kind": "real", "name": "iris", "columns": ["petal_length_cm", "sepal_width_cm"],
         "standardize": True}
-TYPED = {"kind": "Draw", "mode": "typed", "points": [[0.0, 2.0], [-1.7, -1.0], [1.7, -1.0]],
+TYPED = {"kind": "draw", "mode": "typed", "points": [[0.0, 2.0], [-1.7, -1.0], [1.7, -1.0]],
          "spread": 0.3, "n": 2048, "seed": 1}
 
 
@@ -66,8 +66,8 @@ def test_compare_settings_round_trip():
 
 
 def test_uploads_and_drawings_have_no_link_form():
-  assert share.encode({"kind": "Upload", "file": "x.csv", "columns": ["a"], "n": 20}) == {}
-  assert share.encode({"kind": "Draw", "mode": "mouse", "cells": [[1, 2]], "n": 9, "seed": 0}) == {}
+  assert share.encode({"kind": "upload", "file": "x.csv", "columns": ["a"], "n": 20}) == {}
+  assert share.encode({"kind": "draw", "mode": "mouse", "cells": [[1, 2]], "n": 9, "seed": 0}) == {}
   got = share.decode({})
   assert got == {"target": None, "train": None, "compare": None, "run": False, "problems": []}
 

@@ -8,7 +8,7 @@ from cmm_core.target_spec import Kind
 
 
 def test_toy_spec_builds_the_toy_and_a_fresh_draw_with_another_seed():
-  spec = {"kind": "2D toy", "name": "two_moons", "n": 300, "seed": 4, "params": {"noise": 0.05}}
+  spec = {"kind": "toy2d", "name": "two_moons", "n": 300, "seed": 4, "params": {"noise": 0.05}}
   built = target_spec.build(spec)
   np.testing.assert_array_equal(built.data, targets.make("two_moons", 300, seed=4, noise=0.05))
   assert built.label.startswith("two_moons (n=300, seed=4") and built.columns is None
@@ -19,7 +19,7 @@ def test_toy_spec_builds_the_toy_and_a_fresh_draw_with_another_seed():
 
 
 def test_gaussian_spec_completes_its_covariance():
-  spec = {"kind": "Gaussian", "mean": [1.0, -1.0], "stds": [2.0, 0.5], "angle": 0, "n": 4000,
+  spec = {"kind": "gaussian", "mean": [1.0, -1.0], "stds": [2.0, 0.5], "angle": 0, "n": 4000,
           "seed": 0}
   built = target_spec.build(spec)
   np.testing.assert_allclose(built.spec["cov"], [[4.0, 0.0], [0.0, 0.25]], atol=1e-9)
@@ -41,7 +41,7 @@ def test_unknown_kinds_are_refused_with_the_known_ones():
   with pytest.raises(ValueError, match="unknown target kind"):
     target_spec.build({"kind": "3D toy"})
   with pytest.raises(ValueError, match="cannot be rebuilt"):
-    target_spec.build({"kind": "Upload", "file": "x.csv"})
+    target_spec.build({"kind": "upload", "file": "x.csv"})
   assert target_spec.fresh_draw({"kind": "nonsense"}) is None
 
 

@@ -1,26 +1,34 @@
 """The model protocol shared by every factorization.
 
-A *model* is a pair of pure functions run by :mod:`cmm_core.train`:
+A *model* is a frozen configuration (its validated hyper-parameters) with pure functions run by
+:mod:`cmm_core.train`:
 
-- ``init(key, data) -> state``: a pytree holding parameters, optimiser state and any
-  persistent sampler state (e.g. Langevin chains).
-- ``step(state, key, data) -> (state, metrics)``: one training step; ``metrics`` is a dict
-  of scalars, always containing ``"loss"``.
+- ``prepare(data) -> (data, info)``: checks and data-independent preparation (subsampling);
+- ``init(key, data, total_steps=None) -> (static, state)``: ``static`` is a hashable
+  :class:`Static` holding everything ``step`` depends on besides arrays (the settings, the data
+  dimension, the planned number of steps); ``state`` is a pytree of arrays: parameters,
+  optimiser state, persistent sampler state (e.g. Langevin chains) and data-dependent constants;
+- ``step(static, state, key, data) -> (state, metrics)``: one training step, a function of its
+  arguments only; ``metrics`` is a dict of scalars, always containing ``"loss"``;
+- ``finalize(static, state, history, info) -> FittedModel``: wraps the trained state into the
+  model's declared ``fitted_cls``.
 
-and a ``finalize(state, history, info) -> FittedModel`` that wraps the trained parameters.
+Compiled training chunks are cached on ``(model class, static)``: fits with equal statics share
+them whatever their data (:func:`cmm_core.train.compiled_chunk`).
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any, Callable, ClassVar
+import types
+from typing import Any, Callable, ClassVar, Optional
 
 import numpy as np
 
 from cmm_core import hyper as hyper_lib
 
-__all__ = ["FittedModel", "Model", "check_points", "check_n", "check_seed", "MAX_SAMPLES",
+__all__ = ["FittedModel", "Model", "Static", "check_points", "check_n", "check_seed", "MAX_SAMPLES",
            "MAX_SEED"]
 
 from cmm_core.limits import MAX_SAMPLES, MAX_SEED  # noqa: F401 (re-exported)
@@ -46,6 +54,9 @@ class FittedModel(abc.ABC):
   extras: Any
   history: list = dataclasses.field(default_factory=list)
   info: dict = dataclasses.field(default_factory=dict)
+
+  def __post_init__(self):
+    self.config = dict(self.config)  # a plain copy (a model's own config is read-only)
 
   @property
   def dim(self) -> int:
@@ -109,8 +120,40 @@ def check_seed(seed, name: str = "seed") -> int:
   return int(seed)
 
 
+@dataclasses.dataclass(frozen=True)
+class Static:
+  """The hashable part of a fit that ``step`` depends on besides arrays.
+
+  Attributes:
+    hyper: the validated hyper-parameters as sorted ``(name, value)`` pairs.
+    dim: the data dimension ``d``.
+    total_steps: the planned number of training steps where ``step`` depends on it (a
+      learning-rate schedule), else 0, so that fits of any length share their compiled steps.
+    extra: model-specific hashable facts fixed at init, ``(name, value)`` pairs (e.g. the
+      latent dimension, the Laplacian mode).
+  """
+
+  hyper: tuple
+  dim: int
+  total_steps: int
+  extra: tuple = ()
+
+  @property
+  def config(self) -> dict:
+    """The hyper-parameters as a dict."""
+    return dict(self.hyper)
+
+  def get(self, name: str):
+    """A value of ``extra``."""
+    return dict(self.extra)[name]
+
+
+def _hashable(v):
+  return tuple(_hashable(x) for x in v) if isinstance(v, (list, tuple)) else v
+
+
 class Model(abc.ABC):
-  """A training recipe: hyper-parameters plus pure ``init``/``step`` functions."""
+  """A training recipe: a frozen configuration plus pure ``init``/``step``/``finalize``."""
 
   name: ClassVar[str] = ""
   schema: ClassVar[tuple] = ()
@@ -119,13 +162,12 @@ class Model(abc.ABC):
   defaults: ClassVar[dict] = {}
   """``{name: default}``, derived from ``schema``."""
   default_steps: ClassVar[int] = 1000
+  fitted_cls: ClassVar[type]
+  """The :class:`FittedModel` subclass that ``finalize`` returns (and ``cc.load`` reads)."""
 
   suggested: ClassVar[dict] = {}
   """Settings measured to fit some built-in targets much better than the defaults:
   ``{target name: {"steps": int, "hyper": {...}, "why": str}}`` (the Train page offers them)."""
-
-  total_steps: int = 0
-  """The number of training steps planned (set by ``cc.fit``); schedules may use it."""
 
   def __init_subclass__(cls, **kwargs):
     super().__init_subclass__(**kwargs)
@@ -133,34 +175,45 @@ class Model(abc.ABC):
       cls.defaults = hyper_lib.defaults(cls.schema)
 
   def __init__(self, **hyper):
-    self.config = hyper_lib.validate(self.name, self.schema, hyper)
-    self.validate(self.config)
+    config = hyper_lib.validate(self.name, self.schema, hyper)
+    self.validate(config)
+    object.__setattr__(self, "config", types.MappingProxyType(config))
+
+  def __setattr__(self, name, value):
+    raise AttributeError(f"a {type(self).__name__} is a frozen configuration; per-fit values "
+                         "belong in the (static, state) pair that init returns")
+
+  def __repr__(self) -> str:
+    return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.config.items())})"
 
   def validate(self, config: dict) -> None:
     """Cross-parameter rules (each value alone was checked against ``schema``); may adjust
-    ``config`` in place; raises ValueError naming the bad hyper-parameter."""
+    ``config`` in place before it is frozen; raises ValueError naming the bad hyper-parameter."""
 
   def prepare(self, data: np.ndarray) -> tuple[np.ndarray, dict]:
-    """Model-specific data preparation (e.g. centring); returns data and info."""
+    """Model-specific checks and data preparation; returns data and info (e.g. warnings)."""
     return data, {}
 
-  @abc.abstractmethod
-  def init(self, key, data):
-    """-> initial training state (pytree)."""
+  def static(self, data, total_steps: Optional[int] = None, **extra) -> Static:
+    """The :class:`Static` of a fit of this model on ``data`` ``[n, d]`` (``total_steps``: None =
+    ``default_steps``; pass 0 when ``step`` does not depend on it)."""
+    steps = int(self.default_steps) if total_steps is None else int(total_steps)
+    return Static(hyper=tuple(sorted((k, _hashable(v)) for k, v in self.config.items())),
+                  dim=int(data.shape[1]), total_steps=steps,
+                  extra=tuple(sorted((k, _hashable(v)) for k, v in extra.items())))
 
   @abc.abstractmethod
-  def step(self, state, key, data):
-    """-> (state, metrics dict of scalars with "loss")."""
+  def init(self, key, data, total_steps: Optional[int] = None) -> tuple[Static, Any]:
+    """-> ``(static, state)`` for training on ``data`` ``[n, d]`` for ``total_steps`` steps
+    (None: ``default_steps``)."""
 
   @abc.abstractmethod
-  def finalize(self, state, history: list, info: dict) -> FittedModel:
-    """Wraps a training state into a FittedModel."""
+  def step(self, static: Static, state, key, data):
+    """-> (state, metrics dict of scalars with "loss"); depends on its arguments only."""
 
-  def cache_key(self):
-    """A hashable key such that models with equal keys have identical ``step`` functions
-    (given the data dimension), or None (the default) to compile every fit afresh. Only
-    return a key when ``step`` depends on nothing but the configuration and the state."""
-    return None
+  @abc.abstractmethod
+  def finalize(self, static: Static, state, history: list, info: dict) -> FittedModel:
+    """Wraps a training state into a ``fitted_cls``."""
 
   def divergence_hint(self) -> str:
     """What the user should change when training diverges."""

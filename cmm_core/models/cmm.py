@@ -59,6 +59,9 @@ class State(NamedTuple):
   step_size: jnp.ndarray   # scalar MALA step size
   precond: jnp.ndarray     # [d, d] MALA preconditioner L (proposal covariance 2 h L L^T)
   t: jnp.ndarray           # steps taken; the first ``burn_in`` only move points and conjugates
+  fixed: Any               # data-dependent constants: ``shift [d]`` (subtracted from the data),
+  #                          ``lr_scale []`` (times Adam's steps), ``init_scale []``, the Gaussian
+  #                          guess ``guess_a [d]``, ``guess_B [d, d]``
 
 
 def _gaussian_guess(side: str, on_base: bool, mean: np.ndarray, cov: np.ndarray) -> dict:
@@ -85,254 +88,6 @@ def _gaussian_guess(side: str, on_base: bool, mean: np.ndarray, cov: np.ndarray)
   B = 0.5 * (B + B.T)
   return {"a": a, "B": B,
           "base_mean": np.reshape(g["base_mean"], -1), "base_cov": np.atleast_2d(g["base_cov"])}
-
-
-class ConvexFixedPoint(Model):
-  """The shared trainer; subclasses set ``side`` (see the module docstring)."""
-
-  side: ClassVar[str] = ""
-  default_steps = 2000
-  schema = (
-      hyper.Widths("hidden", (64, 64), "ICNN widths"),
-      hyper.Choice("activation", "softplus", sorted(potentials.ACTIVATIONS),
-                   "convex, non-decreasing"),
-      hyper.Float("init_scale", 0.5, 1e-3, 3.0, "scale of the ICNN's random weights at init"),
-      hyper.Float("feature_scale", 1.0, 0.1, 50.0,
-                  "first-layer weights x this, kinks through data points"),
-      hyper.Int("pieces", 0, 0, 4096,
-                "K > 0: add a soft max of K affine pieces (clusters; docs/training.md)"),
-      hyper.Choice("objective", "semidual", ("semidual", "mle"),
-                   '"semidual" (OT fixed point) or "mle" (exact likelihood)'),
-      hyper.Float("alpha", 0.05, 1e-4, 0.9, "strongly convex floor, fraction of the Gaussian guess"),
-      hyper.Float("learning_rate", 5e-3, 1e-6, 0.1, "Adam step size (initial)", log=True),
-      hyper.Float("lr_decay", 1.0, 0.0, 1.0,
-                  "final learning rate / initial (cosine schedule); 1 = constant"),
-      hyper.Int("batch_size", 256, 8, 8192, "data batch = number of base points"),
-      hyper.Int("langevin_steps", 2, 1, 100, "MALA steps per training step"),
-      hyper.Int("conjugate_iters", 4, 1, 200, "Newton iterations per step (warm-started)"),
-      hyper.Int("burn_in", 50, 0, 10_000, "steps that only move points/conjugates before training"),
-      hyper.Choice("potential", "data", ("data", "base"),
-                   'where the ICNN lives: "data" (f = w) or "base" (f = w*, map grad f)'),
-      hyper.Int("chain_conjugate_iters", 2, 1, 50,
-                "Newton iterations per MALA step when the base is e^{-f*}"),
-  )
-
-  def validate(self, c: dict) -> None:
-    if c.get("objective") == "mle" and c.get("potential", "data") != "data":
-      raise ValueError(f"{self.name}: objective='mle' needs potential='data' (the likelihood is "
-                       "evaluated through w on the data side)")
-
-  def divergence_hint(self) -> str:
-    return "Lower learning_rate (e.g. halve it) or raise alpha."
-
-  def cache_key(self):
-    return (self.name, tuple(sorted((k, str(v)) for k, v in self.config.items())), self.total_steps)
-
-  # -- which side is which ----------------------------------------------------
-  def on_base(self) -> bool:
-    """True when ``f`` lives in base space (its gradient is the map base -> data)."""
-    return self.side == "mm" or self.config.get("potential") == "base"
-
-  def base_kind(self) -> str:
-    """``"f"`` (base e^{-f}), ``"f*"`` (base e^{-f*}) or ``"normal"`` (N(0, I))."""
-    if self.side == "brenier":
-      return "normal"
-    return "f*" if self.side == "cmm" and self.on_base() else "f"
-
-  # -- init ------------------------------------------------------------------
-  def init(self, key, data):
-    c, side = self.config, self.side
-    data_np = np.asarray(data, np.float64)
-    n, d = data_np.shape
-    mean, cov = data_np.mean(0), np.atleast_2d(np.cov(data_np.T))
-    on_base = self.on_base()
-    guess = _gaussian_guess(side, on_base, mean, cov)
-    k_init, k_chain, k_pts = jax.random.split(key, 3)
-    base_chol = np.linalg.cholesky(guess["base_cov"] + 1e-9 * np.eye(d))
-    z = np.asarray(jax.random.normal(k_pts, (4096, d)), np.float64)
-    base_points = guess["base_mean"] + z @ base_chol.T
-    # where f is evaluated: the base only (f lives in base space), or the data, plus the base
-    # when the chains sample e^{-f} itself (cmm's w sees the data and its base samples, which lie
-    # elsewhere for data far from the origin: the mean of N(a, S^{1/3}) is (I + S^{1/3})^{-1} m)
-    points, extra = (base_points, None) if on_base else (data_np, None)
-    if not on_base and self.base_kind() == "f":
-      extra = base_points
-    self.potential, variables = potentials.make_potential(
-        points, guess["a"], guess["B"], k_init, hidden=c["hidden"], activation=c["activation"],
-        alpha=c["alpha"], init_scale=c["init_scale"], feature_scale=c["feature_scale"],
-        pieces=c.get("pieces", 0), extra_points=extra)
-    self.extras = {
-        "side": side, "on_base": on_base, "base_kind": self.base_kind(), "dim": d,
-        "hidden": list(c["hidden"]), "activation": c["activation"],
-        "init_scale": self.potential.init_scale, "pieces": self.potential.pieces,
-        "guess_a": guess["a"], "guess_B": guess["B"], "shift": getattr(self, "shift", np.zeros(d)),
-    }
-    # make_potential lowers init_scale where the ICNN's weights move grad w more, relative to the
-    # Gaussian guess, than on standardised data (tables in their own units, far from the origin);
-    # Adam's steps are scaled by the same factor, so one step moves grad w as much, relatively
-    lr_scale = min(1.0, self.potential.init_scale / c["init_scale"])
-    self.extras["lr_scale"] = lr_scale
-    lr = c["learning_rate"] * lr_scale
-    if c["lr_decay"] < 1.0:
-      lr = optax.cosine_decay_schedule(lr, max(1, self.total_steps - c["burn_in"]), alpha=c["lr_decay"])
-    self.tx = optax.adam(lr)
-    b = c["batch_size"]
-    chains = (jnp.asarray(guess["base_mean"], jnp.float32)
-              + jax.random.normal(k_chain, (b, d)) @ jnp.asarray(base_chol.T, jnp.float32))
-    B_inv = np.linalg.inv(guess["B"])
-    # argmax_z <x, z> - 1/2 (z - a)^T B (z - a) = a + B^{-1} x
-    chain_conj = guess["a"] + np.asarray(chains, np.float64) @ B_inv.T
-    warm = guess["a"] + (data_np if on_base else np.asarray(chains, np.float64)) @ B_inv.T
-    # MALA preconditioned by the guess's base covariance: one step size fits every direction of
-    # an elongated base (columns in different units, strongly correlated columns)
-    self.extras["precond"] = base_chol
-    params = variables["params"]
-    return State(params, variables["consts"], self.tx.init(params), chains.astype(jnp.float32),
-                 jnp.asarray(chain_conj, jnp.float32), jnp.asarray(warm, jnp.float32),
-                 jnp.asarray(0.5, jnp.float32), jnp.asarray(base_chol, jnp.float32),
-                 jnp.asarray(0, jnp.int32))
-
-  # -- one step --------------------------------------------------------------
-  def _energy(self, params, consts):
-    return functools.partial(self.potential.apply, {"params": params, "consts": consts})
-
-  def _move_base(self, state: State, energy, key):
-    """New base points ``x [b, d]``, their conjugates, acceptance and step size."""
-    c, kind = self.config, self.base_kind()
-    warmup = state.t < c["burn_in"]
-    if kind == "normal":
-      noise = jax.random.normal(key, state.chains.shape)
-      x = jnp.sqrt(1.0 - _AR_RATE**2) * state.chains + _AR_RATE * noise
-      return x, state.chain_conj, jnp.ones(()), state.step_size
-    if kind == "f":
-      x, acc = sampling.mala(energy, state.chains, state.step_size, key, c["langevin_steps"],
-                             state.precond)
-      conj = state.chain_conj
-    else:  # e^{-f*}: f*(x) = <x, z*> - f(z*), grad f*(x) = z*, z* warm-started per chain
-      iters = c["chain_conjugate_iters"]
-
-      def value_grad(x, z):
-        z, _, _ = potentials.conjugate_argmax(energy, x, z, max_iter=iters)
-        return jnp.sum(x * z, -1) - energy(z), z, z
-
-      x, conj, acc = sampling.mala_aux(value_grad, state.chains, state.chain_conj,
-                                       state.step_size, key, c["langevin_steps"], state.precond)
-    step_size = sampling.adapt_step_size(state.step_size, acc, rate=jnp.where(warmup, 0.3, 0.05))
-    return x, conj, acc, step_size
-
-  def step(self, state: State, key, data):
-    c = self.config
-    k_batch, k_move = jax.random.split(key)
-    energy = self._energy(state.params, state.consts)
-    idx = jax.random.randint(k_batch, (c["batch_size"],), 0, data.shape[0])
-    y = sharding.constrain_batch(data[idx])  # split over the devices of a multi-device fit
-    warmup = state.t < c["burn_in"]
-    x, chain_conj, acc, step_size = self._move_base(state, energy, k_move)
-    if self.on_base():
-      # P = base points, Q = data: x* = grad f*(y) = argmax_x <x, y> - f(x), warm per data point
-      p, q = x, y
-      q_star, _, resid = potentials.conjugate_argmax(
-          energy, q, state.warm[idx], max_iter=c["conjugate_iters"])
-      warm = state.warm.at[idx].set(q_star)
-      samples, pulled_back = potentials.batch_grad(energy, x), q_star
-    else:
-      # P = data, Q = base points: y* = grad f*(x) = argmax_y <x, y> - f(y)
-      p, q = y, x
-      q_star, _, resid = potentials.conjugate_argmax(
-          energy, q, state.warm, max_iter=c["conjugate_iters"])
-      warm = q_star
-      samples, pulled_back = q_star, potentials.batch_grad(energy, y)
-
-    def loss_fn(params):
-      f = self._energy(params, state.consts)
-      if c.get("objective") == "mle":
-        # -log rho(y) = w(grad w(y)) - log det Hess w(y) + log Z; grad log Z = -E_{e^{-w}}[grad w]
-        g = potentials.batch_grad(f, y)
-        _, logdet = jnp.linalg.slogdet(potentials.batch_hessian(f, y))
-        return jnp.mean(f(g) - logdet) - jnp.mean(f(jax.lax.stop_gradient(x)))
-      # E_P[f] + E_Q[<q, q*> - f(q*)] with q* fixed (Danskin)
-      return jnp.mean(f(p)) + jnp.mean(jnp.sum(q * q_star, -1) - f(q_star))
-
-    loss, grads = jax.value_and_grad(loss_fn)(state.params)
-    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
-    keep = lambda new, old: jnp.where(warmup, old, new)
-    params = jax.tree_util.tree_map(keep, optax.apply_updates(state.params, updates), state.params)
-    opt_state = jax.tree_util.tree_map(keep, opt_state, state.opt_state)
-    metrics = {
-        "loss": loss,
-        # data space: the model's samples against the data batch (0 at a perfect fit)
-        "sample_gap": metrics_lib._energy(samples, y),
-        # base space: the data pulled back against the base points (0 at the fixed point)
-        "base_gap": metrics_lib._energy(pulled_back, x),
-        "conjugate_residual": jnp.mean(resid),
-    }
-    if self.side != "brenier":
-      metrics.update(acceptance=acc, step_size=step_size)
-    return State(params, state.consts, opt_state, x, chain_conj, warm, step_size,
-                 state.precond, state.t + 1), metrics
-
-  def finalize(self, state: State, history, info) -> "ConvexFitted":
-    extras = dict(self.extras)
-    chains = np.asarray(state.chains)
-    consts = state.consts
-    if self.side == "mm":
-      # grad u(. + t) # e^{-u(. + t)} = grad u # e^{-u}: a moment measure fixes its base only up to
-      # a translation, and training lets it drift; pin the base's mean at 0 (the chains' mean) by
-      # moving the potential's input constants, so the same model draws a centred base
-      t = chains.mean(0)
-      consts = {**consts, "center": consts["center"] - t, "floor_a": consts["floor_a"] - t}
-      chains = chains - t
-      extras["guess_a"] = np.asarray(extras["guess_a"]) - t
-    extras["chains"] = chains
-    extras["step_size"] = float(state.step_size)
-    variables = {"params": state.params, "consts": consts}
-    return self.fitted_cls(config=dict(self.config), params=variables, extras=extras,
-                           history=history, info=info)
-
-
-class CMM(ConvexFixedPoint):
-  """Conjugate moment measure: base ``e^{-w}``, map ``grad w*``."""
-  name = side = "cmm"
-  # exact likelihood with a soft max of affine pieces separates clusters best (docs/training.md);
-  # the likelihood needs no conjugates, so one warm Newton iteration (for the sample metric) is enough
-  schema = hyper.replace(ConvexFixedPoint.schema, objective="mle", pieces=256, hidden=(16, 16),
-                         learning_rate=2e-2, conjugate_iters=1)
-  default_steps = 1000
-
-
-class MM(ConvexFixedPoint):
-  """Moment measure: base ``e^{-u}``, map ``grad u``; fitted to the centred data."""
-  name = side = "mm"
-  # sharp first-layer features and a soft max of affine pieces let grad u cut the base into cells
-  # (docs/training.md)
-  schema = hyper.replace(
-      hyper.without(ConvexFixedPoint.schema, "potential", "chain_conjugate_iters", "objective"),
-      feature_scale=20.0, pieces=256, hidden=(16, 16))
-  default_steps = 1000
-
-  def prepare(self, data):
-    data = np.asarray(data, np.float64)
-    mean = data.mean(0)
-    self.shift = mean
-    # already centred (e.g. standardised data): nothing worth telling the user
-    if np.all(np.abs(mean) <= 1e-3 * (data.std(0) + 1e-12)):
-      return (data - mean).astype(np.float32), {}
-    msg = (f"a moment measure needs a centred target: the data were centred (mean "
-           f"{np.array2string(mean, precision=3)} subtracted) and the samples are shifted back by it")
-    return (data - mean).astype(np.float32), {"warnings": [msg]}
-
-
-class Brenier(ConvexFixedPoint):
-  """The classical split: base N(0, I), Brenier map ``grad w*``."""
-  name = side = "brenier"
-  # the map's own potential (grad f = map) with sharp features fits clusters best (docs/training.md)
-  schema = hyper.replace(
-      hyper.without(ConvexFixedPoint.schema, "langevin_steps", "chain_conjugate_iters", "objective"),
-      potential="base", feature_scale=10.0, pieces=256, hidden=(16, 16))
-  default_steps = 1000
-
-  def divergence_hint(self) -> str:
-    return "Lower learning_rate (e.g. halve it)."
 
 
 # -- fitted models -----------------------------------------------------------------------------
@@ -551,6 +306,276 @@ class BrenierFitted(ConvexFitted):
   model = "brenier"
 
 
+# -- the models ----------------------------------------------------------------------------------
+
+def _potential(static) -> potentials.ConvexPotential:
+  """The potential's module (its weights' initial scale plays no part in ``apply``)."""
+  c = static.config
+  return potentials.ConvexPotential(dim=static.dim, hidden=tuple(c["hidden"]),
+                                    activation=c["activation"], init_scale=c["init_scale"],
+                                    pieces=int(c.get("pieces", 0)))
+
+
+def _optimizer(static) -> optax.GradientTransformation:
+  """Adam at ``learning_rate`` (cosine-decayed over the steps after burn-in when ``lr_decay < 1``);
+  the step scales its updates by the fit's ``lr_scale`` (Adam's step is linear in the rate)."""
+  c = static.config
+  lr = c["learning_rate"]
+  if c["lr_decay"] < 1.0:
+    lr = optax.cosine_decay_schedule(lr, max(1, static.total_steps - c["burn_in"]), alpha=c["lr_decay"])
+  return optax.adam(lr)
+
+
+
+class ConvexFixedPoint(Model):
+  """The shared trainer; subclasses set ``side`` (see the module docstring)."""
+
+  side: ClassVar[str] = ""
+  default_steps = 2000
+  schema = (
+      hyper.Widths("hidden", (64, 64), "ICNN widths"),
+      hyper.Choice("activation", "softplus", sorted(potentials.ACTIVATIONS),
+                   "convex, non-decreasing"),
+      hyper.Float("init_scale", 0.5, 1e-3, 3.0, "scale of the ICNN's random weights at init"),
+      hyper.Float("feature_scale", 1.0, 0.1, 50.0,
+                  "first-layer weights x this, kinks through data points"),
+      hyper.Int("pieces", 0, 0, 4096,
+                "K > 0: add a soft max of K affine pieces (clusters; docs/training.md)"),
+      hyper.Choice("objective", "semidual", ("semidual", "mle"),
+                   '"semidual" (OT fixed point) or "mle" (exact likelihood)'),
+      hyper.Float("alpha", 0.05, 1e-4, 0.9, "strongly convex floor, fraction of the Gaussian guess"),
+      hyper.Float("learning_rate", 5e-3, 1e-6, 0.1, "Adam step size (initial)", log=True),
+      hyper.Float("lr_decay", 1.0, 0.0, 1.0,
+                  "final learning rate / initial (cosine schedule); 1 = constant"),
+      hyper.Int("batch_size", 256, 8, 8192, "data batch = number of base points"),
+      hyper.Int("langevin_steps", 2, 1, 100, "MALA steps per training step"),
+      hyper.Int("conjugate_iters", 4, 1, 200, "Newton iterations per step (warm-started)"),
+      hyper.Int("burn_in", 50, 0, 10_000, "steps that only move points/conjugates before training"),
+      hyper.Choice("potential", "data", ("data", "base"),
+                   'where the ICNN lives: "data" (f = w) or "base" (f = w*, map grad f)'),
+      hyper.Int("chain_conjugate_iters", 2, 1, 50,
+                "Newton iterations per MALA step when the base is e^{-f*}"),
+  )
+
+  def validate(self, c: dict) -> None:
+    if c.get("objective") == "mle" and c.get("potential", "data") != "data":
+      raise ValueError(f"{self.name}: objective='mle' needs potential='data' (the likelihood is "
+                       "evaluated through w on the data side)")
+
+  def divergence_hint(self) -> str:
+    return "Lower learning_rate (e.g. halve it) or raise alpha."
+
+  # -- which side is which ----------------------------------------------------
+  def on_base(self) -> bool:
+    """True when ``f`` lives in base space (its gradient is the map base -> data)."""
+    return self.side == "mm" or self.config.get("potential") == "base"
+
+  def base_kind(self) -> str:
+    """``"f"`` (base e^{-f}), ``"f*"`` (base e^{-f*}) or ``"normal"`` (N(0, I))."""
+    if self.side == "brenier":
+      return "normal"
+    return "f*" if self.side == "cmm" and self.on_base() else "f"
+
+  # -- init ------------------------------------------------------------------
+  def init(self, key, data, total_steps=None):
+    c, side = self.config, self.side
+    data_np = np.asarray(data, np.float64)
+    n, d = data_np.shape
+    # mm fits the centred data (a moment measure needs a centred target); the step subtracts it
+    shift = data_np.mean(0) if side == "mm" else np.zeros(d)
+    data_np = data_np - shift
+    mean, cov = data_np.mean(0), np.atleast_2d(np.cov(data_np.T))
+    on_base = self.on_base()
+    guess = _gaussian_guess(side, on_base, mean, cov)
+    k_init, k_chain, k_pts = jax.random.split(key, 3)
+    base_chol = np.linalg.cholesky(guess["base_cov"] + 1e-9 * np.eye(d))
+    z = np.asarray(jax.random.normal(k_pts, (4096, d)), np.float64)
+    base_points = guess["base_mean"] + z @ base_chol.T
+    # where f is evaluated: the base only (f lives in base space), or the data, plus the base
+    # when the chains sample e^{-f} itself (cmm's w sees the data and its base samples, which lie
+    # elsewhere for data far from the origin: the mean of N(a, S^{1/3}) is (I + S^{1/3})^{-1} m)
+    points, extra = (base_points, None) if on_base else (data_np, None)
+    if not on_base and self.base_kind() == "f":
+      extra = base_points
+    potential, variables = potentials.make_potential(
+        points, guess["a"], guess["B"], k_init, hidden=c["hidden"], activation=c["activation"],
+        alpha=c["alpha"], init_scale=c["init_scale"], feature_scale=c["feature_scale"],
+        pieces=c.get("pieces", 0), extra_points=extra)
+    # make_potential lowers init_scale where the ICNN's weights move grad w more, relative to the
+    # Gaussian guess, than on standardised data (tables in their own units, far from the origin);
+    # Adam's steps are scaled by the same factor, so one step moves grad w as much, relatively
+    lr_scale = min(1.0, potential.init_scale / c["init_scale"])
+    static = self.static(data, total_steps if c["lr_decay"] < 1.0 else 0)
+    b = c["batch_size"]
+    chains = (jnp.asarray(guess["base_mean"], jnp.float32)
+              + jax.random.normal(k_chain, (b, d)) @ jnp.asarray(base_chol.T, jnp.float32))
+    B_inv = np.linalg.inv(guess["B"])
+    # argmax_z <x, z> - 1/2 (z - a)^T B (z - a) = a + B^{-1} x
+    chain_conj = guess["a"] + np.asarray(chains, np.float64) @ B_inv.T
+    warm = guess["a"] + (data_np if on_base else np.asarray(chains, np.float64)) @ B_inv.T
+    fixed = {name: jnp.asarray(v, jnp.float32) for name, v in (
+        ("shift", shift), ("lr_scale", lr_scale), ("init_scale", potential.init_scale),
+        ("guess_a", guess["a"]), ("guess_B", guess["B"]))}
+    params = variables["params"]
+    # MALA preconditioned by the guess's base covariance: one step size fits every direction of
+    # an elongated base (columns in different units, strongly correlated columns)
+    return static, State(params, variables["consts"], _optimizer(static).init(params),
+                         chains.astype(jnp.float32), jnp.asarray(chain_conj, jnp.float32),
+                         jnp.asarray(warm, jnp.float32), jnp.asarray(0.5, jnp.float32),
+                         jnp.asarray(base_chol, jnp.float32), jnp.asarray(0, jnp.int32), fixed)
+
+  # -- one step --------------------------------------------------------------
+  def _move_base(self, static, state: State, energy, key):
+    """New base points ``x [b, d]``, their conjugates, acceptance and step size."""
+    c, kind = static.config, self.base_kind()
+    warmup = state.t < c["burn_in"]
+    if kind == "normal":
+      noise = jax.random.normal(key, state.chains.shape)
+      x = jnp.sqrt(1.0 - _AR_RATE**2) * state.chains + _AR_RATE * noise
+      return x, state.chain_conj, jnp.ones(()), state.step_size
+    if kind == "f":
+      x, acc = sampling.mala(energy, state.chains, state.step_size, key, c["langevin_steps"],
+                             state.precond)
+      conj = state.chain_conj
+    else:  # e^{-f*}: f*(x) = <x, z*> - f(z*), grad f*(x) = z*, z* warm-started per chain
+      iters = c["chain_conjugate_iters"]
+
+      def value_grad(x, z):
+        z, _, _ = potentials.conjugate_argmax(energy, x, z, max_iter=iters)
+        return jnp.sum(x * z, -1) - energy(z), z, z
+
+      x, conj, acc = sampling.mala_aux(value_grad, state.chains, state.chain_conj,
+                                       state.step_size, key, c["langevin_steps"], state.precond)
+    step_size = sampling.adapt_step_size(state.step_size, acc, rate=jnp.where(warmup, 0.3, 0.05))
+    return x, conj, acc, step_size
+
+  def step(self, static, state: State, key, data):
+    c = static.config
+    pot, tx = _potential(static), _optimizer(static)
+    energy_of = lambda params: functools.partial(pot.apply, {"params": params, "consts": state.consts})
+    k_batch, k_move = jax.random.split(key)
+    energy = energy_of(state.params)
+    idx = jax.random.randint(k_batch, (c["batch_size"],), 0, data.shape[0])
+    # split over the devices of a multi-device fit
+    y = sharding.constrain_batch(data[idx] - state.fixed["shift"])
+    warmup = state.t < c["burn_in"]
+    x, chain_conj, acc, step_size = self._move_base(static, state, energy, k_move)
+    if self.on_base():
+      # P = base points, Q = data: x* = grad f*(y) = argmax_x <x, y> - f(x), warm per data point
+      p, q = x, y
+      q_star, _, resid = potentials.conjugate_argmax(
+          energy, q, state.warm[idx], max_iter=c["conjugate_iters"])
+      warm = state.warm.at[idx].set(q_star)
+      samples, pulled_back = potentials.batch_grad(energy, x), q_star
+    else:
+      # P = data, Q = base points: y* = grad f*(x) = argmax_y <x, y> - f(y)
+      p, q = y, x
+      q_star, _, resid = potentials.conjugate_argmax(
+          energy, q, state.warm, max_iter=c["conjugate_iters"])
+      warm = q_star
+      samples, pulled_back = q_star, potentials.batch_grad(energy, y)
+
+    def loss_fn(params):
+      f = energy_of(params)
+      if c.get("objective") == "mle":
+        # -log rho(y) = w(grad w(y)) - log det Hess w(y) + log Z; grad log Z = -E_{e^{-w}}[grad w]
+        g = potentials.batch_grad(f, y)
+        _, logdet = jnp.linalg.slogdet(potentials.batch_hessian(f, y))
+        return jnp.mean(f(g) - logdet) - jnp.mean(f(jax.lax.stop_gradient(x)))
+      # E_P[f] + E_Q[<q, q*> - f(q*)] with q* fixed (Danskin)
+      return jnp.mean(f(p)) + jnp.mean(jnp.sum(q * q_star, -1) - f(q_star))
+
+    loss, grads = jax.value_and_grad(loss_fn)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    updates = jax.tree_util.tree_map(lambda u: u * state.fixed["lr_scale"], updates)
+    keep = lambda new, old: jnp.where(warmup, old, new)
+    params = jax.tree_util.tree_map(keep, optax.apply_updates(state.params, updates), state.params)
+    opt_state = jax.tree_util.tree_map(keep, opt_state, state.opt_state)
+    metrics = {
+        "loss": loss,
+        # data space: the model's samples against the data batch (0 at a perfect fit)
+        "sample_gap": metrics_lib._energy(samples, y),
+        # base space: the data pulled back against the base points (0 at the fixed point)
+        "base_gap": metrics_lib._energy(pulled_back, x),
+        "conjugate_residual": jnp.mean(resid),
+    }
+    if self.side != "brenier":
+      metrics.update(acceptance=acc, step_size=step_size)
+    return State(params, state.consts, opt_state, x, chain_conj, warm, step_size,
+                 state.precond, state.t + 1, state.fixed), metrics
+
+  def finalize(self, static, state: State, history, info) -> "ConvexFitted":
+    c, fixed = static.config, state.fixed
+    extras = {
+        "side": self.side, "on_base": self.on_base(), "base_kind": self.base_kind(),
+        "dim": static.dim, "hidden": list(c["hidden"]), "activation": c["activation"],
+        "init_scale": float(fixed["init_scale"]), "pieces": int(c.get("pieces", 0)),
+        "guess_a": np.asarray(fixed["guess_a"], np.float64),
+        "guess_B": np.asarray(fixed["guess_B"], np.float64),
+        "shift": np.asarray(fixed["shift"], np.float64), "lr_scale": float(fixed["lr_scale"]),
+        "precond": np.asarray(state.precond, np.float64),
+    }
+    chains = np.asarray(state.chains)
+    consts = state.consts
+    if self.side == "mm":
+      # grad u(. + t) # e^{-u(. + t)} = grad u # e^{-u}: a moment measure fixes its base only up to
+      # a translation, and training lets it drift; pin the base's mean at 0 (the chains' mean) by
+      # moving the potential's input constants, so the same model draws a centred base
+      t = chains.mean(0)
+      consts = {**consts, "center": consts["center"] - t, "floor_a": consts["floor_a"] - t}
+      chains = chains - t
+      extras["guess_a"] = np.asarray(extras["guess_a"]) - t
+    extras["chains"] = chains
+    extras["step_size"] = float(state.step_size)
+    variables = {"params": state.params, "consts": consts}
+    return self.fitted_cls(config=dict(c), params=variables, extras=extras,
+                           history=history, info=info)
+
+
+class CMM(ConvexFixedPoint):
+  """Conjugate moment measure: base ``e^{-w}``, map ``grad w*``."""
+  name = side = "cmm"
+  fitted_cls = CMMFitted
+  # exact likelihood with a soft max of affine pieces separates clusters best (docs/training.md);
+  # the likelihood needs no conjugates, so one warm Newton iteration (for the sample metric) is enough
+  schema = hyper.replace(ConvexFixedPoint.schema, objective="mle", pieces=256, hidden=(16, 16),
+                         learning_rate=2e-2, conjugate_iters=1)
+  default_steps = 1000
+
+
+class MM(ConvexFixedPoint):
+  """Moment measure: base ``e^{-u}``, map ``grad u``; fitted to the centred data."""
+  name = side = "mm"
+  fitted_cls = MMFitted
+  # sharp first-layer features and a soft max of affine pieces let grad u cut the base into cells
+  # (docs/training.md)
+  schema = hyper.replace(
+      hyper.without(ConvexFixedPoint.schema, "potential", "chain_conjugate_iters", "objective"),
+      feature_scale=20.0, pieces=256, hidden=(16, 16))
+  default_steps = 1000
+
+  def prepare(self, data):
+    # init centres the data (its mean becomes the fit's shift); say so unless already centred
+    mean = np.asarray(data, np.float64).mean(0)
+    if np.all(np.abs(mean) <= 1e-3 * (np.asarray(data, np.float64).std(0) + 1e-12)):
+      return data, {}
+    msg = (f"a moment measure needs a centred target: the data were centred (mean "
+           f"{np.array2string(mean, precision=3)} subtracted) and the samples are shifted back by it")
+    return data, {"warnings": [msg]}
+
+
+class Brenier(ConvexFixedPoint):
+  """The classical split: base N(0, I), Brenier map ``grad w*``."""
+  name = side = "brenier"
+  fitted_cls = BrenierFitted
+  # the map's own potential (grad f = map) with sharp features fits clusters best (docs/training.md)
+  schema = hyper.replace(
+      hyper.without(ConvexFixedPoint.schema, "langevin_steps", "chain_conjugate_iters", "objective"),
+      potential="base", feature_scale=10.0, pieces=256, hidden=(16, 16))
+  default_steps = 1000
+
+  def divergence_hint(self) -> str:
+    return "Lower learning_rate (e.g. halve it)."
 
 
 def _log_normalizer(energy, gaussian_guess, dim: int, n_grid: int = 400) -> float:
@@ -574,7 +599,3 @@ def _log_normalizer(energy, gaussian_guess, dim: int, n_grid: int = 400) -> floa
   mx = log_w.max()
   return float(mx + np.log(np.mean(np.exp(log_w - mx))))
 
-
-CMM.fitted_cls = CMMFitted
-MM.fitted_cls = MMFitted
-Brenier.fitted_cls = BrenierFitted

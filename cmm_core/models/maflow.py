@@ -355,143 +355,6 @@ def flow_log_prob(field, spec: _Spec, params, u, *, noise=None, n_active=None, t
 # ----------------------------------------------------------------------------
 
 
-class MAFlow(Model):
-  """Monge-Ampère flow trained by maximum likelihood (see module docstring)."""
-
-  name = "maflow"
-  default_steps = 1000
-  # measured in docs/maflow.md: radial units draw rings, segments let the flow wind,
-  # the kinetic penalty keeps the coarse RK4 honest (without it the fit learns the integrator's error)
-  _HARD = {"segments": 5, "radial": 32, "kinetic": 0.5}
-  suggested = {
-      "rings": {"steps": 1000, "hyper": _HARD,
-                "why": "radial units draw the four rings (the defaults give a disc)"},
-      "circles": {"steps": 2000, "hyper": _HARD, "why": "radial units separate the two rings"},
-      "spirals": {"steps": 1000, "hyper": _HARD,
-                  "why": "five potentials in sequence let the flow wind the two arms"},
-      "checkerboard": {"steps": 2000, "hyper": _HARD,
-                       "why": "square-ish cells instead of blurred blobs"},
-      "swissroll": {"steps": 1000, "hyper": _HARD,
-                    "why": "the turns of the roll separate (held-out NLL 2.70 against 2.79)"},
-      "pinwheel": {"steps": 3000, "hyper": {}, "why": "the defaults, longer: five clear arms"},
-  }
-  schema = (
-      hyper.Choice("potential", "single", ("single", "mlp"),
-                   '"single" (closed form, reference) or "mlp" (autodiff)'),
-      hyper.Int("hidden", 64, 1, 2048, "width of the hidden layer(s)"),
-      hyper.Int("depth", 2, 1, 8, 'hidden layers of the "mlp" potential'),
-      hyper.Bool("time_dependent", False, "phi(x, t) instead of phi(x)"),
-      hyper.Int("n_steps", 10, 1, 500, "RK4 steps; T = step_size * n_steps"),
-      hyper.Float("step_size", 0.2, 1e-4, 5.0, "eps (the reference code uses 0.1)"),
-      hyper.Choice("laplacian", "auto", ("auto", "exact", "hutchinson"),
-                   "how mlp potentials compute the Laplacian in training"),
-      hyper.Float("learning_rate", 5e-3, 1e-6, 0.1,
-                  "Adam (the reference uses 1e-3: too slow for a 1000-step fit)", log=True),
-      hyper.Int("batch_size", 256, 8, 8192, "data points per step"),
-      hyper.Choice("symmetry", "none", ("none", "reflection", "rotation"),
-                   "a symmetric potential (rotation: 2D)"),
-      hyper.Int("symmetry_order", 4, 2, 64, "k for a rotation by 2 pi / k"),
-      hyper.Bool("standardize", True, "fit the standardised data (the outputs stay in data space)"),
-      hyper.Float("init_scale", 0.1, 1e-4, 10.0, "size of the initial potential's output weights"),
-      hyper.Float("weight_scale", 5.0, 1e-3, 100.0,
-                  "first-layer weights at init (sharp features resolve separate modes)"),
-      hyper.Float("grad_clip", 10.0, 0.0, 1e6, "global-norm gradient clipping (0 = off)"),
-      hyper.Float("lr_decay", 0.05, 0.0, 1.0,
-                  "final learning rate / initial (cosine over the fit's steps); 1 = constant"),
-      hyper.Int("segments", 1, 1, 10,
-                '"single": K potentials, each acting on 1/K of [0, T] (n_steps % K == 0)'),
-      hyper.Int("radial", 0, 0, 2048, '"single": extra radial units softplus(alpha |u - m|^2 + beta)'),
-      hyper.Float("kinetic", 0.0, 0.0, 100.0,
-                  "weight of the kinetic-energy penalty mean int |grad phi|^2 dt (RNODE)"),
-  )
-
-  def validate(self, c: dict) -> None:
-    if c["potential"] != "single" and (c["segments"] > 1 or c["radial"] > 0):
-      raise ValueError(f"{self.name}: segments > 1 and radial > 0 need potential='single', "
-                       f"got potential={c['potential']!r}")
-    if c["n_steps"] % c["segments"]:
-      raise ValueError(f"{self.name}: n_steps ({c['n_steps']}) must be a multiple of segments "
-                       f"({c['segments']}), so that each RK4 step lies in one time segment")
-
-  def divergence_hint(self) -> str:
-    return "Lower learning_rate or step_size, or use fewer n_steps."
-
-  def _check_dim(self, dim: int) -> None:
-    if self.config["symmetry"] == "rotation" and dim != 2:
-      raise ValueError(f"{self.name}: symmetry='rotation' needs 2D data, got {dim}D; "
-                       "use 'reflection' or 'none'")
-
-  def prepare(self, data: np.ndarray) -> tuple[np.ndarray, dict]:
-    self._check_dim(data.shape[1])
-    return data, {}
-
-  def laplacian_mode(self, dim: int) -> str:
-    """The Laplacian used in training: "exact" or "hutchinson"."""
-    mode = self.config["laplacian"]
-    if self.config["potential"] == "single":
-      return "exact"  # closed form, always exact and cheap
-    if mode == "auto":
-      return "exact" if dim <= _EXACT_MAX_DIM else "hutchinson"
-    return mode
-
-  # -- init ------------------------------------------------------------------
-  def init(self, key, data):
-    c = self.config
-    d = int(data.shape[1])
-    self._check_dim(d)
-    self.spec = _spec(c, d)
-    data_np = np.asarray(data, np.float64)
-    shift = data_np.mean(0) if (c["standardize"] and c["symmetry"] == "none") else np.zeros(d)
-    scale = float(np.sqrt(np.mean((data_np - shift) ** 2))) if c["standardize"] else 1.0
-    self._mode = self.laplacian_mode(d)
-    self._field = make_field(self.spec, self._mode)
-    clip = [optax.clip_by_global_norm(c["grad_clip"])] if c["grad_clip"] > 0 else []
-    # cosine decay from learning_rate to lr_decay * learning_rate over the fit's steps (cc.fit sets
-    # total_steps; default_steps when used directly); lr_decay = 1 keeps the rate constant
-    self.lr_schedule = optax.cosine_decay_schedule(
-        c["learning_rate"], max(1, int(self.total_steps) or self.default_steps), alpha=c["lr_decay"])
-    lr = self.lr_schedule if c["lr_decay"] < 1.0 else c["learning_rate"]
-    self.tx = optax.chain(*clip, optax.adam(lr))
-    params = init_params(self.spec, key, c["init_scale"], c["weight_scale"])
-    return MAFlowState(params, self.tx.init(params), jnp.asarray(shift, jnp.float32),
-                       jnp.asarray(scale, jnp.float32))
-
-  # -- one step --------------------------------------------------------------
-  def step(self, state: MAFlowState, key, data):
-    c, spec = self.config, self.spec
-    k_batch, k_noise = jax.random.split(key)
-    idx = jax.random.randint(k_batch, (int(c["batch_size"]),), 0, data.shape[0])
-    u = sharding.constrain_batch((data[idx] - state.shift) / state.scale)  # multi-device: split
-    noise = None
-    if self._mode == "hutchinson":
-      noise = jax.random.rademacher(k_noise, u.shape, dtype=u.dtype)
-    log_jac = spec.dim * jnp.log(state.scale)
-    lam = float(c.get("kinetic", 0.0))
-
-    def loss_fn(p):
-      if lam > 0:
-        lp, ke = flow_log_prob(self._field, spec, p, u, noise=noise, kinetic=True)
-        nll = -jnp.mean(lp) + log_jac
-        kin = jnp.mean(ke)
-        return nll + lam * kin, (nll, kin)
-      nll = -jnp.mean(flow_log_prob(self._field, spec, p, u, noise=noise)) + log_jac
-      return nll, (nll, jnp.zeros(()))
-
-    (_, (nll, kin)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
-    metrics = {"loss": nll, "grad_norm": optax.global_norm(grads)}
-    if lam > 0:
-      metrics["kinetic"] = kin
-    return MAFlowState(params, opt_state, state.shift, state.scale), metrics
-
-  def finalize(self, state: MAFlowState, history, info) -> "MAFlowFitted":
-    extras = {"dim": int(self.spec.dim), "shift": np.asarray(state.shift, np.float32),
-              "scale": float(state.scale), "laplacian_train": self._mode}
-    return MAFlowFitted(config=dict(self.config), params=state.params, extras=extras,
-                        history=history, info=info)
-
-
 # ----------------------------------------------------------------------------
 # The fitted model.
 # ----------------------------------------------------------------------------
@@ -666,4 +529,150 @@ class MAFlowFitted(FittedModel):
     return np.asarray(g), np.asarray(lap)
 
 
-MAFlow.fitted_cls = MAFlowFitted
+class MAFlow(Model):
+  """Monge-Ampère flow trained by maximum likelihood (see module docstring)."""
+
+  name = "maflow"
+  fitted_cls = MAFlowFitted
+  default_steps = 1000
+  # measured in docs/maflow.md: radial units draw rings, segments let the flow wind,
+  # the kinetic penalty keeps the coarse RK4 honest (without it the fit learns the integrator's error)
+  _HARD = {"segments": 5, "radial": 32, "kinetic": 0.5}
+  suggested = {
+      "rings": {"steps": 1000, "hyper": _HARD,
+                "why": "radial units draw the four rings (the defaults give a disc)"},
+      "circles": {"steps": 2000, "hyper": _HARD, "why": "radial units separate the two rings"},
+      "spirals": {"steps": 1000, "hyper": _HARD,
+                  "why": "five potentials in sequence let the flow wind the two arms"},
+      "checkerboard": {"steps": 2000, "hyper": _HARD,
+                       "why": "square-ish cells instead of blurred blobs"},
+      "swissroll": {"steps": 1000, "hyper": _HARD,
+                    "why": "the turns of the roll separate (held-out NLL 2.70 against 2.79)"},
+      "pinwheel": {"steps": 3000, "hyper": {}, "why": "the defaults, longer: five clear arms"},
+  }
+  schema = (
+      hyper.Choice("potential", "single", ("single", "mlp"),
+                   '"single" (closed form, reference) or "mlp" (autodiff)'),
+      hyper.Int("hidden", 64, 1, 2048, "width of the hidden layer(s)"),
+      hyper.Int("depth", 2, 1, 8, 'hidden layers of the "mlp" potential'),
+      hyper.Bool("time_dependent", False, "phi(x, t) instead of phi(x)"),
+      hyper.Int("n_steps", 10, 1, 500, "RK4 steps; T = step_size * n_steps"),
+      hyper.Float("step_size", 0.2, 1e-4, 5.0, "eps (the reference code uses 0.1)"),
+      hyper.Choice("laplacian", "auto", ("auto", "exact", "hutchinson"),
+                   "how mlp potentials compute the Laplacian in training"),
+      hyper.Float("learning_rate", 5e-3, 1e-6, 0.1,
+                  "Adam (the reference uses 1e-3: too slow for a 1000-step fit)", log=True),
+      hyper.Int("batch_size", 256, 8, 8192, "data points per step"),
+      hyper.Choice("symmetry", "none", ("none", "reflection", "rotation"),
+                   "a symmetric potential (rotation: 2D)"),
+      hyper.Int("symmetry_order", 4, 2, 64, "k for a rotation by 2 pi / k"),
+      hyper.Bool("standardize", True, "fit the standardised data (the outputs stay in data space)"),
+      hyper.Float("init_scale", 0.1, 1e-4, 10.0, "size of the initial potential's output weights"),
+      hyper.Float("weight_scale", 5.0, 1e-3, 100.0,
+                  "first-layer weights at init (sharp features resolve separate modes)"),
+      hyper.Float("grad_clip", 10.0, 0.0, 1e6, "global-norm gradient clipping (0 = off)"),
+      hyper.Float("lr_decay", 0.05, 0.0, 1.0,
+                  "final learning rate / initial (cosine over the fit's steps); 1 = constant"),
+      hyper.Int("segments", 1, 1, 10,
+                '"single": K potentials, each acting on 1/K of [0, T] (n_steps % K == 0)'),
+      hyper.Int("radial", 0, 0, 2048, '"single": extra radial units softplus(alpha |u - m|^2 + beta)'),
+      hyper.Float("kinetic", 0.0, 0.0, 100.0,
+                  "weight of the kinetic-energy penalty mean int |grad phi|^2 dt (RNODE)"),
+  )
+
+  def validate(self, c: dict) -> None:
+    if c["potential"] != "single" and (c["segments"] > 1 or c["radial"] > 0):
+      raise ValueError(f"{self.name}: segments > 1 and radial > 0 need potential='single', "
+                       f"got potential={c['potential']!r}")
+    if c["n_steps"] % c["segments"]:
+      raise ValueError(f"{self.name}: n_steps ({c['n_steps']}) must be a multiple of segments "
+                       f"({c['segments']}), so that each RK4 step lies in one time segment")
+
+  def divergence_hint(self) -> str:
+    return "Lower learning_rate or step_size, or use fewer n_steps."
+
+  def _check_dim(self, dim: int) -> None:
+    if self.config["symmetry"] == "rotation" and dim != 2:
+      raise ValueError(f"{self.name}: symmetry='rotation' needs 2D data, got {dim}D; "
+                       "use 'reflection' or 'none'")
+
+  def prepare(self, data: np.ndarray) -> tuple[np.ndarray, dict]:
+    self._check_dim(data.shape[1])
+    return data, {}
+
+  def laplacian_mode(self, dim: int) -> str:
+    """The Laplacian used in training: "exact" or "hutchinson"."""
+    mode = self.config["laplacian"]
+    if self.config["potential"] == "single":
+      return "exact"  # closed form, always exact and cheap
+    if mode == "auto":
+      return "exact" if dim <= _EXACT_MAX_DIM else "hutchinson"
+    return mode
+
+  # -- init ------------------------------------------------------------------
+  def init(self, key, data, total_steps=None):
+    c = self.config
+    d = int(data.shape[1])
+    self._check_dim(d)
+    data_np = np.asarray(data, np.float64)
+    shift = data_np.mean(0) if (c["standardize"] and c["symmetry"] == "none") else np.zeros(d)
+    scale = float(np.sqrt(np.mean((data_np - shift) ** 2))) if c["standardize"] else 1.0
+    static = self.static(data, total_steps if c["lr_decay"] < 1.0 else 0,
+                         laplacian=self.laplacian_mode(d))
+    params = init_params(_spec(c, d), key, c["init_scale"], c["weight_scale"])
+    return static, MAFlowState(params, optimizer(static).init(params), jnp.asarray(shift, jnp.float32),
+                               jnp.asarray(scale, jnp.float32))
+
+  # -- one step --------------------------------------------------------------
+  def step(self, static, state: MAFlowState, key, data):
+    c, spec, mode = static.config, _spec(static.config, static.dim), static.get("laplacian")
+    field, tx = make_field(spec, mode), optimizer(static)
+    k_batch, k_noise = jax.random.split(key)
+    idx = jax.random.randint(k_batch, (int(c["batch_size"]),), 0, data.shape[0])
+    u = sharding.constrain_batch((data[idx] - state.shift) / state.scale)  # multi-device: split
+    noise = None
+    if mode == "hutchinson":
+      noise = jax.random.rademacher(k_noise, u.shape, dtype=u.dtype)
+    log_jac = spec.dim * jnp.log(state.scale)
+    lam = float(c.get("kinetic", 0.0))
+
+    def loss_fn(p):
+      if lam > 0:
+        lp, ke = flow_log_prob(field, spec, p, u, noise=noise, kinetic=True)
+        nll = -jnp.mean(lp) + log_jac
+        kin = jnp.mean(ke)
+        return nll + lam * kin, (nll, kin)
+      nll = -jnp.mean(flow_log_prob(field, spec, p, u, noise=noise)) + log_jac
+      return nll, (nll, jnp.zeros(()))
+
+    (_, (nll, kin)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = {"loss": nll, "grad_norm": optax.global_norm(grads)}
+    if lam > 0:
+      metrics["kinetic"] = kin
+    return MAFlowState(params, opt_state, state.shift, state.scale), metrics
+
+  def finalize(self, static, state: MAFlowState, history, info) -> MAFlowFitted:
+    extras = {"dim": static.dim, "shift": np.asarray(state.shift, np.float32),
+              "scale": float(state.scale), "laplacian_train": static.get("laplacian")}
+    return MAFlowFitted(config=static.config, params=state.params, extras=extras,
+                        history=history, info=info)
+
+
+def lr_schedule(static):
+  """The learning rate at each step: cosine decay from ``learning_rate`` to ``lr_decay`` times it
+  over the fit's steps (a constant when ``lr_decay`` is 1)."""
+  c = static.config
+  if c["lr_decay"] >= 1.0:
+    return optax.constant_schedule(c["learning_rate"])
+  return optax.cosine_decay_schedule(c["learning_rate"], max(1, static.total_steps),
+                                     alpha=c["lr_decay"])
+
+
+def optimizer(static) -> optax.GradientTransformation:
+  """Adam on :func:`lr_schedule`, after global-norm clipping at ``grad_clip`` (0 = none)."""
+  c = static.config
+  clip = [optax.clip_by_global_norm(c["grad_clip"])] if c["grad_clip"] > 0 else []
+  lr = lr_schedule(static) if c["lr_decay"] < 1.0 else c["learning_rate"]
+  return optax.chain(*clip, optax.adam(lr))

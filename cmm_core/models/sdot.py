@@ -222,148 +222,6 @@ def fit_dual(points, y, epsilon: float, *, steps: int = 3000, batch_size: int = 
 # -- the model -----------------------------------------------------------------
 
 
-class SDOTState(NamedTuple):
-  params: Any            # generator variables
-  opt_state: Any         # Adam on the generator
-  dual: _DualState       # psi, its average, its optimiser state
-
-
-class SDOT(Model):
-  """Generator trained through the gradient of (entropic) semi-discrete OT (module docstring)."""
-
-  name = "sdot"
-  default_steps = 1500
-  # measured in docs/sdot.md (the Fourier generator's defaults fit the other built-in targets)
-  suggested = {
-      "rings": {"steps": 3000, "hyper": {},
-                "why": "the four rings separate (at 1500 steps the outer ones are still a veil)"},
-      "checkerboard": {"steps": 3000, "hyper": {"epsilon": 0.003},
-                       "why": "a smaller epsilon fills the squares (at 0.01 they are hollow outlines)"},
-  }
-  schema = (
-      hyper.Float("epsilon", 0.01, 0.0, 10.0,
-                  "entropic regularisation, relative to the data variance; 0 = hard"),
-      hyper.Int("latent_dim", None, 1, 64, "dimension of the latent", optional="the data dimension"),
-      hyper.Choice("latent", "uniform", LATENTS,
-                   '"uniform" (U[-1, 1]^k, the reference) or "normal" (N(0, I))'),
-      hyper.Widths("hidden", (128, 128), "generator MLP widths"),
-      hyper.Choice("activation", "relu", sorted(ACTIVATIONS), "the generator's activation"),
-      hyper.Int("fourier", 64, 0, 1024, "random Fourier features of the latent (0: a plain MLP)"),
-      hyper.Float("fourier_scale", 1.0, 0.0, 100.0,
-                  "their frequencies' standard deviation (cycles per latent unit)", lo_open=True),
-      hyper.Float("learning_rate", 3e-3, 0.0, 1.0, "Adam on the generator (initial)", log=True,
-                  lo_open=True),
-      hyper.Float("lr_decay", 0.01, 0.0, 1.0,
-                  "final generator learning rate / initial (cosine); 1 = constant"),
-      hyper.Float("psi_learning_rate", 0.01, 0.0, 10.0, "Adam (or averaged SGD) on psi", log=True,
-                  lo_open=True),
-      hyper.Choice("psi_optimizer", "adam", ("adam", "asgd"),
-                   '"adam" or "asgd" (SGD on the nu-relative gradient + averaging)'),
-      hyper.Int("psi_steps", 10, 1, 100, "ascent steps on psi per generator step"),
-      hyper.Float("psi_average", 0.1, 0.0, 0.999,
-                  "EMA weight of the previous averaged psi (0: no averaging)"),
-      hyper.Int("generator_steps", 1, 1, 100,
-                "Adam steps on the generator per psi update (fresh batch each)"),
-      hyper.Int("batch_size", 256, 8, 8192, "generated points per psi step and per generator step"),
-      hyper.Int("max_data", 20_000, 100, 100_000,
-                "data points kept (one psi each); more are subsampled"),
-  )
-
-  def divergence_hint(self) -> str:
-    return "Lower learning_rate or psi_learning_rate, or raise epsilon."
-
-  def prepare(self, data):
-    info = {"warnings": []}
-    cap = int(self.config["max_data"])
-    if data.shape[0] > cap:
-      idx = np.sort(np.random.default_rng(0).choice(data.shape[0], size=cap, replace=False))
-      data = data[idx]
-      info["warnings"].append(
-          f"sdot keeps one dual weight per data point: the data was subsampled to {cap} points "
-          f"(max_data).")
-    return data, info
-
-  # -- init ------------------------------------------------------------------
-  def init(self, key, data):
-    c = self.config
-    data_np = np.asarray(data, np.float64)
-    m, d = data_np.shape
-    center = data_np.mean(0)
-    scale = float(np.sqrt(np.mean(np.sum((data_np - center) ** 2, 1))))
-    scale = scale if scale > 0 else 1.0
-    k = int(c["latent_dim"] or d)
-    self.latent_dim = k
-    self.center = jnp.asarray(center, jnp.float32)
-    self.scale = scale
-    self.net = Generator(dim=d, hidden=c["hidden"], activation=c["activation"],
-                         fourier=c["fourier"], fourier_scale=c["fourier_scale"])
-    params = self.net.init(key, jnp.zeros((1, k), jnp.float32))
-    # total_steps is set by cc.fit; a model driven by hand decays over default_steps
-    self.tx = optax.adam(_generator_lr(
-        c["learning_rate"], c["lr_decay"],
-        (int(self.total_steps) or self.default_steps) * int(c["generator_steps"])))
-    self.psi_tx = _psi_optimizer(c["psi_optimizer"], c["psi_learning_rate"], m)
-    self.solver = _dual_solver(c["psi_steps"], c["batch_size"], self.psi_tx, c["psi_average"])
-    self.extras = {
-        "dim": d, "latent_dim": k, "latent": c["latent"], "hidden": list(c["hidden"]),
-        "activation": c["activation"], "fourier": c["fourier"],
-        "fourier_scale": c["fourier_scale"], "center": np.asarray(center, np.float32), "scale": scale,
-        "data": np.asarray(data_np, np.float32),
-    }
-    psi = jnp.zeros((m,), jnp.float32)
-    dual = _DualState(psi, psi, self.psi_tx.init(psi))
-    return SDOTState(params, self.tx.init(params), dual)
-
-  # -- one step --------------------------------------------------------------
-  def step(self, state: SDOTState, key, data):
-    c = self.config
-    eps = float(c["epsilon"])
-    b, k = int(c["batch_size"]), self.latent_dim
-    y = (data - self.center) / self.scale
-    k_dual, k_gen, k_ed = jax.random.split(key, 3)
-    gen = functools.partial(self.net.apply, jax.lax.stop_gradient(state.params))
-
-    def sampler(key, shape, dtype=None):
-      return gen(sharding.constrain_batch(sample_latent(key, shape[0], k, c["latent"])))
-
-    prob = _problem(sampler, y, eps)
-    dual, objective, psi_grad_norm = _ascent(self.solver, state.dual, k_dual, prob, eps,
-                                             int(c["psi_steps"]))
-    psi = dual.psi_avg
-
-    def generator_step(carry, key):
-      params, opt_state = carry
-      z = sharding.constrain_batch(sample_latent(key, b, k, c["latent"]))  # multi-device: split
-      (value, x), grads = jax.value_and_grad(generator_loss, argnums=1, has_aux=True)(
-          self.net.apply, params, z, psi, y, eps)
-      updates, opt_state = self.tx.update(grads, opt_state, params)
-      return (optax.apply_updates(params, updates), opt_state), (value, x, grads)
-
-    n_gen = int(c["generator_steps"])
-    keys = k_gen[None] if n_gen == 1 else jax.random.split(k_gen, n_gen)  # 1: as before
-    (params, opt_state), (values, xs, all_grads) = jax.lax.scan(
-        generator_step, (state.params, state.opt_state), keys)
-    value, x = values[-1], xs[-1]
-    grads = jax.tree_util.tree_map(lambda g: g[-1], all_grads)
-    idx = jax.random.randint(k_ed, (b,), 0, y.shape[0])
-    metrics = {
-        "loss": value + jnp.mean(psi),
-        "psi_objective": objective,
-        "psi_grad_norm": psi_grad_norm,
-        "generator_grad_norm": optax.global_norm(grads),
-        "energy_distance": self.scale * metrics_lib._energy(x, y[idx]),
-    }
-    return SDOTState(params, opt_state, dual), metrics
-
-  def finalize(self, state: SDOTState, history, info) -> "SDOTFitted":
-    extras = dict(self.extras)
-    extras["psi"] = np.asarray(state.dual.psi_avg, np.float32)
-    return SDOTFitted(config=dict(self.config), params=state.params, extras=extras,
-                      history=history, info=info)
-
-
-
-
 @dataclasses.dataclass
 class SDOTFitted(FittedModel):
   """A fitted semi-discrete OT generator: latent ``U[-1, 1]^k`` or ``N(0, I)``, map ``g_theta``.
@@ -461,7 +319,155 @@ class SDOTFitted(FittedModel):
     return {"cell": cell.astype(np.int64), "max_prob": pmax, "entropy": ent}
 
 
-SDOT.fitted_cls = SDOTFitted
+class SDOTState(NamedTuple):
+  params: Any            # generator variables
+  opt_state: Any         # Adam on the generator
+  dual: _DualState       # psi, its average, its optimiser state
+  center: jnp.ndarray    # [d] the data's mean
+  scale: jnp.ndarray     # [] the data's RMS distance to it (the cost's unit)
+  data: jnp.ndarray      # [m, d] the data points the dual weights belong to
+
+
+class SDOT(Model):
+  """Generator trained through the gradient of (entropic) semi-discrete OT (module docstring)."""
+
+  name = "sdot"
+  fitted_cls = SDOTFitted
+  default_steps = 1500
+  # measured in docs/sdot.md (the Fourier generator's defaults fit the other built-in targets)
+  suggested = {
+      "rings": {"steps": 3000, "hyper": {},
+                "why": "the four rings separate (at 1500 steps the outer ones are still a veil)"},
+      "checkerboard": {"steps": 3000, "hyper": {"epsilon": 0.003},
+                       "why": "a smaller epsilon fills the squares (at 0.01 they are hollow outlines)"},
+  }
+  schema = (
+      hyper.Float("epsilon", 0.01, 0.0, 10.0,
+                  "entropic regularisation, relative to the data variance; 0 = hard"),
+      hyper.Int("latent_dim", None, 1, 64, "dimension of the latent", optional="the data dimension"),
+      hyper.Choice("latent", "uniform", LATENTS,
+                   '"uniform" (U[-1, 1]^k, the reference) or "normal" (N(0, I))'),
+      hyper.Widths("hidden", (128, 128), "generator MLP widths"),
+      hyper.Choice("activation", "relu", sorted(ACTIVATIONS), "the generator's activation"),
+      hyper.Int("fourier", 64, 0, 1024, "random Fourier features of the latent (0: a plain MLP)"),
+      hyper.Float("fourier_scale", 1.0, 0.0, 100.0,
+                  "their frequencies' standard deviation (cycles per latent unit)", lo_open=True),
+      hyper.Float("learning_rate", 3e-3, 0.0, 1.0, "Adam on the generator (initial)", log=True,
+                  lo_open=True),
+      hyper.Float("lr_decay", 0.01, 0.0, 1.0,
+                  "final generator learning rate / initial (cosine); 1 = constant"),
+      hyper.Float("psi_learning_rate", 0.01, 0.0, 10.0, "Adam (or averaged SGD) on psi", log=True,
+                  lo_open=True),
+      hyper.Choice("psi_optimizer", "adam", ("adam", "asgd"),
+                   '"adam" or "asgd" (SGD on the nu-relative gradient + averaging)'),
+      hyper.Int("psi_steps", 10, 1, 100, "ascent steps on psi per generator step"),
+      hyper.Float("psi_average", 0.1, 0.0, 0.999,
+                  "EMA weight of the previous averaged psi (0: no averaging)"),
+      hyper.Int("generator_steps", 1, 1, 100,
+                "Adam steps on the generator per psi update (fresh batch each)"),
+      hyper.Int("batch_size", 256, 8, 8192, "generated points per psi step and per generator step"),
+      hyper.Int("max_data", 20_000, 100, 100_000,
+                "data points kept (one psi each); more are subsampled"),
+  )
+
+  def divergence_hint(self) -> str:
+    return "Lower learning_rate or psi_learning_rate, or raise epsilon."
+
+  def prepare(self, data):
+    info = {"warnings": []}
+    cap = int(self.config["max_data"])
+    if data.shape[0] > cap:
+      idx = np.sort(np.random.default_rng(0).choice(data.shape[0], size=cap, replace=False))
+      data = data[idx]
+      info["warnings"].append(
+          f"sdot keeps one dual weight per data point: the data was subsampled to {cap} points "
+          f"(max_data).")
+    return data, info
+
+  # -- init ------------------------------------------------------------------
+  def init(self, key, data, total_steps=None):
+    c = self.config
+    data_np = np.asarray(data, np.float64)
+    m, d = data_np.shape
+    center = data_np.mean(0)
+    scale = float(np.sqrt(np.mean(np.sum((data_np - center) ** 2, 1))))
+    scale = scale if scale > 0 else 1.0
+    k = int(c["latent_dim"] or d)
+    # the generator's schedule spans its steps; the psi optimiser's rate depends on m (asgd)
+    static = self.static(data, total_steps if c["lr_decay"] < 1.0 else 0, latent_dim=k, n_points=m)
+    params = _generator(static).init(key, jnp.zeros((1, k), jnp.float32))
+    psi = jnp.zeros((m,), jnp.float32)
+    dual = _DualState(psi, psi, _psi_optimizer(c["psi_optimizer"], c["psi_learning_rate"], m).init(psi))
+    return static, SDOTState(params, _generator_optimizer(static).init(params), dual,
+                             jnp.asarray(center, jnp.float32), jnp.asarray(scale, jnp.float32),
+                             jnp.asarray(data_np, jnp.float32))
+
+  # -- one step --------------------------------------------------------------
+  def step(self, static, state: SDOTState, key, data):
+    c = static.config
+    eps = float(c["epsilon"])
+    b, k = int(c["batch_size"]), static.get("latent_dim")
+    net, tx = _generator(static), _generator_optimizer(static)
+    psi_tx = _psi_optimizer(c["psi_optimizer"], c["psi_learning_rate"], static.get("n_points"))
+    solver = _dual_solver(c["psi_steps"], c["batch_size"], psi_tx, c["psi_average"])
+    y = (data - state.center) / state.scale
+    k_dual, k_gen, k_ed = jax.random.split(key, 3)
+    gen = functools.partial(net.apply, jax.lax.stop_gradient(state.params))
+
+    def sampler(key, shape, dtype=None):
+      return gen(sharding.constrain_batch(sample_latent(key, shape[0], k, c["latent"])))
+
+    prob = _problem(sampler, y, eps)
+    dual, objective, psi_grad_norm = _ascent(solver, state.dual, k_dual, prob, eps,
+                                             int(c["psi_steps"]))
+    psi = dual.psi_avg
+
+    def generator_step(carry, key):
+      params, opt_state = carry
+      z = sharding.constrain_batch(sample_latent(key, b, k, c["latent"]))  # multi-device: split
+      (value, x), grads = jax.value_and_grad(generator_loss, argnums=1, has_aux=True)(
+          net.apply, params, z, psi, y, eps)
+      updates, opt_state = tx.update(grads, opt_state, params)
+      return (optax.apply_updates(params, updates), opt_state), (value, x, grads)
+
+    n_gen = int(c["generator_steps"])
+    keys = k_gen[None] if n_gen == 1 else jax.random.split(k_gen, n_gen)  # 1: as before
+    (params, opt_state), (values, xs, all_grads) = jax.lax.scan(
+        generator_step, (state.params, state.opt_state), keys)
+    value, x = values[-1], xs[-1]
+    grads = jax.tree_util.tree_map(lambda g: g[-1], all_grads)
+    idx = jax.random.randint(k_ed, (b,), 0, y.shape[0])
+    metrics = {
+        "loss": value + jnp.mean(psi),
+        "psi_objective": objective,
+        "psi_grad_norm": psi_grad_norm,
+        "generator_grad_norm": optax.global_norm(grads),
+        "energy_distance": state.scale * metrics_lib._energy(x, y[idx]),
+    }
+    return state._replace(params=params, opt_state=opt_state, dual=dual), metrics
+
+  def finalize(self, static, state: SDOTState, history, info) -> SDOTFitted:
+    c = static.config
+    extras = {
+        "dim": static.dim, "latent_dim": static.get("latent_dim"), "latent": c["latent"],
+        "hidden": list(c["hidden"]), "activation": c["activation"], "fourier": c["fourier"],
+        "fourier_scale": c["fourier_scale"], "center": np.asarray(state.center, np.float32),
+        "scale": float(state.scale), "data": np.asarray(state.data, np.float32),
+        "psi": np.asarray(state.dual.psi_avg, np.float32),
+    }
+    return SDOTFitted(config=c, params=state.params, extras=extras, history=history, info=info)
+
+
+def _generator(static) -> Generator:
+  c = static.config
+  return Generator(dim=static.dim, hidden=tuple(c["hidden"]), activation=c["activation"],
+                   fourier=c["fourier"], fourier_scale=c["fourier_scale"])
+
+
+def _generator_optimizer(static) -> optax.GradientTransformation:
+  c = static.config
+  return optax.adam(_generator_lr(c["learning_rate"], c["lr_decay"],
+                                  static.total_steps * int(c["generator_steps"])))
 
 
 def epsilon_sweep(data, epsilons=(0.0, 0.025, 0.05, 0.1), *, steps: Optional[int] = 600,

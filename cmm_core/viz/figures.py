@@ -366,7 +366,7 @@ def draw_canvas(grid: dict, cells: Sequence[int] = (), *, title: str = "draw the
     height: in pixels.
 
   Box/lasso selections on it are turned into cells by
-  :func:`cmm_core.targets.cells_from_selection` (from the selection's geometry).
+  the app's ``app_support.selection.cells_from_selection`` (from the selection's geometry).
   """
   k, lo, hi = int(grid["cells"]), float(grid["lo"]), float(grid["hi"])
   centres = np.asarray(grid["centres"])

@@ -59,7 +59,7 @@ def test_target_page_toys_and_gaussian():
   at.run()
   assert not at.exception and not at.error
   assert at.session_state["target"]["data"].shape[1] == 1
-  assert at.session_state["target"]["spec"]["kind"] == "1D toy"
+  assert at.session_state["target"]["spec"]["kind"] == "toy1d"
 
   at.radio(key="tgt_kind").set_value("Gaussian")
   at.run()
@@ -171,7 +171,7 @@ def test_train_page_offers_measured_settings_for_hard_targets():
   """maflow on rings: the page offers the settings of docs/maflow.md in one click, and they train."""
   at = goto(open_app(), "app_pages/train.py")
   assert not any("fits much better" in i.value for i in at.info)  # eight_gaussians: nothing to offer
-  spec = {"kind": "2D toy", "name": "rings", "n": 512, "seed": 0, "params": {}}
+  spec = {"kind": "toy2d", "name": "rings", "n": 512, "seed": 0, "params": {}}
   at.session_state["target"] = {"label": "rings", "spec": spec, "columns": None,
                                 "data": cc.targets.make("rings", n=512, seed=0)}
   at.selectbox(key="tr_model").set_value("maflow")

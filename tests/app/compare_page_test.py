@@ -138,7 +138,7 @@ def test_bad_hyper_parameters_and_no_model_are_messages():
 def test_a_3d_target_is_shown_through_the_picked_pair_of_columns():
   data = cc.targets.gaussian(np.zeros(3), np.diag([1.0, 4.0, 0.25]), 256, seed=0).astype(np.float32)
   target = {"label": "3D Gaussian", "data": data, "columns": ["a", "b", "c"],
-            "spec": {"kind": "Upload", "file": "g.csv", "columns": ["a", "b", "c"], "n": 256}}
+            "spec": {"kind": "upload", "file": "g.csv", "columns": ["a", "b", "c"], "n": 256}}
   at = _page(target)
   _tick(at, ["maflow"])
   _steps(at, 20)

@@ -108,7 +108,7 @@ def test_1d_page_builtin_and_session_targets():
   rng = np.random.default_rng(0)
   data = (1.0 + 0.5 * rng.standard_normal((800, 1))).astype(np.float32)
   at.session_state["target"] = {"label": "upload.csv [x] (n=800)", "data": data,
-                                "spec": {"kind": "Upload"}, "columns": ["x"]}
+                                "spec": {"kind": "upload"}, "columns": ["x"]}
   at.run()
   source = at.selectbox(key="ex1_source")
   assert source.options[0] == "session target: upload.csv [x] (n=800)"
@@ -126,7 +126,7 @@ def test_1d_page_overlays_a_trained_1d_model():
   for model, mean, std in (("cmm", 0.0, s ** (1 / 3)), ("mm", 0.3, 1 / s)):
     at.session_state["fit"] = {
         "fitted": GaussianBaseModel(model, mean, std), "uid": 7 if model == "cmm" else 8,
-        "target_label": "gaussian (n=1000)", "target_spec": {"kind": "1D toy"}, "data": data,
+        "target_label": "gaussian (n=1000)", "target_spec": {"kind": "toy1d"}, "data": data,
         "columns": None, "settings": {"model": model, "steps": 50, "seed": 0, "hyper": {}}}
     at.run()
     assert not at.exception, [e.value for e in at.exception]

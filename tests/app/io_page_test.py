@@ -80,7 +80,7 @@ def test_a_saved_model_of_another_dimension_is_shown_without_data(saved_model):
   at = _train_page()
   one_d = cc.targets.make("gaussian", n=500, seed=0)
   at.session_state["target"] = {"label": "gaussian", "data": one_d, "columns": None,
-                                "spec": {"kind": "1D toy", "name": "gaussian", "n": 500, "seed": 0,
+                                "spec": {"kind": "toy1d", "name": "gaussian", "n": 500, "seed": 0,
                                          "params": {}}}
   at.file_uploader(key="tr_saved_upload").set_value(("moons.msgpack", blob, "application/octet-stream"))
   at.run(timeout=TIMEOUT)

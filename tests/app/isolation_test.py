@@ -158,13 +158,9 @@ def test_parallel_fits_reproduce_each_sessions_fit(sessions):
 class _FakeModel:
   """Just enough of a Model for ``train.compiled_chunk`` (which only wraps ``step`` in jit)."""
 
-  def __init__(self, key):
-    self.key = key
+  config: dict = {}
 
-  def cache_key(self):
-    return self.key
-
-  def step(self, state, key, data):
+  def step(self, static, state, key, data):
     return state, {"loss": 0.0}
 
 
@@ -180,8 +176,8 @@ def test_chunk_cache_is_safe_from_parallel_sessions(monkeypatch):
     try:
       for _ in range(400):
         k = next(counter)
-        f = train.compiled_chunk(_FakeModel(k % 40), 5, 2)
-        assert f is train.compiled_chunk(_FakeModel(k % 40), 5, 2) or len(train._CHUNK_CACHE) >= 16
+        f = train.compiled_chunk(_FakeModel(), k % 40, 5)
+        assert f is train.compiled_chunk(_FakeModel(), k % 40, 5) or len(train._CHUNK_CACHE) >= 16
     except Exception as e:
       errors.append(e)
 
@@ -197,14 +193,16 @@ def test_chunk_cache_is_safe_from_parallel_sessions(monkeypatch):
   assert len(train._CHUNK_CACHE) <= train._CHUNK_CACHE_SIZE
 
 
-def test_fits_do_not_change_the_model_defaults():
-  # defaults are class attributes, shared by every session: a fit must copy them, never edit them
+def test_models_are_frozen_and_do_not_change_the_defaults():
+  # defaults are class attributes, shared by every session: a model copies them and is frozen
   before = {m: copy.deepcopy(cc.models.get(m).defaults) for m in cc.models.names()}
   for m in cc.models.names():
     cls = cc.models.get(m)
     model = cls(**{k: v for k, v in cls.defaults.items() if k != "potential"})
-    model.config["hidden"] = "changed"
-    model.config["batch_size"] = -1
+    with pytest.raises(TypeError):
+      model.config["hidden"] = "changed"
+    with pytest.raises(AttributeError, match="frozen"):
+      model.total_steps = 5
   assert {m: cc.models.get(m).defaults for m in cc.models.names()} == before
 
 
@@ -214,9 +212,9 @@ def test_fits_do_not_change_the_model_defaults():
 
 # (file, global) pairs that are mutated and shared by every session, each justified:
 ALLOWED_MUTABLE_GLOBALS = {
-    # jitted training chunks keyed by (model class, settings, chunk length, data dimension): no
-    # data and no user state (a fit's data-dependent constants travel in its training state, see
-    # Model.cache_key); a lock guards it (test_chunk_cache_is_safe_from_parallel_sessions).
+    # jitted training chunks keyed by (model class, static, chunk length, devices): no data and no
+    # user state (a fit's data-dependent constants travel in its training state, see
+    # cmm_core.models.base); a lock guards it (test_chunk_cache_is_safe_from_parallel_sessions).
     ("cmm_core/train.py", "_CHUNK_CACHE"),
 }
 # functools caches shared by every session, each justified:

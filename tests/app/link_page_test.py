@@ -113,7 +113,7 @@ def test_a_bad_link_says_what_was_ignored_and_keeps_the_rest():
 def test_an_uploaded_target_gives_a_link_without_data():
   data = targets.make("two_moons", 64, seed=0).astype(np.float32)
   upload = {"label": "mine.csv", "data": data, "columns": ["a", "b"],
-            "spec": {"kind": "Upload", "file": "mine.csv", "columns": ["a", "b"], "n": 64}}
+            "spec": {"kind": "upload", "file": "mine.csv", "columns": ["a", "b"], "n": 64}}
   at = open_app("app_pages/train.py", target=upload)
   q = _query(at)
   assert "target" not in q and q["model"] == at.selectbox(key="tr_model").value

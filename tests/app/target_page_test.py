@@ -5,6 +5,7 @@ from streamlit.testing.v1 import AppTest
 
 from apptest_utils import open_app, run
 
+from app_support import selection
 from cmm_core import datasets, targets
 
 KINDS = ["1D toy", "2D toy", "Gaussian", "Real data", "Upload", "Draw"]
@@ -37,7 +38,7 @@ def test_real_data_sets_the_target():
   at = _kind(_target_page(), "Real data")
   box = at.selectbox(key="tgt_real")
   assert box.options and len(box.options) == len(datasets.names())
-  assert at.session_state["target"]["spec"]["kind"] == "Real data"
+  assert at.session_state["target"]["spec"]["kind"] == "real"
   # source and licence are on the page
   captions = " ".join(c.value for c in at.caption)
   assert "Source" in captions and "Licence" in captions
@@ -47,7 +48,7 @@ def test_real_data_sets_the_target():
   tgt = at.session_state["target"]
   assert tgt["data"].shape == (272, 2)
   assert tgt["columns"] == ["eruptions_min", "waiting_min"]
-  assert tgt["spec"] == {"kind": "Real data", "name": "old_faithful",
+  assert tgt["spec"] == {"kind": "real", "name": "old_faithful",
                          "columns": ["eruptions_min", "waiting_min"], "standardize": False,
                          "n": 272}
 
@@ -148,13 +149,13 @@ def test_draw_with_regions_in_session_state():
   assert at.radio(key="tgt_draw_mode").value == "draw with the mouse"
   assert any("Nothing drawn" in i.value for i in at.info)
   grid = targets.draw_grid()
-  left = targets.cells_from_selection({"box": [{"x": [-3, -1], "y": [-3, 3]}]}, grid)
-  right = targets.cells_from_selection({"lasso": [{"x": [1, 3, 3], "y": [0, 0, 2]}]}, grid)
+  left = selection.cells_from_selection({"box": [{"x": [-3, -1], "y": [-3, 3]}]}, grid)
+  right = selection.cells_from_selection({"lasso": [{"x": [1, 3, 3], "y": [0, 0, 2]}]}, grid)
   at.session_state["tgt_draw_regions"] = [left, right]
   at.select_slider(key="tgt_draw_n").set_value(1024)
   _run(at)
   tgt = at.session_state["target"]
-  assert tgt["spec"]["kind"] == "Draw" and tgt["data"].shape == (1024, 2)
+  assert tgt["spec"]["kind"] == "draw" and tgt["data"].shape == (1024, 2)
   assert tgt["spec"]["cells"] == sorted(set(left) | set(right))
   assert np.any(tgt["data"][:, 0] < -1) and np.any(tgt["data"][:, 0] > 1)
 

@@ -17,7 +17,7 @@ GAUSS_COV = np.array([[2.0, 0.9], [0.9, 1.0]])
 
 def _random_fitted(d=2, seed=0, shift=None, scale=1.3, init_scale=2.0, **hyper) -> MAFlowFitted:
   """A flow with a random (non-trivial) potential, built from (config, params, extras) alone."""
-  config = MAFlow(**hyper).config
+  config = dict(MAFlow(**hyper).config)
   spec = maflow._spec(config, d)
   params = maflow.init_params(spec, jax.random.PRNGKey(seed), init_scale)
   extras = {"dim": d, "shift": np.zeros(d, np.float32) if shift is None else np.asarray(shift, np.float32),
@@ -174,10 +174,11 @@ def test_kinetic_energy_accumulator():
 def test_kinetic_and_lr_decay_in_training():
   data = cc.targets.make("two_moons", n=512, seed=0)
   m = MAFlow(lr_decay=0.1, kinetic=0.5, segments=2, radial=4, hidden=8, batch_size=32)
-  m.total_steps = 40
-  state = m.init(jax.random.PRNGKey(0), jnp.asarray(data, jnp.float32))
-  assert abs(float(m.lr_schedule(0)) - 5e-3) < 1e-9 and abs(float(m.lr_schedule(40)) - 5e-4) < 1e-9
-  state, metrics = jax.jit(lambda s, k: m.step(s, k, jnp.asarray(data, jnp.float32)))(state, jax.random.PRNGKey(1))
+  static, state = m.init(jax.random.PRNGKey(0), jnp.asarray(data, jnp.float32), total_steps=40)
+  schedule = maflow.lr_schedule(static)
+  assert abs(float(schedule(0)) - 5e-3) < 1e-9 and abs(float(schedule(40)) - 5e-4) < 1e-9
+  state, metrics = jax.jit(lambda s, k: m.step(static, s, k, jnp.asarray(data, jnp.float32)))(
+      state, jax.random.PRNGKey(1))
   assert {"loss", "grad_norm", "kinetic"} <= set(metrics) and float(metrics["kinetic"]) > 0
   assert np.isfinite(float(metrics["loss"]))
 

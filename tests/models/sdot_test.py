@@ -156,8 +156,8 @@ def test_latent_options_and_subsampling():
   # init + finalize only (no training: the protocol does not need it, and it compiles nothing)
   m = sdot.SDOT(latent_dim=1, latent="normal", max_data=400, epsilon=0.0, **SMALL)
   prepared, info = m.prepare(data)
-  state = m.init(jax.random.PRNGKey(0), jnp.asarray(prepared))
-  fitted = m.finalize(state, [], {"dim": 2, "n_data": prepared.shape[0], **info})
+  static, state = m.init(jax.random.PRNGKey(0), jnp.asarray(prepared))
+  fitted = m.finalize(static, state, [], {"dim": 2, "n_data": prepared.shape[0], **info})
   assert fitted.latent_dim == 1 and fitted.dim == 2
   z = fitted.sample_base(64, seed=0)
   assert z.shape == (64, 1)

@@ -19,8 +19,8 @@ def _untrained(data, seed=0, **hyper):
   """An SDOTFitted straight from init (no training, so no compilation), random psi."""
   m = sdot.SDOT(**{**TINY, **hyper})
   prepared, info = m.prepare(np.asarray(data, np.float32))
-  state = m.init(jax.random.PRNGKey(seed), jnp.asarray(prepared))
-  fitted = m.finalize(state, [], {"dim": prepared.shape[1], "n_data": prepared.shape[0],
+  static, state = m.init(jax.random.PRNGKey(seed), jnp.asarray(prepared))
+  fitted = m.finalize(static, state, [], {"dim": prepared.shape[1], "n_data": prepared.shape[0],
                                   "warnings": [], **info})
   fitted.extras["psi"] = (0.05 * np.random.default_rng(seed).standard_normal(
       prepared.shape[0])).astype(np.float32)
