@@ -128,14 +128,14 @@ def _compare(target: dict, models: list, mode: str, value, seed: int, hyper: dic
     budget = compare.budget_for(m, mode, value)
     jobs.append({"model": m, "budget": budget, "hyper": hyper.get(m, {}),
                  "key": compare.cache_key(target, m, budget, seed, hyper.get(m, {}))})
-  heldout = _state.heldout_draw(target["spec"])
+  heldout, source = _state.heldout_points(target["spec"], target.get("heldout"))
   run = {"order": list(models), "jobs": {j["model"]: j for j in jobs}, "results": {},
          "partial": {}, "done": False, "stopped": None, "target_label": target["label"],
          "target_digest": compare.data_digest(target["data"]), "data": target["data"],
          "columns": target.get("columns"),
          "heldout": target["data"] if heldout is None else heldout,
          "reference": ("training data" if heldout is None else
-                       f"{min(len(heldout), metrics.N_HELDOUT)} fresh points"),
+                       f"{min(len(heldout), metrics.N_HELDOUT)} {source}"),
          "budget_text": BUDGET_TEXT[mode] + ("" if mode == "default" else
                                             f": {compare.budget_label(jobs[0]['budget'])}"),
          "seed": seed}

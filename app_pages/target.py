@@ -118,7 +118,9 @@ def _real_data() -> None:
   std = _standardize_box("tgt_real_std")
   if not picked:
     return
-  _state.use_target({"kind": Kind.REAL.value, "name": name, "columns": picked, "standardize": std})
+  tgt = _state.use_target({"kind": Kind.REAL.value, "name": name, "columns": picked,
+                           "standardize": std})
+  st.caption(_state.heldout_note(tgt["spec"]))
 
 
 def _refused(e: DataError) -> None:
@@ -165,9 +167,12 @@ def _upload() -> None:
   if sel["rows_dropped"]:
     st.warning(f"Dropped {sel['rows_dropped']} row(s) with missing or non-numeric values "
                "in the chosen columns.")
-  _state.set_target(f"{up.name} {target_spec.columns_label(picked, std)} (n={data.shape[0]})", data,
-                    {"kind": Kind.UPLOAD.value, "file": up.name, "columns": picked, "standardize": std,
-                     "n": int(data.shape[0])}, columns=picked)
+  data, heldout = target_spec.hold_out(data)
+  spec = {"kind": Kind.UPLOAD.value, "file": up.name, "columns": picked, "standardize": std,
+          "n": int(data.shape[0]), "n_heldout": 0 if heldout is None else int(heldout.shape[0])}
+  _state.set_target(target_spec.table_label(up.name, picked, std, spec["n"], spec["n_heldout"]),
+                    data, spec, columns=picked, heldout=heldout)
+  st.caption(_state.heldout_note(spec))
 
 
 DRAW_MODES = ["draw with the mouse", "type points"]

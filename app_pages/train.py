@@ -207,45 +207,48 @@ def _epsilon_experiment(target: dict) -> None:
 
 
 def _heldout(entry: dict) -> tuple:
-  """``(held-out metrics or None, training-data NLL or None)`` of the fit, computed once per fit and
-  kept. The held-out metrics are ``metrics.heldout_metrics`` on a fresh draw of the target, the
-  Compare page's numbers for the same fit (None when the target cannot be drawn again); the
-  training-data NLL is taken on as many training points (None without a density)."""
+  """``(held-out metrics or None, their source in words, training-data NLL or None)`` of the fit,
+  computed once per fit and kept. The held-out metrics are ``metrics.heldout_metrics`` on a table's
+  held-out rows or a fresh draw of the target, the Compare page's numbers for the same fit (None
+  when there is neither); the training-data NLL is taken on as many training points (None without
+  a density)."""
   fitted = entry["fitted"]
   if np.asarray(entry["data"]).shape[0] == 0:  # a saved model shown without data
-    return None, None
+    return None, "", None
   key = (entry["uid"], panels.fit_summary(fitted)["steps"])
   cached = st.session_state.get("heldout")
   if cached is not None and cached["key"] == key:
     return cached["value"]
   held = train_nll = None
+  source = ""
   try:
     with st.spinner("Measuring the model on held-out points…"):
-      fresh = _state.heldout_draw(entry["target_spec"])
-      if fresh is not None:
-        held = metrics.heldout_metrics(fitted, fresh, seed=0)
+      points, source = _state.heldout_points(entry["target_spec"], entry.get("heldout"))
+      if points is not None:
+        held = metrics.heldout_metrics(fitted, points, seed=0)
       train = geometry.subsample(np.asarray(entry["data"]), metrics.N_HELDOUT, seed=0)
       train_nll = metrics.nll(fitted.log_prob, train)
   except NotImplementedError:
     train_nll = None
   except Exception as e:  # keep the page alive
     st.warning(f"Could not evaluate the model ({type(e).__name__}): {e}")
-  value = (held, train_nll)
+  value = (held, source, train_nll)
   st.session_state["heldout"] = {"key": key, "value": value}
   return value
 
 
-def _heldout_line(held, train_nll) -> str:
+def _heldout_line(held, source, train_nll) -> str:
   """The Markdown line of the held-out numbers ("" when there is nothing to show)."""
   parts = []
   if held is not None:
     if held.nll is not None:
       parts.append(f"held-out NLL **{held.nll:.3f}** nats/point")
     parts.append(f"energy distance **{held.energy:.4f}**")
-    parts.append(f"Sinkhorn div. **{held.sinkhorn:.4f}** ({held.n} fresh points of the same "
-                 "target, as on the Compare page)")
+    parts.append(f"Sinkhorn div. **{held.sinkhorn:.4f}** ({held.n} {source}, as on the Compare "
+                 "page)")
   elif train_nll is not None:
-    parts.append("no fresh draw of this target exists (real data, uploads)")
+    parts.append("no held-out points exist for this target (a small table, or typed points "
+                 "without spread)")
   if train_nll is not None:
     parts.append(f"training-data NLL {train_nll:.3f}")
   return " · ".join(parts)

@@ -3,9 +3,10 @@
 Keys in ``st.session_state``:
 
 - ``"target"``: the chosen data set, ``{"label": str, "data": float32 [n, d], "spec": dict,
-  "columns": list[str] | None}``. Missing -> the default target (eight_gaussians, n=4096, seed=0).
+  "columns": list[str] | None, "heldout": float32 [k, d] | None}`` (``heldout``: a table's
+  held-out rows, :func:`cmm_core.target_spec.hold_out`). Missing -> the default target (eight_gaussians, n=4096, seed=0).
 - ``"fit"``: the last fit, ``{"fitted": FittedModel, "uid": int, "target_label": str,
-  "target_spec": dict, "data": [n, d], "columns": list | None, "settings": {"model", "steps",
+  "target_spec": dict, "data": [n, d], "heldout": [k, d] | None, "columns": list | None, "settings": {"model", "steps",
   "seed", "hyper"}}``. Written at every training callback, so a rerun (Stop, any widget) keeps
   the last completed chunk.
 - ``"fit_uid"``: counter giving each training run a new ``uid``.
@@ -38,11 +39,30 @@ def make_gaussian(mean: tuple, cov: tuple, n: int, seed: int) -> "object":
                     dtype=np.float32)
 
 
-def heldout_draw(spec: dict, n: int = 2000):
-  """A fresh draw ``[n, d]`` of the target of ``spec`` (:func:`cmm_core.target_spec.fresh_draw`,
-  through the cached draws), or None when the target cannot be drawn again."""
+def heldout_points(spec: dict, heldout=None, n: int = 2000):
+  """``(points, source)``: what a fit of a target is measured on. A table's held-out rows
+  ``heldout`` when there are some, else a fresh draw ``[n, d]`` of the target of ``spec``
+  (:func:`cmm_core.target_spec.fresh_draw`, through the cached draws); ``source`` says which in
+  words; ``(None, "")`` when there is neither."""
   from cmm_core import target_spec
-  return target_spec.fresh_draw(spec, n, make_toy=make_toy, make_gaussian=make_gaussian)
+  if heldout is not None:
+    return heldout, "held-out rows of the table"
+  fresh = target_spec.fresh_draw(spec, n, make_toy=make_toy, make_gaussian=make_gaussian)
+  return fresh, ("" if fresh is None else "fresh points of the same target")
+
+
+def heldout_note(spec: dict) -> str:
+  """The Target page's sentence on a table's held-out rows ("" for other targets)."""
+  from cmm_core import target_spec
+  k = spec.get("n_heldout")
+  if k is None:
+    return ""
+  if not k:
+    return (f"All {spec['n']} rows are fitted: tables under {target_spec.MIN_ROWS_TO_HOLD_OUT} "
+            "rows keep no held-out rows, so there are no held-out metrics.")
+  return (f"{spec['n']} rows are fitted; {k} rows ({target_spec.HOLDOUT_SHARE:.0%}, always the "
+          "same ones) are held out for the held-out NLL and energy distance on the Train and "
+          "Compare pages.")
 
 
 def build_target(spec: dict) -> dict:
@@ -54,20 +74,22 @@ def build_target(spec: dict) -> dict:
   """
   from cmm_core import target_spec
   built = target_spec.build(spec, make_toy=make_toy, make_gaussian=make_gaussian)
-  return {"label": built.label, "data": built.data, "spec": built.spec, "columns": built.columns}
+  return {"label": built.label, "data": built.data, "spec": built.spec, "columns": built.columns,
+          "heldout": built.heldout}
 
 
 def use_target(spec: dict) -> dict:
   """Builds the target of ``spec`` (see :func:`build_target`) and makes it the current one."""
   tgt = build_target(spec)
-  set_target(tgt["label"], tgt["data"], tgt["spec"], columns=tgt["columns"])
+  set_target(tgt["label"], tgt["data"], tgt["spec"], columns=tgt["columns"], heldout=tgt["heldout"])
   return st.session_state["target"]
 
 
-def set_target(label: str, data, spec: dict, columns=None) -> None:
-  """Stores the chosen data set ``[n, d]``."""
+def set_target(label: str, data, spec: dict, columns=None, heldout=None) -> None:
+  """Stores the chosen data set ``[n, d]`` (and a table's held-out rows ``[k, d]``)."""
   st.session_state["target"] = {"label": label, "data": data, "spec": dict(spec),
-                                "columns": list(columns) if columns is not None else None}
+                                "columns": list(columns) if columns is not None else None,
+                                "heldout": heldout}
 
 
 def get_target() -> dict:
@@ -92,7 +114,8 @@ def store_fit(fitted, uid: int, target: dict, settings: dict) -> None:
   """Keeps ``fitted`` (final or captured during training) with what it was trained on."""
   st.session_state["fit"] = {
       "fitted": fitted, "uid": uid, "target_label": target["label"],
-      "target_spec": target["spec"], "data": target["data"], "columns": target.get("columns"),
+      "target_spec": target["spec"], "data": target["data"], "heldout": target.get("heldout"),
+      "columns": target.get("columns"),
       "settings": dict(settings),
   }
 

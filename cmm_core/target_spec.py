@@ -30,10 +30,12 @@ from typing import Callable, Optional
 
 import numpy as np
 
-__all__ = ["Kind", "BuiltTarget", "build", "fresh_draw", "kind_of", "toy_label", "columns_label",
-           "HELDOUT_SEED_OFFSET"]
+__all__ = ["Kind", "BuiltTarget", "build", "fresh_draw", "hold_out", "kind_of", "toy_label",
+           "columns_label", "table_label", "HELDOUT_SEED_OFFSET", "HOLDOUT_SHARE", "MIN_ROWS_TO_HOLD_OUT"]
 
 HELDOUT_SEED_OFFSET = 10_007  # fresh draws use seed + this: never the training draw's seed
+HOLDOUT_SHARE = 0.2           # tables (real data, uploads): the share of rows kept for held-out metrics
+MIN_ROWS_TO_HOLD_OUT = 100    # smaller tables are fitted whole (fewer than 20 held-out rows say little)
 
 
 class Kind(str, enum.Enum):
@@ -74,13 +76,40 @@ class BuiltTarget:
   Attributes:
     label: a one-line description for titles, e.g. ``"two_moons (n=4096, seed=0)"``.
     data: float32 ``[n, d]``.
-    spec: the spec, completed (a Gaussian's ``cov``, a table's row count ``n``).
+    spec: the spec, completed (a Gaussian's ``cov``, a table's training and held-out row counts
+      ``n`` and ``n_heldout``).
     columns: the column names of a table, else None.
+    heldout: a table's held-out rows ``[k, d]`` (:func:`hold_out`), else None (targets that can be
+      drawn again are measured on :func:`fresh_draw`).
   """
   label: str
   data: np.ndarray
   spec: dict
   columns: Optional[list] = None
+  heldout: Optional[np.ndarray] = None
+
+
+def hold_out(rows, share: float = HOLDOUT_SHARE) -> tuple[np.ndarray, Optional[np.ndarray]]:
+  """Splits a table's rows ``[n, d]`` into ``(training rows, held-out rows)``.
+
+  ``round(share * n)`` rows, drawn with the fixed seed ``HELDOUT_SEED_OFFSET`` (the same table
+  always splits the same way), are held out, each row's order kept; a table of fewer than
+  ``MIN_ROWS_TO_HOLD_OUT`` rows is fitted whole and its held-out part is None.
+  """
+  rows = np.asarray(rows)
+  n = rows.shape[0]
+  if n < MIN_ROWS_TO_HOLD_OUT:
+    return rows, None
+  k = int(round(share * n))
+  out = np.zeros(n, bool)
+  out[np.random.default_rng(HELDOUT_SEED_OFFSET).choice(n, size=k, replace=False)] = True
+  return rows[~out], rows[out]
+
+
+def table_label(name: str, columns: list, standardized: bool, n: int, n_heldout: int) -> str:
+  """``old_faithful [eruptions_min, waiting_min] (n=218, 54 rows held out)``."""
+  held = f", {n_heldout} rows held out" if n_heldout else ""
+  return f"{name} {columns_label(columns, standardized)} (n={n}{held})"
 
 
 ToyMaker = Callable[[str, int, int, tuple], np.ndarray]
@@ -146,7 +175,7 @@ def build(spec: dict, *, make_toy: ToyMaker = _toy,
   """
   from cmm_core import datasets, targets
   spec = dict(spec)
-  kind, columns = kind_of(spec), None
+  kind, columns, heldout = kind_of(spec), None, None
   if kind in (Kind.TOY_1D, Kind.TOY_2D):
     params = dict(spec.get("params", {}))
     data = make_toy(spec["name"], spec["n"], spec["seed"], tuple(sorted(params.items())))
@@ -163,9 +192,10 @@ def build(spec: dict, *, make_toy: ToyMaker = _toy,
                f"angle {angle}° (n={n}, seed={seed})")
   elif kind is Kind.REAL:
     columns = list(spec["columns"])
-    data = datasets.load(spec["name"], columns=columns, standardize=spec["standardize"])
-    spec["n"] = int(data.shape[0])
-    label = f"{spec['name']} {columns_label(columns, spec['standardize'])} (n={data.shape[0]})"
+    table = datasets.load(spec["name"], columns=columns, standardize=spec["standardize"])
+    data, heldout = hold_out(table)
+    spec.update(n=int(data.shape[0]), n_heldout=0 if heldout is None else int(heldout.shape[0]))
+    label = table_label(spec["name"], columns, spec["standardize"], spec["n"], spec["n_heldout"])
   elif kind is Kind.DRAW and spec.get("mode") == "typed":
     pts = np.asarray(spec["points"], dtype=np.float64)
     data = targets.sample_points(pts, spec["n"], seed=spec["seed"], spread=float(spec["spread"]))
@@ -177,13 +207,15 @@ def build(spec: dict, *, make_toy: ToyMaker = _toy,
                f"seed={spec['seed']})")
   else:
     raise ValueError(f"a target of kind {kind.value!r} cannot be rebuilt from its settings")
-  return BuiltTarget(label, np.asarray(data, np.float32), spec, columns)
+  held = None if heldout is None else np.asarray(heldout, np.float32)
+  return BuiltTarget(label, np.asarray(data, np.float32), spec, columns, held)
 
 
 def fresh_draw(spec: dict, n: int = 2000, *, make_toy: ToyMaker = _toy,
                make_gaussian: GaussianMaker = _gaussian) -> Optional[np.ndarray]:
   """A fresh draw ``[n, d]`` of the target described by ``spec`` (seed + ``HELDOUT_SEED_OFFSET``),
-  or None when the target cannot be drawn again (real data, uploads, typed points without spread)."""
+  or None when the target cannot be drawn again (real data and uploads: their held-out rows,
+  :func:`hold_out`, play that part; typed points without spread)."""
   from cmm_core import targets
   seed = int(spec.get("seed", 0)) + HELDOUT_SEED_OFFSET
   try:

@@ -28,13 +28,32 @@ def test_gaussian_spec_completes_its_covariance():
   assert target_spec.fresh_draw(spec, 100).shape == (100, 2)  # without the completed cov too
 
 
-def test_real_data_spec_and_no_fresh_draw():
+def test_real_data_holds_out_a_fixed_share_of_its_rows():
   spec = {"kind": Kind.REAL.value, "name": "old_faithful", "columns": ["waiting_min"],
           "standardize": False}
   built = target_spec.build(spec)
-  np.testing.assert_array_equal(built.data, datasets.load("old_faithful", columns=["waiting_min"]))
-  assert built.columns == ["waiting_min"] and built.spec["n"] == built.data.shape[0]
-  assert target_spec.fresh_draw(spec) is None
+  table = datasets.load("old_faithful", columns=["waiting_min"])
+  n, k = built.data.shape[0], built.heldout.shape[0]
+  assert n + k == table.shape[0] and k == round(target_spec.HOLDOUT_SHARE * table.shape[0])
+  assert built.spec["n"] == n and built.spec["n_heldout"] == k and "54 rows held out" in built.label
+  # the two parts are the table's rows, each once, in the table's order
+  np.testing.assert_array_equal(np.sort(np.concatenate([built.data, built.heldout]), 0),
+                                np.sort(table, 0))
+  again = target_spec.build(spec)
+  np.testing.assert_array_equal(again.heldout, built.heldout)  # always the same rows
+  assert built.columns == ["waiting_min"]
+  assert target_spec.fresh_draw(spec) is None  # a table cannot be drawn again: the rows play that part
+
+
+def test_small_tables_are_fitted_whole():
+  rows = np.arange(2 * (target_spec.MIN_ROWS_TO_HOLD_OUT - 1), dtype=np.float32).reshape(-1, 2)
+  train, held = target_spec.hold_out(rows)
+  assert held is None and train.shape == rows.shape
+  rows = np.arange(200, dtype=np.float32).reshape(100, 2)
+  train, held = target_spec.hold_out(rows)
+  assert held.shape == (20, 2) and train.shape == (80, 2)
+  assert np.all(np.diff(train[:, 0]) > 0) and np.all(np.diff(held[:, 0]) > 0)  # order kept
+  assert not set(train[:, 0]) & set(held[:, 0])
 
 
 def test_unknown_kinds_are_refused_with_the_known_ones():

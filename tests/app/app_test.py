@@ -87,6 +87,7 @@ def test_target_page_upload():
   assert at.multiselect(key="tgt_cols").value == ["a", "b", "c"]
   tgt = at.session_state["target"]
   assert tgt["data"].shape == (50, 3) and tgt["columns"] == ["a", "b", "c"]
+  assert tgt["heldout"] is None and any("All 50 rows are fitted" in c.value for c in at.caption)
   assert any("dropped" in w.value.lower() for w in at.warning)
   at.multiselect(key="tgt_cols").set_value(["c"])
   at.run()

@@ -46,15 +46,17 @@ def test_real_data_sets_the_target():
   box.set_value("old_faithful")
   _run(at)
   tgt = at.session_state["target"]
-  assert tgt["data"].shape == (272, 2)
+  # 272 rows: 218 fitted, 54 held out for the held-out metrics, as the page says
+  assert tgt["data"].shape == (218, 2) and tgt["heldout"].shape == (54, 2)
   assert tgt["columns"] == ["eruptions_min", "waiting_min"]
   assert tgt["spec"] == {"kind": "real", "name": "old_faithful",
                          "columns": ["eruptions_min", "waiting_min"], "standardize": False,
-                         "n": 272}
+                         "n": 218, "n_heldout": 54}
+  assert any("54 rows (20%, always the same ones) are held out" in c.value for c in at.caption)
 
   at.multiselect(key="tgt_real_cols_old_faithful").set_value(["eruptions_min"])
   _run(at)
-  assert at.session_state["target"]["data"].shape == (272, 1)
+  assert at.session_state["target"]["data"].shape == (218, 1)
 
 
 def test_real_data_with_more_than_two_columns_keeps_them_all():
@@ -67,15 +69,16 @@ def test_real_data_with_more_than_two_columns_keeps_them_all():
   _run(at)
   assert not at.error
   tgt = at.session_state["target"]
-  assert tgt["data"].shape == (150, 4) and tgt["columns"] == cols
-  np.testing.assert_allclose(tgt["data"].mean(0), 0, atol=1e-5)
-  np.testing.assert_allclose(tgt["data"].std(0), 1, atol=1e-5)
+  assert tgt["data"].shape == (120, 4) and tgt["heldout"].shape == (30, 4) and tgt["columns"] == cols
+  whole = np.concatenate([tgt["data"], tgt["heldout"]])  # standardised as a table, then split
+  np.testing.assert_allclose(whole.mean(0), 0, atol=1e-5)
+  np.testing.assert_allclose(whole.std(0), 1, atol=1e-5)
   # the preview shows a chosen pair of the four columns
   x, y = at.selectbox(key="tgt_view_x_4"), at.selectbox(key="tgt_view_y_4")
   assert (x.value, y.value) == (0, 1)
   y.set_value(3)
   _run(at)
-  assert not at.error and at.session_state["target"]["data"].shape == (150, 4)
+  assert not at.error and at.session_state["target"]["data"].shape == (120, 4)
   fig = at.get("plotly_chart")[-1]
   assert "petal_width_cm" in fig.proto.spec  # the preview's vertical axis
 
@@ -88,7 +91,7 @@ def test_wine_column_picker_allows_at_most_ten():
   assert ms.max_selections == 10 and len(ms.options) == 13
   ms.set_value(datasets.columns("wine")[:10])
   _run(at)
-  assert at.session_state["target"]["data"].shape == (178, 10)
+  assert at.session_state["target"]["data"].shape == (142, 10)  # 178 rows, 36 held out
 
 
 def _csv(rows: int, cols: int, missing_at=None) -> bytes:
@@ -193,7 +196,8 @@ def test_every_real_data_set_with_its_default_columns():
     assert not at.error, name
     info = datasets.info(name)
     tgt = at.session_state["target"]
-    assert tgt["data"].shape == (info["rows"], len(info["default_columns"])), name
+    n, k = tgt["data"].shape[0], tgt["spec"]["n_heldout"]
+    assert n + k == info["rows"] and tgt["data"].shape[1] == len(info["default_columns"]), name
     assert tgt["columns"] == info["default_columns"]
 
 
@@ -208,4 +212,4 @@ def test_real_data_choice_survives_a_page_switch():
   at.switch_page("app_pages/target.py")
   _run(at)
   tgt = at.session_state["target"]
-  assert tgt["spec"]["name"] == "iris" and tgt["data"].shape == (150, 3)
+  assert tgt["spec"]["name"] == "iris" and tgt["data"].shape == (120, 3)

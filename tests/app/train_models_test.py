@@ -33,3 +33,21 @@ def test_train_page_every_model(model, extra):
   assert any("held-out NLL" in m.value for m in at.markdown) == has_density
 
 
+
+
+def test_train_page_measures_a_table_on_its_held_out_rows():
+  from cmm_core import target_spec
+  built = target_spec.build({"kind": "real", "name": "old_faithful",
+                             "columns": ["eruptions_min", "waiting_min"], "standardize": False})
+  at = goto(open_app(), "app_pages/train.py")
+  at.session_state["target"] = {"label": built.label, "data": built.data, "spec": built.spec,
+                                "columns": built.columns, "heldout": built.heldout}
+  at.selectbox(key="tr_model").set_value("maflow")
+  at.run()
+  at.number_input(key="tr_steps_maflow").set_value(10)
+  at.button(key="tr_train").click()
+  at.run(timeout=TIMEOUT)
+  assert not at.exception and not at.error
+  assert at.session_state["fit"]["heldout"].shape == (54, 2)
+  line = next(m.value for m in at.markdown if "held-out NLL" in m.value)
+  assert "54 held-out rows of the table" in line and "training-data NLL" in line
