@@ -23,7 +23,7 @@ import streamlit as st
 
 import cmm_core as cc
 from cmm_core import limits
-from cmm_core import compare, hyper as hyper_lib, metrics
+from cmm_core import compare, hyper as hyper_lib, metrics, report, share
 from cmm_core.viz import figures, panels
 from cmm_core.api import MAX_STEPS
 from app_support import link as _link, state as _state
@@ -138,7 +138,9 @@ def _compare(target: dict, models: list, mode: str, value, seed: int, hyper: dic
                        f"{min(len(heldout), metrics.N_HELDOUT)} {source}"),
          "budget_text": BUDGET_TEXT[mode] + ("" if mode == "default" else
                                             f": {compare.budget_label(jobs[0]['budget'])}"),
-         "seed": seed}
+         "seed": seed, "target_spec": target["spec"],
+         "link_settings": {"models": list(models), "mode": mode, "value": value, "seed": seed,
+                           "hyper": hyper}}
   st.session_state["cmp_run"] = run  # first: a Stop rerun must find it
   cache = st.session_state.setdefault("cmp_cache", {})
 
@@ -295,7 +297,8 @@ def _results() -> None:
     st.warning(f"The comparison was {run['stopped']}: the models trained so far are kept, the "
                "model in training as it was at its last chunk of steps.")
   if run["reference"] == "training data":
-    st.caption("An uploaded target has no fresh draw: the metrics compare with the training data.")
+    st.caption("This target has no held-out points (a table under 100 rows, or typed points "
+               "without spread): the metrics compare with the training data.")
   table = _table(results, run["reference"])
   st.download_button("Download the table (CSV)", table.to_csv(index=False).encode(),
                      file_name=_csv_name(run["target_label"]), mime="text/csv", on_click="ignore",
@@ -345,6 +348,30 @@ def _results() -> None:
   for r, view, problem in zip(results, shared, problems):
     with st.container(border=True):
       _row(r, view, problem, one_range)
+  st.download_button(
+      "Download a report (HTML)", data=lambda: _report_html(run, results, shared, table, one_range),
+      file_name=_csv_name(run["target_label"])[:-len(".csv")] + "_report.html", mime="text/html",
+      on_click="ignore", key="cmp_report", icon=":material/description:",
+      help="One file for a handout: the table, every model's panels (interactive, opens offline), "
+           "the target, the budget, the settings and the link. A figure's camera button saves it "
+           "as SVG there (PNG here).")
+
+
+def _report_html(run: dict, results: list, views: list, table: pd.DataFrame, one_range: bool) -> str:
+  """The Compare page's handout (cmm_core.report), made when the button is clicked."""
+  sections = []
+  for r, view in zip(results, views):
+    if view is not None:
+      sections.append((f"{_label(r['model'])}: {r['status']}",
+                       list(figures.panel_figures(view, model=r["model"], same_axes=one_range))))
+  settings = {"models": ", ".join(run["order"]), "budget": run["budget_text"], "seed": run["seed"],
+              "metrics against": run["reference"]}
+  settings.update({f"{m} hyper-parameters": run["jobs"][m].get("hyper") or "defaults"
+                   for m in run["order"]})
+  params = share.encode(run.get("target_spec") or {}, compare=run.get("link_settings"))
+  return report.html_report(f"Compare on {run['target_label']}", sections=sections,
+                            target=run["target_label"], settings=settings,
+                            metrics=table.to_dict("records"), link=_link.url_for(params))
 
 
 st.title("Compare models")

@@ -9,7 +9,7 @@ import streamlit as st
 
 import cmm_core as cc
 from cmm_core import limits
-from cmm_core import hyper as hyper_lib, io, metrics, target_spec
+from cmm_core import hyper as hyper_lib, io, metrics, report, share, target_spec
 from cmm_core.viz import figures, geometry, panels, registry
 from cmm_core.api import MAX_STEPS
 from cmm_core.models.base import MAX_SAMPLES
@@ -350,6 +350,36 @@ def _downloads(entry: dict) -> None:
       file_name=_model_file_name(entry)[:-len(".msgpack")] + "_samples.csv", mime="text/csv",
       on_click="ignore", key="tr_dl_samples", icon=":material/table_view:", width="stretch",
       help="fitted.sample(n, seed=0) with a header x1, x2, ...")
+  if np.asarray(entry["data"]).shape[0]:
+    st.download_button(
+        "Download a report (HTML)", data=lambda: _report_html(entry),
+        file_name=_model_file_name(entry)[:-len(".msgpack")] + "_report.html", mime="text/html",
+        on_click="ignore", key="tr_dl_report", icon=":material/description:",
+        help="One file for a handout: the panels, the model's own views and the training curve "
+             "(interactive, opens offline), the target, the settings, the metrics and the link. "
+             "A figure's camera button saves it as SVG there (PNG here).")
+
+
+def _report_html(entry: dict) -> str:
+  """The Train page's handout for ``entry`` (cmm_core.report), made when the button is clicked."""
+  fitted = entry["fitted"]
+  s = panels.fit_summary(fitted)
+  sections = report.fit_sections(fitted, entry["data"], columns=entry.get("columns"))
+  held, source, train_nll = _heldout(entry)
+  row = {"model": s["model"], "status": s["status"], "steps": s["steps"],
+         "fit seconds": round(float(s["seconds"]), 1), "final loss": s["final_loss"]}
+  if held is not None:
+    row.update({"held-out NLL": held.nll if held.nll is not None else "n/a",
+                "energy distance": held.energy, "Sinkhorn div.": held.sinkhorn,
+                "held-out points": f"{held.n} {source}"})
+  if train_nll is not None:
+    row["training-data NLL"] = train_nll
+  settings = {"model": s["model"], "steps": entry["settings"]["steps"],
+              "seed": entry["settings"]["seed"], **fitted.config}
+  link = _link.url_for(share.encode(entry["target_spec"], entry["settings"]))
+  return report.html_report(f"{s['model']} on {entry['target_label']}", sections=sections,
+                            target=entry["target_label"], settings=settings, metrics=[row],
+                            link=link, notes=s["warnings"])
 
 
 @st.fragment

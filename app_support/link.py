@@ -148,10 +148,15 @@ def write_url(train: dict | None = None, compare: dict | None = None) -> dict:
   return params
 
 
+def url_for(params: dict) -> str:
+  """The app's address with ``params`` (from :func:`cmm_core.share.encode`) as its query."""
+  return (st.context.url or "") + "?" + urllib.parse.urlencode(params, safe=",;:")
+
+
 def share_box(params: dict) -> None:
   """The link to this experiment, ready to copy, and what it does not carry."""
   with st.expander("share this experiment", icon=":material/link:"):
-    link = (st.context.url or "") + "?" + urllib.parse.urlencode(params, safe=",;:")
+    link = url_for(params)
     st.code(link, language=None, wrap_lines=True)
     if "model" in params or "models" in params:
       st.caption("The same link that also starts training as it opens (for a demo):")

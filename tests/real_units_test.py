@@ -42,18 +42,34 @@ def test_cmm_old_faithful_as_given():
   assert ed <= 0.5 * ed_gauss, (ed, ed_gauss)
 
 
+# Fits that do not pass yet, with what the last run of the matrix measured (docs/training.md, "Real
+# data in its own units"). strict: a fix makes them pass, and the mark must then go.
+KNOWN_FAILURES = {
+    ("cmm", "penguins", False): "75.8% of samples far outside the range (grams next to mm)",
+    ("maflow", "penguins", False): "24.9% of samples far outside the bill-depth range",
+    ("sdot", "penguins", False): "73.7% of samples far outside the range",
+    ("cmm", "iris", True): "energy distance 0.0566, a fitted Gaussian's 0.0563",
+    ("cmm", "kilo"): "energy distance 24.9 against a Gaussian's 34.0 (not below half)",
+    ("cmm", "shifted"): "99.7% of samples far outside the range (columns shifted by 1e4)",
+}
+
+
+def _cases(keys):
+  return [pytest.param(*k, marks=pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES[k]))
+          if k in KNOWN_FAILURES else k for k in keys]
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize("standardize", [False, True], ids=["as_given", "standardised"])
-@pytest.mark.parametrize("name", ["old_faithful", "iris", "penguins"])
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model, name, standardize", _cases(
+    [(m, n, s) for m in MODELS for n in ("old_faithful", "iris", "penguins") for s in (False, True)]))
 def test_real_tables(model, name, standardize):
   ed, ed_gauss = _check(model, datasets.load(name, standardize=standardize))
   assert ed <= 0.5 * ed_gauss, (ed, ed_gauss)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("transform", ["milli", "kilo", "shifted"])
-@pytest.mark.parametrize("model", ["cmm", "mm"])
+@pytest.mark.parametrize("model, transform", _cases(
+    [(m, t) for m in ("cmm", "mm") for t in ("milli", "kilo", "shifted")]))
 def test_synthetic_units(model, transform):
   x = _two_clusters()
   x = {"milli": x * np.array([1e-3, 1.0]), "kilo": x * np.array([1.0, 1e3]),

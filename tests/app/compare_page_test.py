@@ -68,6 +68,7 @@ def test_a_tiny_comparison_shows_a_row_per_model_then_reuses_the_cache():
   assert (df["params"] > 0).all()
   assert len(_charts(at)) == 6  # base, map, samples for each model
   assert len(at.session_state["cmp_cache"]) == 2
+  assert [b.key for b in at.get("download_button")] == ["cmp_table_csv", "cmp_report"]
   fits = {m: at.session_state["cmp_run"]["results"][m]["fitted"] for m in ("mm", "maflow")}
 
   # The same settings again: nothing is trained, and the page says so.

@@ -43,7 +43,7 @@ def test_download_buttons_appear_after_a_fit():
   at.run(timeout=TIMEOUT)
   _ok(at)
   assert at.session_state["fit"]["fitted"].history[-1]["step"] == 10
-  assert _download_keys(at) == ["tr_dl_model", "tr_dl_samples"]
+  assert _download_keys(at) == ["tr_dl_model", "tr_dl_samples", "tr_dl_report"]
   assert at.get("download_button")[0].label == "Download the model"
   assert at.get("download_button")[1].label == "Download 2000 samples (CSV)"
   at.number_input(key="tr_dl_n").set_value(500)
@@ -65,7 +65,7 @@ def test_a_saved_model_becomes_the_current_fit(saved_model):
   assert any("Loaded from **moons.msgpack**" in i.value for i in at.info)
   assert len(at.get("plotly_chart")) >= 4  # base, map, samples, loss (+ maflow's own views)
   assert any("held-out NLL" in m.value for m in at.markdown)
-  assert _download_keys(at) == ["tr_dl_model", "tr_dl_samples"]
+  assert _download_keys(at) == ["tr_dl_model", "tr_dl_samples", "tr_dl_report"]
   uid = entry["uid"]
 
   # A rerun keeps the file in the widget: the model is not loaded again.
