@@ -8,7 +8,7 @@ Session keys used here (besides ``"target"`` and ``"fit"``, see ``app_support/st
 import numpy as np
 import streamlit as st
 
-from cmm_core import targets
+from cmm_core import report, targets
 from cmm_core.viz import exact as exact_viz
 from app_support import state as _state
 
@@ -155,6 +155,28 @@ with right:
              "they match because T is exact.")
 
 _draw_rows(ex)
+
+
+def _report(ex: dict) -> str:
+  figs = exact_viz.exact_1d_figures(ex)
+  rows = [{"factorization": k.upper(), "base mean": ex[k]["base_mean"], "base std": ex[k]["base_std"],
+           "iterations": ex[k]["iterations"], "converged": ex[k]["converged"],
+           "residual": ex[k]["residual"]} for k in ("cmm", "mm")]
+  return report.html_report(
+      f"1D, exactly: {ex['label']}", target=ex["label"],
+      sections=[("CMM: base, map, pushed samples", list(figs["cmm"])),
+                ("MM (centred target): base, map, pushed samples", list(figs["mm"]))],
+      settings={"target": ex["label"], "target mean": ex["target_mean"],
+                "target std": ex["target_std"], "KDE bandwidth": ex["bandwidth"] or "none"},
+      metrics=rows, notes=["Grid fixed points: w' = Q_mu o F_rho (CMM), u' = Q_rho o F_mu (MM); "
+                           "nothing is trained."])
+
+
+st.download_button("Download a report (HTML)", data=lambda: _report(ex),
+                   file_name="exact_1d_report.html", mime="text/html", on_click="ignore",
+                   key="ex1_report", icon=":material/description:",
+                   help="The panels (interactive, opens offline; the camera button saves SVG) and "
+                        "the numbers, in one file for a handout.")
 
 entry = _state.get_fit()
 if entry is not None:

@@ -2,6 +2,7 @@
 
 import streamlit as st
 
+from cmm_core import report
 from cmm_core.viz import exact as exact_viz
 
 
@@ -83,6 +84,19 @@ for row, part in enumerate(("base", "map")):
   for col, kind in zip(st.columns(3, gap="medium"), exact_viz.KINDS):
     col.plotly_chart(figs[kind][row], key=f"exg_{part}_{kind}")
 
+def _report() -> str:
+  notes = [exact_viz.gaussian_numbers(panels, k).replace("**", "") for k in exact_viz.KINDS]
+  return report.html_report(
+      f"Gaussians, exactly ({dim})", target=f"N(m, S) with {params}",
+      sections=[(exact_viz.KIND_NAMES[k][0], list(figs[k])) for k in exact_viz.KINDS],
+      settings={k: v for k, v in params.items()}, notes=notes)
+
+
+st.download_button("Download a report (HTML)", data=_report, file_name=f"exact_gaussians_{dim}_report.html",
+                   mime="text/html", on_click="ignore", key="exg_report",
+                   icon=":material/description:",
+                   help="The panels (interactive, opens offline; the camera button saves SVG) and "
+                        "the closed forms' numbers, in one file for a handout.")
 st.caption("1D: dashed grey is the target (centred for MM); the map is thick where the base has 95% "
            "of its mass. 2D: ellipses at 1 and 2 standard deviations; the map panel warps a grid "
            "laid along the target's axes over ±2 base stds, so its image is the target's ±2 std box.")

@@ -61,6 +61,7 @@ def test_gaussians_page_1d_and_2d():
   at = _page(GAUSS, first=True)  # a deep link as the first request renders through app.py
   assert [t.value for t in at.title] == ["Gaussians, exactly"]
   assert len(_charts(at)) == 6 and len(at.latex) == 3
+  assert [b.key for b in at.get("download_button")] == ["exg_report"]
   assert "standard normal" in at.info[0].value
   before = _specs(at)
 
@@ -91,6 +92,7 @@ def test_gaussians_page_1d_and_2d():
 def test_1d_page_builtin_and_session_targets():
   at = _page(ONE_D)
   assert [t.value for t in at.title] == ["1D, exactly"]
+  assert [b.key for b in at.get("download_button")] == ["ex1_report"]
   source = at.selectbox(key="ex1_source")
   assert "(session target)" not in source.options  # the session's target is 2D by default
   source.set_value("mixture")

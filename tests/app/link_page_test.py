@@ -72,8 +72,10 @@ def test_a_real_data_link_and_a_typed_points_link():
       "target": "data.iris", "columns": "petal_length_cm,sepal_width_cm", "standardize": "1"})
   assert at.selectbox(key="tgt_real").value == "iris"
   assert at.multiselect(key="tgt_real_cols_iris").value == ["petal_length_cm", "sepal_width_cm"]
-  data = np.asarray(at.session_state["target"]["data"])
-  np.testing.assert_allclose(data.mean(0), 0, atol=1e-5)
+  tgt = at.session_state["target"]
+  whole = np.concatenate([tgt["data"], tgt["heldout"]])  # the table standardised, then split
+  np.testing.assert_allclose(whole.mean(0), 0, atol=1e-5)
+  assert tgt["data"].shape == (120, 2) and tgt["heldout"].shape == (30, 2)
   at = open_app("app_pages/target.py", home_first=False, query={
       "target": "points", "points": "0,2;-1.7,-1;1.7,-1", "spread": "0.2", "n": "256"})
   assert at.radio(key="tgt_kind").value == "Draw"
