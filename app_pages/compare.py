@@ -348,8 +348,10 @@ def _results() -> None:
   for r, view, problem in zip(results, shared, problems):
     with st.container(border=True):
       _row(r, view, problem, one_range)
+  # the address is known while the page runs (not in the download's callback)
+  link = _link.url_for(share.encode(run.get("target_spec") or {}, compare=run.get("link_settings")))
   st.download_button(
-      "Download a report (HTML)", data=lambda: _report_html(run, results, shared, table, one_range),
+      "Download a report (HTML)", data=lambda: _report_html(run, results, shared, table, one_range, link),
       file_name=_csv_name(run["target_label"])[:-len(".csv")] + "_report.html", mime="text/html",
       on_click="ignore", key="cmp_report", icon=":material/description:",
       help="One file for a handout: the table, every model's panels (interactive, opens offline), "
@@ -357,7 +359,8 @@ def _results() -> None:
            "as SVG there (PNG here).")
 
 
-def _report_html(run: dict, results: list, views: list, table: pd.DataFrame, one_range: bool) -> str:
+def _report_html(run: dict, results: list, views: list, table: pd.DataFrame, one_range: bool,
+                 link: str) -> str:
   """The Compare page's handout (cmm_core.report), made when the button is clicked."""
   sections = []
   for r, view in zip(results, views):
@@ -368,10 +371,9 @@ def _report_html(run: dict, results: list, views: list, table: pd.DataFrame, one
               "metrics against": run["reference"]}
   settings.update({f"{m} hyper-parameters": run["jobs"][m].get("hyper") or "defaults"
                    for m in run["order"]})
-  params = share.encode(run.get("target_spec") or {}, compare=run.get("link_settings"))
   return report.html_report(f"Compare on {run['target_label']}", sections=sections,
                             target=run["target_label"], settings=settings,
-                            metrics=table.to_dict("records"), link=_link.url_for(params))
+                            metrics=table.to_dict("records"), link=link)
 
 
 st.title("Compare models")

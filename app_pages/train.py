@@ -351,8 +351,10 @@ def _downloads(entry: dict) -> None:
       on_click="ignore", key="tr_dl_samples", icon=":material/table_view:", width="stretch",
       help="fitted.sample(n, seed=0) with a header x1, x2, ...")
   if np.asarray(entry["data"]).shape[0]:
+    # the address is known while the page runs (not in the download's callback)
+    link = _link.url_for(share.encode(entry["target_spec"], entry["settings"]))
     st.download_button(
-        "Download a report (HTML)", data=lambda: _report_html(entry),
+        "Download a report (HTML)", data=lambda: _report_html(entry, link),
         file_name=_model_file_name(entry)[:-len(".msgpack")] + "_report.html", mime="text/html",
         on_click="ignore", key="tr_dl_report", icon=":material/description:",
         help="One file for a handout: the panels, the model's own views and the training curve "
@@ -360,7 +362,7 @@ def _downloads(entry: dict) -> None:
              "A figure's camera button saves it as SVG there (PNG here).")
 
 
-def _report_html(entry: dict) -> str:
+def _report_html(entry: dict, link: str) -> str:
   """The Train page's handout for ``entry`` (cmm_core.report), made when the button is clicked."""
   fitted = entry["fitted"]
   s = panels.fit_summary(fitted)
@@ -376,7 +378,6 @@ def _report_html(entry: dict) -> str:
     row["training-data NLL"] = train_nll
   settings = {"model": s["model"], "steps": entry["settings"]["steps"],
               "seed": entry["settings"]["seed"], **fitted.config}
-  link = _link.url_for(share.encode(entry["target_spec"], entry["settings"]))
   return report.html_report(f"{s['model']} on {entry['target_label']}", sections=sections,
                             target=entry["target_label"], settings=settings, metrics=[row],
                             link=link, notes=s["warnings"])
