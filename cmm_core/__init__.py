@@ -7,11 +7,11 @@
 (1000, 2)
 """
 
-from cmm_core import closed_form, datasets, metrics, models, targets
+from cmm_core import closed_form, datasets, energies, metrics, models, targets
 from cmm_core.api import fit
 from cmm_core.errors import DataError, TrainingError
 from cmm_core.io import load
 from cmm_core.models.base import FittedModel
 
-__all__ = ["fit", "load", "targets", "datasets", "models", "metrics", "closed_form",
+__all__ = ["fit", "load", "targets", "datasets", "energies", "models", "metrics", "closed_form",
            "DataError", "TrainingError", "FittedModel"]
