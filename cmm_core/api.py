@@ -11,7 +11,7 @@ from cmm_core import models, train
 from cmm_core.models.base import Callback, FittedModel, check_seed
 from cmm_core.validation import as_dataset
 
-__all__ = ["fit", "MAX_STEPS"]
+__all__ = ["fit", "fit_energy", "energy_models", "MAX_STEPS"]
 
 from cmm_core.limits import MAX_STEPS  # noqa: F401 (re-exported)
 
@@ -48,6 +48,67 @@ def fit(model: str, data, *, steps: Optional[int] = None, seed: int = 0,
   """
   cls = models.get(model)
   data = as_dataset(data)
+  steps, seed, chunk_size, devices, chunk_seconds = _run_args(
+      cls, steps, seed, callback, max_seconds, chunk_size, devices, chunk_seconds)
+  m = cls(**hyper)
+  prepared, info = m.prepare(data)
+  return train.run(m, prepared, steps=steps, seed=seed, callback=callback,
+                   chunk_size=chunk_size, max_seconds=max_seconds, info=info, devices=devices,
+                   chunk_seconds=chunk_seconds)
+
+
+# model id -> "module:Class" of the models that fit an energy
+_ENERGY_MODELS = {"maflow": "cmm_core.models.maflow:MAFlowEnergy"}
+
+
+def energy_models() -> list[str]:
+  """The model ids :func:`fit_energy` accepts."""
+  return list(_ENERGY_MODELS)
+
+
+def fit_energy(model: str, energy, *, steps: Optional[int] = None, seed: int = 0,
+               callback: Optional[Callback] = None, max_seconds: Optional[float] = None,
+               chunk_size: int = 50, devices: Optional[int] = None,
+               chunk_seconds: Optional[float] = None, **hyper) -> FittedModel:
+  """Fits ``model`` to an energy: a density ``exp(-E) / Z`` known up to its normalisation.
+
+  The loss is the variational free energy ``F = E_q[log q + E] >= -log Z`` (``-F`` is the ELBO),
+  estimated on fresh model samples each step; the history's ``loss`` is ``F``. The same training
+  loop as :func:`fit` (chunks, callbacks, stop, NaN guard, determinism, save/load).
+
+  Args:
+    model: one of :func:`energy_models` (``"maflow"``; cmm's energy route is not built yet).
+    energy: a :class:`cmm_core.energies.Energy` (``cc.energies.make("ring")``, a typed formula
+      from :func:`cmm_core.formula.parse`, or your own).
+    steps, seed, callback, max_seconds, chunk_size, devices, chunk_seconds, **hyper: as in :func:`fit`.
+
+  Returns:
+    The model's :class:`~cmm_core.models.base.FittedModel`; ``info`` records the energy's
+    ``energy`` name, ``dim`` and ``log_z`` (None when unknown).
+
+  Raises:
+    ValueError: a bad model id, energy, hyper-parameter or argument.
+  """
+  from cmm_core import energies
+  import importlib
+  if not isinstance(model, str) or model not in _ENERGY_MODELS:
+    raise ValueError(f"model {model!r} cannot fit an energy; choose one of {sorted(_ENERGY_MODELS)}")
+  if not isinstance(energy, energies.Energy):
+    raise ValueError(f"energy must be a cmm_core.energies.Energy (e.g. cc.energies.make('ring')), "
+                     f"got {type(energy).__name__}")
+  module, name = _ENERGY_MODELS[model].split(":")
+  cls = getattr(importlib.import_module(module), name)
+  steps, seed, chunk_size, devices, chunk_seconds = _run_args(
+      cls, steps, seed, callback, max_seconds, chunk_size, devices, chunk_seconds)
+  m = cls(energy, **hyper)
+  info = {"dim": energy.dim, "n_data": 0, "energy": energy.label, "log_z": energy.log_z}
+  placeholder = np.zeros((1, energy.dim), np.float32)  # the loop's data argument; the step draws its own
+  return train.run(m, placeholder, steps=steps, seed=seed, callback=callback, chunk_size=chunk_size,
+                   max_seconds=max_seconds, info=info, devices=devices, chunk_seconds=chunk_seconds)
+
+
+def _run_args(cls, steps, seed, callback, max_seconds, chunk_size, devices, chunk_seconds):
+  """Checks the arguments shared by :func:`fit` and :func:`fit_energy`; returns them normalised."""
   if steps is None:
     steps = cls.default_steps
   if not _is_int(steps) or not 1 <= steps <= MAX_STEPS:
@@ -73,12 +134,8 @@ def fit(model: str, data, *, steps: Optional[int] = None, seed: int = 0,
       raise ValueError(f"devices must be None or an integer in [1, {n_visible}] (the number of "
                        f"visible devices), got {devices!r}")
     devices = int(devices)
-  steps, chunk_size = int(steps), int(chunk_size)
-  m = cls(**hyper)
-  prepared, info = m.prepare(data)
-  return train.run(m, prepared, steps=steps, seed=seed, callback=callback,
-                   chunk_size=chunk_size, max_seconds=max_seconds, info=info, devices=devices,
-                   chunk_seconds=None if chunk_seconds is None else float(chunk_seconds))
+  return (int(steps), seed, int(chunk_size), devices,
+          None if chunk_seconds is None else float(chunk_seconds))
 
 
 def _is_int(v) -> bool:

@@ -7,6 +7,7 @@ held-out evaluation of a fit that every page shows (:func:`heldout_metrics`).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from typing import NamedTuple, Optional
@@ -21,7 +22,7 @@ from ott.tools import sinkhorn_divergence as ott_sd
 from cmm_core.viz.geometry import subsample
 
 __all__ = ["energy_distance", "sinkhorn_divergence", "nll", "N_HELDOUT", "N_SINKHORN",
-           "HeldoutMetrics", "heldout_metrics"]
+           "HeldoutMetrics", "heldout_metrics", "FreeEnergyMetrics", "free_energy_metrics"]
 
 N_HELDOUT = 1024    # held-out points used and model samples drawn (1024: a length the panels
                     # already compile sample_base for)
@@ -153,3 +154,44 @@ def heldout_metrics(fitted, heldout, seed: int = 0, *, n: int = N_HELDOUT,
     errors.append(f"the density failed ({type(e).__name__}: {e})")
   return HeldoutMetrics(n=int(ref.shape[0]), nll=value, energy=float(energy),
                         sinkhorn=float(sinkhorn), n_nonfinite=n_nonfinite, errors=tuple(errors))
+
+
+@dataclasses.dataclass(frozen=True)
+class FreeEnergyMetrics:
+  """How well a model ``q`` fits a density ``exp(-E) / Z``, from ``n`` of its samples.
+
+  Attributes:
+    elbo: ``E_q[-E - log q] <= log Z`` (minus the variational free energy), nats.
+    elbo_se: its standard error.
+    iw_log_z: the importance-weighted estimate ``log mean exp(-E - log q)`` (tighter; exact
+      when ``q = p``).
+    ess: the importance weights' effective sample size, ``(sum w)^2 / sum w^2`` (``n`` when ``q = p``).
+    n: the number of samples.
+    log_z: the exact ``log Z`` where known, else None.
+    gap: ``log_z - elbo`` (>= 0 up to sampling noise), else None.
+  """
+  elbo: float
+  elbo_se: float
+  iw_log_z: float
+  ess: float
+  n: int
+  log_z: Optional[float]
+  gap: Optional[float]
+
+
+def free_energy_metrics(fitted, energy, seed: int = 0, n: int = 4096) -> FreeEnergyMetrics:
+  """ELBO, importance-weighted ``log Z`` and effective sample size of ``fitted`` (a model with a
+  ``log_prob``) against ``energy`` (:class:`cmm_core.energies.Energy`), on ``n`` samples."""
+  x = np.asarray(fitted.sample(n, seed=seed), np.float64)
+  log_w = -np.asarray(energy(x), np.float64) - np.asarray(fitted.log_prob(x), np.float64)
+  log_w = log_w[np.isfinite(log_w)]
+  if log_w.size == 0:
+    raise ValueError("every sample's importance weight is NaN or infinite")
+  top = log_w.max()
+  w = np.exp(log_w - top)
+  elbo = float(np.mean(log_w))
+  log_z = energy.log_z
+  return FreeEnergyMetrics(
+      elbo=elbo, elbo_se=float(np.std(log_w) / np.sqrt(log_w.size)),
+      iw_log_z=float(top + np.log(np.mean(w))), ess=float(np.sum(w) ** 2 / np.sum(w ** 2)),
+      n=int(log_w.size), log_z=log_z, gap=None if log_z is None else float(log_z - elbo))
