@@ -274,6 +274,59 @@ def _cmd_fit(args) -> int:
   return EXIT_DIVERGED if status == "diverged" else EXIT_OK
 
 
+def _cmd_fit_energy(args) -> int:
+  import cmm_core as cc
+  from cmm_core import energies, formula, metrics
+  from cmm_core.api import MAX_STEPS
+  if args.model not in cc.api.energy_models():
+    raise UsageError(f"model {args.model!r} cannot fit an energy; choose one of: "
+                     f"{', '.join(cc.api.energy_models())}")
+  if (args.energy is None) == (args.formula is None):
+    raise UsageError("give either --energy NAME (see `list`) or --formula TEXT")
+  params = parse_assignments(args.param, "param")
+  if args.formula is not None:
+    if params:
+      raise UsageError("--param applies to --energy, not to --formula")
+    energy = formula.parse(args.formula, dim=args.dim)
+    source = "formula"
+  else:
+    if args.energy not in energies.names():
+      raise UsageError(f"unknown energy {args.energy!r}; choose one of: {', '.join(energies.names())}")
+    energy, source = energies.make(args.energy, **params), args.energy
+  cls = cc.models.get(args.model)
+  hyper = parse_hyper(args.model, args.hyper)
+  cls(**hyper)  # the cross-parameter rules, before any output
+  out = _check_out(args.out or f"{args.model}_{source}.msgpack", (".msgpack",))
+  steps = cls.default_steps if args.steps is None else args.steps
+  if steps > MAX_STEPS:
+    raise UsageError(f"--steps must be at most {MAX_STEPS}, got {steps}")
+  printed = [-math.inf]
+
+  def progress(step, record, fitted):
+    now = time.perf_counter()
+    if not args.quiet and (now - printed[0] >= PROGRESS_SECONDS or step >= steps):
+      printed[0] = now
+      _err(f"step {step}/{steps}  free energy {record['loss']:.5g}  {record['seconds']:.1f} s")
+
+  if not args.quiet:
+    _err(f"fitting {args.model} to the energy {energy.label} ({energy.dim}D), {steps} steps, "
+         f"seed {args.seed}")
+  t0 = time.perf_counter()
+  fitted = cc.fit_energy(args.model, energy, steps=steps, seed=args.seed, callback=progress,
+                         max_seconds=args.max_seconds, **hyper)
+  seconds = time.perf_counter() - t0
+  fitted.save(out)
+  status = fitted.info.get("status", "done")
+  if fitted.info.get("message") and status != "done":
+    _err(f"warning: {fitted.info['message']}")
+  m = metrics.free_energy_metrics(fitted, energy, seed=0)
+  exact = "" if m.log_z is None else f"  log Z {m.log_z:.5g}  gap {m.gap:.4f}"
+  print(f"model {fitted.model}  energy {energy.label}  steps {fitted.info['steps_done']}/{steps}  "
+        f"seconds {seconds:.1f}  status {status}  ELBO {m.elbo:.5g}  IW log Z {m.iw_log_z:.5g}  "
+        f"ESS {m.ess / m.n:.0%}{exact}  saved {out}", flush=True)
+  return EXIT_DIVERGED if status == "diverged" else EXIT_OK
+
+
 def _cmd_sample(args) -> int:
   import numpy as np
 
@@ -438,6 +491,31 @@ def build_parser() -> argparse.ArgumentParser:
   f.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
   f.set_defaults(run=_cmd_fit)
 
+  e = sub.add_parser("fit-energy", help="fit a model to an energy known up to a constant and save it",
+                     description="Fit a model to a density exp(-E) / Z by minimising the variational "
+                                 "free energy (reverse KL), and save it. Progress goes to stderr, then "
+                                 "one summary line (ELBO, importance-weighted log Z, its effective "
+                                 "sample size, and the gap to the exact log Z where known).")
+  e.add_argument("--model", metavar="NAME", default="maflow", help="model id (default maflow)")
+  e.add_argument("--energy", metavar="NAME", help="a built-in energy, e.g. ring, ising; see `list`")
+  e.add_argument("--formula", metavar="TEXT",
+                 help="an energy typed in x1, x2, ..., e.g. '(|x| - 2)^2 / 0.32'")
+  e.add_argument("--dim", type=_pos_int, metavar="D",
+                 help="the dimension of a --formula (default: the highest x_k it uses)")
+  e.add_argument("--param", action="append", metavar="NAME=VALUE",
+                 help="a parameter of the built-in energy, e.g. --param L=4 (repeatable)")
+  e.add_argument("--steps", type=_pos_int, metavar="N",
+                 help="training steps (default: the model's default)")
+  e.add_argument("--seed", type=_nonneg_int, default=0, help="seeds the training (default 0)")
+  e.add_argument("--hyper", action="append", metavar="NAME=VALUE",
+                 help="a model hyper-parameter, as for `fit` (repeatable)")
+  e.add_argument("--max-seconds", type=_pos_float, metavar="S",
+                 help="stop training after this many seconds (the model is kept)")
+  e.add_argument("--out", metavar="FILE.msgpack",
+                 help="where to save the model (default MODEL_ENERGY.msgpack)")
+  e.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+  e.set_defaults(run=_cmd_fit_energy)
+
   s = sub.add_parser("sample", help="draw samples from a saved model",
                      description="Draw samples from a saved model; CSV with a header x1,x2,... "
                                  "(or .npy), to --out or stdout.")
@@ -473,7 +551,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
   try:
     args = parser.parse_args(argv)
     if getattr(args, "run", None) is None:
-      raise UsageError(f"choose a command: fit, sample, list or info (see `{PROG} --help`)")
+      raise UsageError(f"choose a command: fit, fit-energy, sample, list or info (see `{PROG} --help`)")
     return args.run(args)
   except (UsageError, DataError, ValueError) as e:
     _err(f"error: {e}")

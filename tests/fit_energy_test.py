@@ -58,3 +58,20 @@ def test_bad_arguments_are_clear_errors():
     cc.fit_energy("maflow", ring, steps=0)
   with pytest.raises(ValueError, match="learning_rate"):
     cc.fit_energy("maflow", ring, learning_rate=-1.0)
+
+
+def test_command_line_fit_energy(tmp_path, capsys):
+  from cmm_core import cli
+  out = tmp_path / "ring.msgpack"
+  assert cli.main(["fit-energy", "--energy", "ring", "--param", "radius=1.5", "--steps", "5",
+                   "--hyper", "hidden=8", "--out", str(out), "-q"]) == 0
+  line = capsys.readouterr().out
+  assert "energy ring" in line and "ELBO" in line and "gap" in line and out.is_file()
+  assert cc.load(out).info["energy"] == "ring"
+  assert cli.main(["fit-energy", "--formula", "(|x| - 2)^2 / 0.32", "--dim", "2", "--steps", "5",
+                   "--hyper", "hidden=8", "--out", str(tmp_path / "f.msgpack"), "-q"]) == 0
+  assert "gap" not in capsys.readouterr().out  # a typed formula has no known log Z
+  for bad in (["--energy", "nope"], ["--formula", "__import__('os')", "--dim", "2"],
+              ["--energy", "ring", "--formula", "x1^2"], ["--model", "sdot", "--energy", "ring"]):
+    assert cli.main(["fit-energy", *bad]) == 2
+    assert "error:" in capsys.readouterr().err
