@@ -484,11 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
                  help="a model hyper-parameter, e.g. --hyper learning_rate=1e-3 --hyper hidden=64,64 "
                       "--hyper activation=relu --hyper latent_dim=auto (repeatable; `list` shows "
                       "each model's with its type, default and bounds)")
-  f.add_argument("--max-seconds", type=_pos_float, metavar="S",
-                 help="stop training after this many seconds (the model is kept)")
-  f.add_argument("--out", metavar="FILE.msgpack",
-                 help="where to save the model (default MODEL_TARGET.msgpack)")
-  f.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+  _training_outputs(f, "MODEL_TARGET.msgpack")
   f.set_defaults(run=_cmd_fit)
 
   e = sub.add_parser("fit-energy", help="fit a model to an energy known up to a constant and save it",
@@ -509,11 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
   e.add_argument("--seed", type=_nonneg_int, default=0, help="seeds the training (default 0)")
   e.add_argument("--hyper", action="append", metavar="NAME=VALUE",
                  help="a model hyper-parameter, as for `fit` (repeatable)")
-  e.add_argument("--max-seconds", type=_pos_float, metavar="S",
-                 help="stop training after this many seconds (the model is kept)")
-  e.add_argument("--out", metavar="FILE.msgpack",
-                 help="where to save the model (default MODEL_ENERGY.msgpack)")
-  e.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
+  _training_outputs(e, "MODEL_ENERGY.msgpack")
   e.set_defaults(run=_cmd_fit_energy)
 
   s = sub.add_parser("sample", help="draw samples from a saved model",
@@ -542,6 +534,15 @@ def build_parser() -> argparse.ArgumentParser:
   i.add_argument("--json", action="store_true", help="print JSON")
   i.set_defaults(run=_cmd_info)
   return parser
+
+
+def _training_outputs(p, default_out: str) -> None:
+  """The options ``fit`` and ``fit-energy`` share: the time budget, the file, the progress lines."""
+  p.add_argument("--max-seconds", type=_pos_float, metavar="S",
+                 help="stop training after this many seconds (the model is kept)")
+  p.add_argument("--out", metavar="FILE.msgpack",
+                 help=f"where to save the model (default {default_out})")
+  p.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
