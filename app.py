@@ -2,6 +2,10 @@
 
 import streamlit as st
 
+from app_support import compile_cache
+
+compile_cache.enable()  # before anything compiles: a restarted app reuses earlier compilations
+
 
 def home() -> None:
   st.title("Convex-potential generative models")

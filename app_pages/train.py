@@ -351,8 +351,10 @@ def _downloads(entry: dict) -> None:
       on_click="ignore", key="tr_dl_samples", icon=":material/table_view:", width="stretch",
       help="fitted.sample(n, seed=0) with a header x1, x2, ...")
   if np.asarray(entry["data"]).shape[0]:
-    # the address is known while the page runs (not in the download's callback)
-    link = _link.url_for(share.encode(entry["target_spec"], entry["settings"]))
+    # the address is known while the page runs (not in the download's callback); a loaded
+    # model file has no training seed, so no link reproduces it
+    link = (None if entry.get("file") or entry["settings"].get("seed") is None
+            else _link.url_for(share.encode(entry["target_spec"], entry["settings"])))
     st.download_button(
         "Download a report (HTML)", data=lambda: _report_html(entry, link),
         file_name=_model_file_name(entry)[:-len(".msgpack")] + "_report.html", mime="text/html",

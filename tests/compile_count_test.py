@@ -40,7 +40,13 @@ def events():
   jax.monitoring.unregister_event_duration_listener(listener)
 
 
-@pytest.mark.parametrize("model", cc.models.names())
+# cmm and mm run brenier's training code (one convex-potential model class) with more compiled
+# machinery (chains, conjugates): brenier keeps the check in the default suite, they in the slow one
+SLOW_TO_COMPILE = ("cmm", "mm")
+
+
+@pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m in SLOW_TO_COMPILE
+                                   else m for m in cc.models.names()])
 def test_training_chunk_compiles_once(model, events):
   log, phase = events
   assert set(TINY) == set(cc.models.names())

@@ -1,5 +1,22 @@
-import numpy as np
-import pytest
+import atexit
+import os
+import shutil
+import tempfile
+
+# One JAX compilation cache for the whole run, shared by the xdist workers and the processes they
+# start (the CLI, the Streamlit server of the browser test): the same training chunks and samplers
+# are compiled by many test files, and XLA's compile is most of the suite's time. It starts empty,
+# so a run from a clean clone is timed honestly; set JAX_COMPILATION_CACHE_DIR to keep one across
+# runs. Set before JAX is imported (JAX reads these variables at import).
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  _cache = tempfile.mkdtemp(prefix="cmm_test_jax_cache_")
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = _cache
+  atexit.register(shutil.rmtree, _cache, ignore_errors=True)  # xdist workers inherit the variable
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES", "0")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 # The longest test files first (summed seconds of a clean-clone run, docs/testing.md): pytest-xdist's
 # `--dist loadfile` hands files to the two workers in collection order, so a long file collected

@@ -44,7 +44,7 @@ def test_initial_gradient_is_the_gaussian_guess(rng, d):
   B = M @ M.T / d + 0.5 * np.eye(d)
   a = rng.standard_normal(d)
   pot, params = potentials.make_potential(data, a, B, jax.random.PRNGKey(1), init_scale=1e-3)
-  g = potentials.batch_grad(lambda x: pot.apply(params, x), jnp.asarray(data[:64]))
+  g = jax.jit(lambda x: potentials.batch_grad(lambda x: pot.apply(params, x), x))(jnp.asarray(data[:64]))
   np.testing.assert_allclose(g, (data[:64] - a) @ B.T, rtol=2e-2, atol=2e-2)
 
 

@@ -13,7 +13,9 @@ def _charts(at: AppTest) -> list:
   return at.get("plotly_chart")
 
 
-@pytest.mark.parametrize("model,extra", [("mm", 0), ("brenier", 0), ("maflow", 1), ("sdot", 1)])
+# brenier's page is cmm's and mm's (tests/app/app_test.py, mm here): the slow suite runs it
+@pytest.mark.parametrize("model,extra", [("mm", 0), pytest.param("brenier", 0, marks=pytest.mark.slow),
+                                         ("maflow", 1), ("sdot", 1)])
 def test_train_page_every_model(model, extra):
   at = goto(open_app(), "app_pages/train.py")
   at.selectbox(key="tr_model").set_value(model)

@@ -152,7 +152,7 @@ def _home(u: User) -> None:
   u.wait("h1:has-text('Convex-potential generative models')", "the home page title")
   u.settle()
   for link in ("Choose a target", "Train & explore", "Compare models"):
-    assert u.page.get_by_role("link", name=link).count() >= 1, link
+    u.wait(u.page.get_by_role("link", name=link), f"the link {link!r}")
   u.step_done("home")
 
 

@@ -65,6 +65,8 @@ def test_history_and_info(gaussian_fit):
     assert np.isfinite(rec["loss"])
 
 
+# about two and a half minutes on two busy cores: the slow suite (docs/testing.md)
+@pytest.mark.slow
 def test_1d_bimodal_matches_grid_oracle():
   data = cc.targets.make("mixture", n=4096, seed=0)
   fitted = cc.fit("cmm", data, steps=600, seed=0, **FAST)  # 600 and 900 steps: error 0.025 std
@@ -106,8 +108,13 @@ def test_likelihood_loss_is_the_nll_up_to_log_z(gaussian_fit):
   pot, var = fitted._pot, fitted._vars
   import jax.numpy as jnp
   from cmm_core import potentials
-  w = lambda x: pot.apply(var, x)
-  g = potentials.batch_grad(w, jnp.asarray(y))
-  _, logdet = jnp.linalg.slogdet(potentials.batch_hessian(w, jnp.asarray(y)))
-  nll = np.asarray(w(g) - logdet) + fitted.log_normalizer
+  import jax
+
+  @jax.jit  # one compiled program (op by op, the Hessian alone compiles hundreds of kernels)
+  def data_nll(y):
+    w = lambda x: pot.apply(var, x)
+    g = potentials.batch_grad(w, y)
+    return w(g) - jnp.linalg.slogdet(potentials.batch_hessian(w, y))[1]
+
+  nll = np.asarray(data_nll(jnp.asarray(y))) + fitted.log_normalizer
   np.testing.assert_allclose(nll, -fitted.log_prob(y), rtol=1e-3, atol=1e-3)

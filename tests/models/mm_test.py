@@ -15,6 +15,7 @@ def gaussian_fit():
   return cov, data, cc.fit("mm", data, steps=800, seed=0, **FAST)
 
 
+@pytest.mark.slow  # the 800-step Gaussian fit: about three minutes on two busy cores
 def test_gaussian_base_is_inverse_covariance(gaussian_fit):
   cov, data, fitted = gaussian_fit
   base = fitted.sample_base(8000, seed=1)
@@ -23,6 +24,7 @@ def test_gaussian_base_is_inverse_covariance(gaussian_fit):
   assert err <= 0.15, err
 
 
+@pytest.mark.slow  # the 800-step Gaussian fit: about three minutes on two busy cores
 def test_base_is_centred(gaussian_fit):
   # a moment measure's base is unique up to translation: the fit pins its mean at 0
   cov, data, fitted = gaussian_fit
@@ -31,6 +33,7 @@ def test_base_is_centred(gaussian_fit):
   assert np.all(np.abs(base.mean(0)) <= 0.1 * base_std), (base.mean(0), base_std)
 
 
+@pytest.mark.slow  # the 800-step Gaussian fit: about three minutes on two busy cores
 def test_gaussian_samples_map_and_density(gaussian_fit):
   cov, data, fitted = gaussian_fit
   samples = fitted.sample(8000, seed=2)

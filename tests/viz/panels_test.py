@@ -185,6 +185,7 @@ def test_data_summary(rng):
   np.testing.assert_allclose(s["mean"], x.mean(0))
 
 
+@pytest.mark.slow  # two minutes of compilation for one fit's samplers and maps
 @pytest.mark.parametrize("name", ["eight_gaussians"])
 def test_panel_data_on_a_real_cmm_fit(name):
   import cmm_core as cc
