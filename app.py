@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from app_support import compile_cache
+from cmm_core import compile_cache
 
 compile_cache.enable()  # before anything compiles: a restarted app reuses earlier compilations
 

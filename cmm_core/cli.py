@@ -553,6 +553,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser.parse_args(argv)
     if getattr(args, "run", None) is None:
       raise UsageError(f"choose a command: fit, fit-energy, sample, list or info (see `{PROG} --help`)")
+    from cmm_core import compile_cache
+    compile_cache.enable()  # a second run compiles nothing it compiled before
     return args.run(args)
   except (UsageError, DataError, ValueError) as e:
     _err(f"error: {e}")

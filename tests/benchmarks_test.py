@@ -1,4 +1,4 @@
-"""End-to-end checks of the benchmark harnesses (benchmarks/run.py, benchmarks/scaling.py) on tiny settings."""
+"""End-to-end checks of the benchmark harnesses (benchmarks/run.py, scaling.py, restart.py) on tiny settings."""
 
 import json
 import math
@@ -6,15 +6,17 @@ import pathlib
 import subprocess
 import sys
 
+import pytest
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 MACHINE = ["platform", "cpu_count", "cpus_usable", "jax_version", "jax_backend", "jax_devices"]
 
 
-def _run(script, *args, tmp_path):
+def _run(script, *args, tmp_path, timeout=240):
   out, md = tmp_path / f"{script}.json", tmp_path / f"{script}.md"
   proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / f"{script}.py"), *args,
                          "--out", str(out), "--markdown", str(md)],
-                        cwd=ROOT, capture_output=True, text=True, timeout=240)
+                        cwd=ROOT, capture_output=True, text=True, timeout=timeout)
   assert proc.returncode == 0, proc.stderr[-3000:]
   return json.loads(out.read_text()), md.read_text()
 
@@ -59,3 +61,16 @@ def test_scaling_quick_end_to_end(tmp_path):
       assert _finite(r[k]), (k, r[k])
     assert r["seconds_per_step"] > 0 and r["first_chunk_seconds"] > 0
   assert "By dimension d" in md and "| maflow |" in md
+
+
+@pytest.mark.slow  # two fresh processes that import JAX and fit
+def test_restart_measures_a_second_process_reading_the_cache(tmp_path):
+  out, md = _run("restart", "--models", "maflow", "--steps", "2", tmp_path=tmp_path, timeout=600)
+  (r,) = out["results"]
+  assert "error" not in r["first"] and "error" not in r["second"], r
+  assert r["first"]["cache"] == r["second"]["cache"] and r["cache_entries"] > 0
+  for run in (r["first"], r["second"]):
+    assert run["status"] == "done" and run["finite"] and _finite(run["fit_seconds"])
+  # the second process reads the training chunk instead of compiling it
+  assert r["second"]["fit_seconds"] < r["first"]["fit_seconds"], r
+  assert "| maflow |" in md

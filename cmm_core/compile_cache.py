@@ -1,6 +1,13 @@
-"""JAX's persistent compilation cache for the app: the first fit of a model after the app
-restarts reuses the programs compiled by earlier sessions instead of compiling them again
-(a default cmm fit of 20 steps: tens of seconds of XLA compilation on a laptop's CPU).
+"""JAX's persistent compilation cache for the app and the command line: the first fit of a model
+in a new process (a restarted app, a second ``python -m cmm_core fit``) reuses the programs compiled
+by earlier ones instead of compiling them again (a default cmm fit of 20 steps: tens of seconds of
+XLA compilation on a laptop's CPU). Several processes may share the folder: an entry is named by a
+hash of the program, compiler and JAX version, and an entry another process is still writing fails
+to load with a warning from JAX and is compiled again. The folder is not size-capped (about 1 MB
+per model configuration); deleting it is always safe.
+
+The library itself never turns it on: importing ``cmm_core`` changes no JAX setting; ``app.py`` and
+``cmm_core.cli.main`` call :func:`enable`.
 
 The cache lives in ``$CMM_CACHE_DIR`` (default ``~/.cache/cmm_core/jax``); ``CMM_CACHE_DIR=off``
 turns it off. A ``JAX_COMPILATION_CACHE_DIR`` already set (the test suite sets one per run) wins.

@@ -6,9 +6,9 @@ import pathlib
 import subprocess
 import sys
 
-from app_support import compile_cache
+from cmm_core import compile_cache
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
+ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_the_cache_folder_follows_the_environment(monkeypatch, tmp_path):
@@ -29,7 +29,7 @@ def test_a_process_writes_its_compiled_programs_to_the_cache(tmp_path):
   env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_")}
   env.update(CMM_CACHE_DIR=str(tmp_path / "cache"), PYTHONPATH=str(ROOT))
   script = (
-      "from app_support import compile_cache\n"
+      "from cmm_core import compile_cache\n"
       "compile_cache.MIN_COMPILE_SECONDS = 0.0\n"
       "path = compile_cache.enable()\n"
       "assert compile_cache.enable() == path\n"
