@@ -31,9 +31,20 @@ LONGEST_FIRST = [
 ]
 
 
+# Files whose tests are independent fits with no shared fixture: their tests go to whichever worker
+# is free (the slow suite's 36 real-data fits and 25 bound fits would otherwise run on one worker).
+# Every other file's tests stay together on one worker (its module fixtures are computed once).
+SPREAD = ("tests/real_units_test.py", "tests/fuzz_test.py")
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups (--dist loadgroup)
 def pytest_collection_modifyitems(config, items):
   rank = {path: i for i, path in enumerate(LONGEST_FIRST)}
   items.sort(key=lambda item: rank.get(item.nodeid.split("::")[0], len(rank)))  # stable
+  for item in items:
+    path = item.nodeid.split("::")[0]
+    if path not in SPREAD:
+      item.add_marker(pytest.mark.xdist_group(path))
 
 
 @pytest.fixture
