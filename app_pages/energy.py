@@ -164,9 +164,17 @@ def _results(run: dict, e) -> None:
   c1, c2 = st.columns([3, 2])
   c1.plotly_chart(viz.free_energy_figure(panels.history_arrays(fitted.history), log_z=e.log_z,
                                          n_sites=e.dim if e.L else None), key="en_curve")
+  c2.markdown(
+      "**Reading the numbers.** The flow has a density q, so it gets a variational bound: the ELBO "
+      "E_q[−E − log q] ≤ log Z (equality when q = p), and the importance-weighted log Z, "
+      "log mean exp(−E − log q), which is tighter; the effective sample size (ESS) of those weights says "
+      "how far to trust it (near 100%: q ≈ p). MCMC has no density, so no bound: its column has only what "
+      "samples give, the mean energy and (2D) the energy distance to exact samples drawn on a fine grid; "
+      "the *exact* column's distance is exact samples against a second exact draw: differences below it "
+      "are noise at this sample size.")
   rows = viz.comparison_rows(flow=run["flow"], mcmc=run["mcmc"], exact=run["exact"],
                              n_sites=e.dim if e.L else None, mcmc_label=mlabel)
-  c2.dataframe(pd.DataFrame(rows), hide_index=True, key="en_table")
+  st.table(pd.DataFrame(rows).set_index("quantity"))
   if e.L and e.log_z is not None:
     m = run["flow"]["metrics"]
     paper = energies.PAPER_FREE_ENERGY.get((e.L, bool(e.params.get("periodic", True))))

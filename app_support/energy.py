@@ -67,7 +67,7 @@ def exact_reference(spec: tuple, n: int = 1024) -> dict:
   out = {"log_z": e.log_z, "log_z_source": None, "stats": None, "samples": None,
          "free_energy_per_site": None}
   if e.log_z is not None:
-    out["log_z_source"] = "closed form" if spec[0] == "builtin" else "quadrature on the box"
+    out["log_z_source"] = "exact" if spec[0] == "builtin" else "quadrature on the box"
   if e.dim == 2 and e.box is not None:
     try:
       a = energies.grid_samples(e, n, seed=101)

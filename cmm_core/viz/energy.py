@@ -281,7 +281,7 @@ def comparison_rows(*, flow: Optional[dict], mcmc: Optional[dict], exact: dict, 
 
   row("energy gradient evaluations (budget)", f"{flow['grad_evals']:,}" if flow else "—",
       f"{mcmc['grad_evals']:,}" if mcmc else "—")
-  row("seconds (compilation included)", _num(flow["seconds"], 1) if flow else "—",
+  row("seconds (wall clock, any compilation included)", _num(flow["seconds"], 1) if flow else "—",
       _num(mcmc["seconds"], 1) if mcmc else "—")
   if m is not None:
     row("ELBO = E_q[−E − log q] (± s.e.)", f"{_num(m.elbo)} ± {_num(m.elbo_se)}")
@@ -300,7 +300,7 @@ def comparison_rows(*, flow: Optional[dict], mcmc: Optional[dict], exact: dict, 
   if es is not None or (fs and fs.get("energy_distance") is not None):
     row("energy distance to exact samples", _num(fs["energy_distance"]) if fs else "—",
         _num(ms["energy_distance"]) if ms else "—",
-        (_num(es["energy_distance"]) + " (floor: exact vs exact)") if es and es.get("energy_distance") is not None
+        (_num(es["energy_distance"]) + " (a second exact draw: the noise level)") if es and es.get("energy_distance") is not None
         else "—")
   if mcmc:
     row("acceptance rate", "—", f"{mcmc['acceptance']:.0%}")

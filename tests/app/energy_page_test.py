@@ -12,9 +12,9 @@ def _charts(at):
 
 
 def _table(at):
-  frames = at.dataframe
-  assert len(frames) == 1
-  return frames[0].value
+  tables = at.table
+  assert len(tables) == 1
+  return tables[0].value.reset_index()
 
 
 def test_opening_shows_the_ring_contours():
