@@ -2,8 +2,9 @@
 rerun reuses the same ``Energy`` object and therefore JAX's compilations), and the evaluation run
 after training (flow metrics, the MCMC baseline with the same budget, exact references).
 
-Key in ``st.session_state``: ``"energy_run"``, the last run of the page (see :func:`evaluate`),
-with the ``spec`` of the energy it was trained on.
+Keys in ``st.session_state``: ``"energy_run"``, the last run of the page (see :func:`evaluate`),
+with the ``spec`` of the energy it was trained on; ``"energy_objects"``, ``{spec: Energy}`` for the
+last few specs (per session: a cross-session resource cache would share objects between users).
 
 A spec is a hashable tuple: ``("builtin", name, ((param, value), ...))`` or
 ``("formula", text, dim, half_width)``.
@@ -23,9 +24,12 @@ MAX_FORMULA_DIM = 64  # the page's largest dimension for a typed formula
 MCMC_CHAINS_PER_BATCH = 1  # MCMC chains per flow batch point (chains = the flow's batch size)
 
 
-@st.cache_resource(show_spinner=False, max_entries=32)
+MAX_KEPT_ENERGIES = 8
+
+
 def energy_for(spec: tuple):
-  """The :class:`~cmm_core.energies.Energy` of a spec (cached: one object per spec).
+  """The :class:`~cmm_core.energies.Energy` of a spec, one object per spec and session (kept in
+  ``st.session_state``, so reruns reuse it and its JAX compilations).
 
   A 2D formula gets the box ``[-h, h]^2`` and its ``log Z`` by the midpoint rule on that box
   (None when the energy is not finite there).
@@ -33,6 +37,15 @@ def energy_for(spec: tuple):
   Raises:
     ValueError (FormulaError included): the message says what is wrong.
   """
+  kept = st.session_state.setdefault("energy_objects", {})
+  if spec not in kept:
+    kept[spec] = _build(spec)
+    while len(kept) > MAX_KEPT_ENERGIES:
+      kept.pop(next(iter(kept)))
+  return kept[spec]
+
+
+def _build(spec: tuple):
   from cmm_core import energies, formula
   if spec[0] == "builtin":
     return energies.make(spec[1], **dict(spec[2]))
