@@ -49,6 +49,7 @@ nav = st.navigation({
         st.Page("app_pages/target.py", title="Target", icon=":material/scatter_plot:"),
         st.Page("app_pages/train.py", title="Train & explore", icon=":material/model_training:"),
         st.Page("app_pages/compare.py", title="Compare", icon=":material/compare:"),
+        st.Page("app_pages/energy.py", title="Sample an energy", icon=":material/local_fire_department:"),
     ],
     "Learn: exactly, no training": [
         st.Page("app_pages/exact_gaussians.py", title="Gaussians, exactly", icon=":material/functions:"),

@@ -10,6 +10,8 @@ Streamlit). Submodules are imported on first use, so ``cmm_core.viz.geometry`` d
 - :mod:`~cmm_core.viz.registry`: model id -> panel titles and the model's own figures.
 - :mod:`~cmm_core.viz.flow` (maflow), :mod:`~cmm_core.viz.sdot` (sdot): a model's own figures.
 - :mod:`~cmm_core.viz.exact`: arrays and figures of the exact (closed-form and grid) pages.
+- :mod:`~cmm_core.viz.energy`: energies ``exp(-E)``: contours, the free-energy curve, spin images,
+  the flow / MCMC table (the "Sample an energy" page).
 
 >>> from cmm_core.viz import figures, panels, registry
 >>> view = panels.panel_data(fitted, data, n_samples=1000, seed=0)
@@ -19,7 +21,7 @@ Streamlit). Submodules are imported on first use, so ``cmm_core.viz.geometry`` d
 
 import importlib
 
-__all__ = ["geometry", "panels", "figures", "registry", "flow", "sdot", "exact"]
+__all__ = ["geometry", "panels", "figures", "registry", "flow", "sdot", "exact", "energy"]
 
 
 def __getattr__(name: str):

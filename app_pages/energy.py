@@ -1,0 +1,229 @@
+"""Sample an energy: pick a density known as exp(-E) / Z (a built-in or a typed formula), fit a
+Monge-Ampère flow to it by the variational free energy, and compare it with plain MCMC (blackjax)
+run for the same number of energy gradient evaluations."""
+
+import pandas as pd
+import streamlit as st
+
+import cmm_core as cc
+from cmm_core import energies, formula, limits
+from cmm_core.viz import energy as viz, figures, panels
+from app_support import energy as _energy, state as _state
+
+KEEP = "session"
+MAX_PAGE_STEPS = 20_000
+METHODS = {"MALA": "mala", "HMC (10 leapfrog steps)": "hmc"}
+DEFAULT_FORMULA = "(|x| - 2)^2 / 0.32"
+
+
+def _param_widget(col, name: str, h):
+  key, helptext = f"en_p_{name}_{h.name}", h.help
+  if h.kind == "bool":
+    return col.checkbox(h.name, value=h.default, key=key, help=helptext, persist_state=KEEP)
+  if h.kind == "int":
+    return int(col.number_input(h.name, value=int(h.default), step=1, key=key, help=helptext,
+                                persist_state=KEEP))
+  return float(col.number_input(h.name, value=float(h.default), format="%g", key=key, help=helptext,
+                                step=max(abs(float(h.default)) / 10, 0.01), persist_state=KEEP))
+
+
+def _choose_energy():
+  """The energy widgets; returns ``(spec, energy)`` or ``(None, None)`` after an error message."""
+  source = st.radio("energy", ["built-in", "formula"], horizontal=True, key="en_source", persist_state=KEEP)
+  if source == "built-in":
+    names = list(energies.names())
+    name = st.selectbox("built-in energy", names, index=names.index("ring"), key="en_name",
+                        persist_state=KEEP)
+    st.caption(energies.describe(name))
+    params = {}
+    schema = energies.schema(name)
+    if schema:
+      cols = st.columns(min(3, len(schema)))
+      for i, h in enumerate(schema):
+        params[h.name] = _param_widget(cols[i % len(cols)], name, h)
+    else:
+      st.caption("The default mean and covariance (type a formula for another Gaussian).")
+    spec = ("builtin", name, tuple(sorted(params.items())))
+  else:
+    text = st.text_input("E(x1, x2) =", value=DEFAULT_FORMULA, key="en_formula", persist_state=KEEP,
+                         max_chars=formula.MAX_CHARS,
+                         help="Variables x1, x2 (x3, ... for more dimensions), |x| for the norm, "
+                              "+ - * / ^, exp log sqrt abs sin cos tanh cosh log1p, min max logaddexp.")
+    c = st.columns(2)
+    dim = c[0].number_input("dimension", value=2, min_value=1, max_value=_energy.MAX_FORMULA_DIM, step=1,
+                            key="en_dim", persist_state=KEEP,
+                            help="the number of variables x1 .. xd (at least the highest k of the x_k used)")
+    half = c[1].number_input("box half-width h", value=_energy.FORMULA_BOX, min_value=0.5, max_value=100.0,
+                             step=0.5, key="en_box", persist_state=KEEP,
+                             help="2D: contours and the quadrature of log Z on [−h, h]²")
+    spec = ("formula", text, int(dim), float(half))
+  try:
+    with st.spinner("Building the energy…"):
+      return spec, _energy.energy_for(spec)
+  except ValueError as e:  # FormulaError and out-of-bounds parameters: a message, not a traceback
+    st.error(str(e))
+    return None, None
+
+
+def _preview(spec, e) -> None:
+  if e.dim != 2:
+    what = f"a {e.L} × {e.L} lattice ({e.dim} variables)" if e.L else f"{e.dim} dimension(s)"
+    st.info(f"**{e.label}** has {what}: contours are drawn for 2D energies only"
+            + ("; the samples are shown as spin images after training." if e.L else "."))
+    return
+  if e.box is None:
+    st.info("This energy has no box to draw on.")
+    return
+  show = st.segmented_control("contours of", ["exp(−E)", "E"], default="exp(−E)", key="en_show",
+                              persist_state=KEEP) or "exp(−E)"
+  try:
+    g = _energy.grid_for(spec)
+  except ValueError as err:
+    st.error(str(err))
+    return
+  st.plotly_chart(viz.contour_figure(g, title=f"{e.label}: {show}", show="density" if show == "exp(−E)" else "energy"),
+                  key="en_preview")
+
+
+def _train(spec, e, steps: int, seed: int, method: str, step_size: float) -> None:
+  hyper = {"symmetry": "reflection"} if e.L else {}
+  progress = st.progress(0.0, text="compiling the training step (the first chunk takes longest)…")
+  live = st.empty()
+  n_sites = e.dim if e.L else None
+
+  def callback(step, record, fitted):
+    progress.progress(min(1.0, step / steps), text=f"step {step} / {steps} · F {record['loss']:.4g} · "
+                                                   f"{record['seconds']:.1f} s")
+    live.plotly_chart(viz.free_energy_figure(panels.history_arrays(fitted.history), log_z=e.log_z,
+                                             n_sites=n_sites, total_steps=steps,
+                                             title="free energy F = −ELBO (live)"),
+                      key=f"en_live_{step}")
+
+  try:
+    fitted = cc.fit_energy("maflow", e, steps=steps, seed=seed, callback=callback, **_state.LIVE_CHUNK, **hyper)
+  except ValueError as err:
+    progress.empty()
+    st.error(str(err))
+    return
+  except Exception as err:  # a bug, not the user's fault: say so without a traceback
+    progress.empty()
+    st.error(f"Training failed with an internal error ({type(err).__name__}: {err}).")
+    return
+  progress.progress(1.0, text=f"measuring the flow and running {method.upper()} with the same budget…")
+  try:
+    run = _energy.evaluate(spec, fitted, seed=seed, method=method, step_size=step_size)
+  except Exception as err:
+    progress.empty()
+    st.error(f"Evaluating the fit failed ({type(err).__name__}: {err}).")
+    return
+  st.session_state["energy_run"] = run
+  progress.empty()
+  live.empty()
+
+
+def _results(run: dict, e) -> None:
+  fitted = run["fitted"]
+  s = panels.fit_summary(fitted)
+  mlabel = next(k for k, v in METHODS.items() if v == run["method"]).split(" ")[0]
+  st.subheader("Results")
+  st.markdown(f"**maflow** on *{e.label}* · {s['steps']} steps · {s['seconds']:.1f} s · status **{s['status']}**")
+  if s["status"] in ("diverged", "stopped"):
+    st.warning(s["message"] or f"Training {s['status']}.")
+  if run["mcmc_error"]:
+    st.warning(f"MCMC: {run['mcmc_error']}")
+  plan = run["plan"]
+  st.caption(
+      f"**Same budget** = the same number of evaluations of ∇E. Each flow step pushes a batch of "
+      f"{fitted.config['batch_size']} base points through the flow and differentiates E once at each "
+      f"image: {s['steps']} steps × {fitted.config['batch_size']} = {run['flow']['grad_evals']:,}. "
+      f"{mlabel} runs {plan['n_chains']} chains from N(0, I) for {plan['n_steps']} transitions "
+      f"({'1' if run['method'] == 'mala' else '10'} ∇E per transition, plus one per chain to start) and "
+      f"keeps {plan['keep']} states per chain, {plan['thin']} apart, from the end. The flow's own cost "
+      "(integrating its potential) is not counted; the seconds are shown too.")
+  two_d = e.dim == 2 and run["exact"]["stats"] is not None
+  cols = st.columns(3)
+  if two_d:
+    g = _energy.grid_for(run["spec"])
+    cols[0].plotly_chart(viz.contour_figure(g, samples=run["flow_samples"], title="flow samples",
+                                            sample_name="maflow"), key="en_flow")
+    if run["mcmc_samples"] is not None:
+      cols[1].plotly_chart(viz.contour_figure(g, samples=run["mcmc_samples"], title=f"{mlabel} samples",
+                                              sample_name=mlabel, color=figures.COLORS["map"]), key="en_mcmc")
+  elif e.L:
+    cols[0].plotly_chart(viz.spin_figure(run["flow_samples"], e.L, title="flow samples: spins sign(x)"),
+                         key="en_flow_spins")
+    if run["mcmc_samples"] is not None:
+      cols[1].plotly_chart(viz.spin_figure(run["mcmc_samples"], e.L, title=f"{mlabel} samples: spins sign(x)"),
+                           key="en_mcmc_spins")
+  else:
+    cols[0].info("Samples are drawn for 2D energies and lattices; the numbers below hold for any dimension.")
+  if e.dim >= 2:
+    cols[2].plotly_chart(viz.latent_figure(run["latent"], run["flow_samples"],
+                                           title="flow base samples z (colour: where they go)"),
+                         key="en_latent")
+  c1, c2 = st.columns([3, 2])
+  c1.plotly_chart(viz.free_energy_figure(panels.history_arrays(fitted.history), log_z=e.log_z,
+                                         n_sites=e.dim if e.L else None), key="en_curve")
+  c2.markdown(
+      "**Reading the numbers.** The flow has a density q, so it gets a variational bound: the ELBO "
+      "E_q[−E − log q] ≤ log Z (equality when q = p), and the importance-weighted log Z, "
+      "log mean exp(−E − log q), which is tighter; the effective sample size (ESS) of those weights says "
+      "how far to trust it (near 100%: q ≈ p). MCMC has no density, so no bound: its column has only what "
+      "samples give, the mean energy and (2D) the energy distance to exact samples drawn on a fine grid; "
+      "the *exact* column's distance is exact samples against a second exact draw: differences below it "
+      "are noise at this sample size.")
+  rows = viz.comparison_rows(flow=run["flow"], mcmc=run["mcmc"], exact=run["exact"],
+                             n_sites=e.dim if e.L else None, mcmc_label=mlabel)
+  st.table(pd.DataFrame(rows).set_index("quantity"))
+  if e.L and e.log_z is not None:
+    m = run["flow"]["metrics"]
+    paper = energies.PAPER_FREE_ENERGY.get((e.L, bool(e.params.get("periodic", True))))
+    exact = run["exact"]["free_energy_per_site"]
+    st.markdown(f"Free energy per site: flow **{-m.elbo / e.dim:.5f}** (an upper bound), exact "
+                f"**{exact:.5f}**" + (f" (the Monge-Ampère flow paper's table: {paper:.5f})" if paper is not None
+                                     and abs(e.params.get("T", energies.T_C) - energies.T_C) < 1e-9 else "")
+                + f"; gap {(-m.elbo / e.dim) - exact:.2e} nats per site.")
+
+
+st.title("Sample an energy")
+st.caption("A target known as a density exp(−E) / Z, up to Z: fit a Monge-Ampère flow by minimising the "
+           "variational free energy F = E_q[log q + E] ≥ −log Z, and compare it with plain MCMC "
+           "given the same number of energy gradient evaluations.")
+top = st.columns([2, 3])
+with top[0]:
+  spec, energy = _choose_energy()
+  c = st.columns(2)
+  steps_raw = c[0].number_input("training steps", value=200, step=50, key="en_steps", persist_state=KEEP,
+                                help=f"1 to {MAX_PAGE_STEPS}; each step uses one batch of 256 points")
+  seed = int(c[1].number_input("seed", 0, limits.MAX_APP_SEED, 0, 1, key="en_seed", persist_state=KEEP))
+  c = st.columns(2)
+  method_label = c[0].selectbox("MCMC baseline", list(METHODS), key="en_method", persist_state=KEEP)
+  step_size = c[1].number_input("MCMC step size (fixed)", value=0.1, step=0.01, format="%g", key="en_step_size",
+                                persist_state=KEEP, help="MALA: x − h ∇E + √(2h) ξ; HMC: the leapfrog step")
+  train_clicked = st.button("Train", type="primary", icon=":material/play_arrow:", key="en_train",
+                            disabled=energy is None)
+with top[1]:
+  if energy is not None:
+    _preview(spec, energy)
+
+problems = []
+if steps_raw is None or steps_raw != int(steps_raw) or not 1 <= steps_raw <= MAX_PAGE_STEPS:
+  problems.append(f"Training steps must be a whole number from 1 to {MAX_PAGE_STEPS}, got {steps_raw}.")
+if step_size is None or not step_size > 0 or step_size > 10:
+  problems.append(f"The MCMC step size must be a number in (0, 10], got {step_size}.")
+for p in problems:
+  st.error(p)
+
+if train_clicked and energy is not None and not problems:
+  _train(spec, energy, int(steps_raw), seed, METHODS[method_label], float(step_size))
+
+run = st.session_state.get("energy_run")
+if run is not None and energy is not None:
+  if run["spec"] != spec:
+    st.info("The results below are for another energy or other parameters; press **Train** for this one.")
+    energy_of_run = _energy.energy_for(run["spec"])
+  else:
+    energy_of_run = energy
+  _results(run, energy_of_run)
+elif energy is not None:
+  st.info("Press **Train** to fit the flow and run the MCMC baseline.")

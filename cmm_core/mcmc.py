@@ -1,0 +1,173 @@
+"""A plain MCMC baseline for energies (blackjax): MALA or HMC with a fixed step size.
+
+>>> from cmm_core import energies, mcmc
+>>> x = mcmc.run_mcmc(energies.make("ring"), n_chains=256, n_steps=200, seed=0)   # [256, 2]
+>>> res = mcmc.sample(energies.make("ring"), n_chains=256, n_steps=200, seed=0, keep=4, thin=10)
+>>> res.samples.shape, res.acceptance, res.n_grad_evals          # ((1024, 2), 0.8..., 51456)
+
+Every chain starts from ``N(0, I)`` (the flow's base: neither sampler is told where the mass
+is) and runs ``n_steps`` transitions; the samples are each chain's last ``keep`` states, ``thin``
+transitions apart. The cost is counted in evaluations of the energy's gradient, the unit the
+"Sample an energy" page uses to give the flow and the chains the same budget: MALA takes one per
+transition, HMC ``n_leapfrog``, plus one per chain to start. Why blackjax rather than
+:mod:`cmm_core.sampling`: ``docs/energies.md``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+
+import blackjax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cmm_core.models.base import check_seed
+
+__all__ = ["METHODS", "McmcResult", "sample", "run_mcmc", "grad_evals", "steps_for_budget",
+           "MAX_CHAINS", "MAX_MCMC_STEPS"]
+
+METHODS = ("mala", "hmc")
+MAX_CHAINS = 65_536
+MAX_MCMC_STEPS = 1_000_000
+MAX_LEAPFROG = 1_000
+
+
+@dataclasses.dataclass(frozen=True)
+class McmcResult:
+  """What :func:`sample` returns.
+
+  Attributes:
+    samples: ``[n_chains * keep, d]`` float32, chain-major (chain ``i``'s states are rows
+      ``i * keep .. i * keep + keep - 1``, oldest first).
+    acceptance: the Metropolis acceptance rate over all transitions and chains.
+    n_grad_evals: energy gradient evaluations used (:func:`grad_evals`).
+    seconds: wall-clock time, compilation included.
+    method, step_size, n_chains, n_steps, n_leapfrog: the settings.
+  """
+  samples: np.ndarray
+  acceptance: float
+  n_grad_evals: int
+  seconds: float
+  method: str
+  step_size: float
+  n_chains: int
+  n_steps: int
+  n_leapfrog: int
+
+
+def grad_evals(method: str, n_chains: int, n_steps: int, n_leapfrog: int = 10) -> int:
+  """Energy gradient evaluations of ``n_steps`` transitions of ``n_chains`` chains: one per
+  transition for MALA, ``n_leapfrog`` for HMC, plus one per chain for the start."""
+  per = 1 if method == "mala" else int(n_leapfrog)
+  return int(n_chains) * (int(n_steps) * per + 1)
+
+
+def steps_for_budget(budget: int, method: str, n_chains: int, n_leapfrog: int = 10) -> int:
+  """The most transitions (at least 1) whose :func:`grad_evals` fits in ``budget``."""
+  per = 1 if method == "mala" else int(n_leapfrog)
+  return max(1, (int(budget) // int(n_chains) - 1) // per)
+
+
+def _check_int(name: str, value, lo: int, hi: int) -> int:
+  if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not lo <= value <= hi:
+    raise ValueError(f"mcmc: {name} must be an integer in [{lo}, {hi}], got {value!r}")
+  return int(value)
+
+
+@functools.partial(jax.jit, static_argnames=("energy", "method", "n_burn", "keep", "thin", "n_leapfrog"))
+def _run(energy, method, key, x0, step_size, *, n_burn, keep, thin, n_leapfrog):
+  d = x0.shape[1]
+  logdensity = lambda x: -energy.fn(x[None])[0]
+  if method == "mala":
+    kernel = blackjax.mala(logdensity, step_size)
+  else:
+    kernel = blackjax.hmc(logdensity, step_size, jnp.ones((d,), x0.dtype), n_leapfrog)
+  n = x0.shape[0]
+
+  def transition(state, k):
+    state, info = jax.vmap(kernel.step)(jax.random.split(k, n), state)
+    return state, jnp.mean(info.is_accepted.astype(jnp.float32))
+
+  def block(state, k):  # thin transitions, then record the positions
+    state, acc = jax.lax.scan(transition, state, jax.random.split(k, thin))
+    return state, (state.position, jnp.mean(acc))
+
+  k_burn, k_keep = jax.random.split(key)
+  state = jax.vmap(kernel.init)(x0)
+  acc_burn = jnp.zeros(())
+  if n_burn:
+    state, accs = jax.lax.scan(transition, state, jax.random.split(k_burn, n_burn))
+    acc_burn = jnp.sum(accs)
+  _, (kept, accs) = jax.lax.scan(block, state, jax.random.split(k_keep, keep))  # [keep, n, d]
+  acceptance = (acc_burn + jnp.sum(accs) * thin) / (n_burn + keep * thin)
+  return jnp.swapaxes(kept, 0, 1).reshape(n * keep, d), acceptance
+
+
+def sample(energy, n_chains: int, n_steps: int, seed: int = 0, *, method: str = "mala",
+           step_size: float = 0.05, keep: int = 1, thin: int = 1, n_leapfrog: int = 10,
+           init=None) -> McmcResult:
+  """Runs ``n_chains`` independent chains of ``method`` on ``exp(-E)`` for ``n_steps`` transitions.
+
+  Args:
+    energy: a :class:`cmm_core.energies.Energy` (its ``fn``, ``[n, d] -> [n]``, is what is sampled).
+    n_chains: independent chains, each started from ``N(0, I)`` (or ``init``).
+    n_steps: transitions per chain (the last ``(keep - 1) * thin + ...`` of them are kept; see ``keep``).
+    seed: seeds the start and the chains (same seed, same samples).
+    method: ``"mala"`` (Metropolis-adjusted Langevin, proposal ``x - h grad E + sqrt(2 h) xi``) or
+      ``"hmc"`` (``n_leapfrog`` leapfrog steps of size ``step_size``, identity mass matrix).
+    step_size: the fixed step size ``h`` (not adapted).
+    keep: states kept per chain: after ``thin`` transitions each, ending with the last one
+      (``keep * thin <= n_steps``).
+    thin: transitions between kept states.
+    n_leapfrog: leapfrog steps per HMC transition.
+    init: optional start ``[n_chains, d]`` instead of ``N(0, I)``.
+
+  Returns:
+    A :class:`McmcResult`; ``samples`` is ``[n_chains * keep, d]``.
+
+  Raises:
+    ValueError: a bad argument (the message says which).
+  """
+  from cmm_core.energies import Energy
+  if not isinstance(energy, Energy):
+    raise ValueError(f"mcmc: energy must be a cmm_core.energies.Energy, got {type(energy).__name__}")
+  if method not in METHODS:
+    raise ValueError(f"mcmc: method must be one of {list(METHODS)}, got {method!r}")
+  n_chains = _check_int("n_chains", n_chains, 1, MAX_CHAINS)
+  n_steps = _check_int("n_steps", n_steps, 1, MAX_MCMC_STEPS)
+  keep = _check_int("keep", keep, 1, n_steps)
+  thin = _check_int("thin", thin, 1, n_steps)
+  if keep * thin > n_steps:
+    raise ValueError(f"mcmc: keep * thin ({keep} * {thin}) must be at most n_steps ({n_steps})")
+  n_leapfrog = _check_int("n_leapfrog", n_leapfrog, 1, MAX_LEAPFROG)
+  if (isinstance(step_size, (bool, np.bool_)) or not isinstance(step_size, (int, float, np.number))
+      or not (math.isfinite(step_size) and step_size > 0)):
+    raise ValueError(f"mcmc: step_size must be a positive number, got {step_size!r}")
+  seed = check_seed(seed)
+  d = energy.dim
+  key = jax.random.key(seed)
+  k_init, k_run = jax.random.split(key)
+  if init is None:
+    x0 = jax.random.normal(k_init, (n_chains, d), jnp.float32)
+  else:
+    x0 = jnp.asarray(init, jnp.float32)
+    if x0.shape != (n_chains, d):
+      raise ValueError(f"mcmc: init must have shape [{n_chains}, {d}], got {tuple(x0.shape)}")
+  t0 = time.perf_counter()
+  out, acc = _run(energy, method, k_run, x0, jnp.float32(step_size), n_burn=n_steps - keep * thin,
+                  keep=keep, thin=thin, n_leapfrog=n_leapfrog if method == "hmc" else 1)
+  out = np.asarray(out, np.float32)
+  return McmcResult(samples=out, acceptance=float(acc),
+                    n_grad_evals=grad_evals(method, n_chains, n_steps, n_leapfrog),
+                    seconds=time.perf_counter() - t0, method=method, step_size=float(step_size),
+                    n_chains=n_chains, n_steps=n_steps, n_leapfrog=n_leapfrog if method == "hmc" else 0)
+
+
+def run_mcmc(energy, n_chains: int, n_steps: int, seed: int = 0, **kwargs) -> np.ndarray:
+  """The samples of :func:`sample`: ``[n_chains * keep, d]`` float32 (``[n_chains, d]``, the
+  chains' last states, with the default ``keep=1``)."""
+  return sample(energy, n_chains, n_steps, seed, **kwargs).samples
