@@ -13,6 +13,9 @@ import jax
 
 MIN_COMPILE_SECONDS = 0.5
 """Programs that compile faster than this are not written (they cost less than a file read)."""
+MAX_CACHE_BYTES = 512 * 2**20
+"""The folder's cap on disk: past it JAX removes the least recently used programs (a default fit
+of each model writes about 1 MB; docs/limits.md)."""
 
 
 def cache_dir() -> pathlib.Path | None:
@@ -39,4 +42,5 @@ def enable() -> pathlib.Path | None:
     return None
   jax.config.update("jax_compilation_cache_dir", str(path))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
+  jax.config.update("jax_compilation_cache_max_size", MAX_CACHE_BYTES)
   return path
