@@ -172,3 +172,28 @@ def test_four_sessions_share_one_slot_in_turn(monkeypatch, counted_fits):
   cmp = sessions["cmp"].session_state["cmp_run"]
   assert cmp["done"] and cmp["results"]["maflow"]["status"] == "done"
   assert waited + bool(cmp["results"]["maflow"].get("wait", {}).get("place")) == len(pool.told)
+
+
+def test_the_epsilon_experiment_takes_one_slot_per_fit(monkeypatch):
+  # the sweep itself is replaced by a quick stand-in: what is checked is the page's use of the pool
+  from cmm_core.models import sdot
+  pool = RecordingPool(1)
+  monkeypatch.setattr(fit_pool, "POOL", pool)
+  held = []
+
+  def sweep(data, epsilons, **kw):
+    held.append(pool.status().running)
+    return [{"epsilon": e, "energy_distance": 0.01, "seconds": 1.0, "loss": [], "steps": [],
+             "samples": np.zeros((10, 2)), "fitted": None} for e in epsilons]
+
+  monkeypatch.setattr(sdot, "epsilon_sweep", sweep)
+  at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+  at.query_params.update({"target": "two_moons", "n": "256", "model": "sdot"})
+  at.switch_page("app_pages/train.py")
+  at.run()
+  at.button(key="tr_sweep").click()
+  at.run()
+  assert not at.exception, [e.value for e in at.exception]
+  assert held == [1, 1, 1, 1] and len(pool.started_order) == 4  # one slot per epsilon
+  results = at.session_state["sdot_sweep"]["results"]
+  assert [r["epsilon"] for r in results] == [0.0, 0.025, 0.05, 0.1]
