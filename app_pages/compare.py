@@ -3,14 +3,20 @@ their base / map / samples panels row by row on shared axes, and a table of metr
 
 Session keys used here (per user; see also ``app_support/state.py``):
 
-- ``"cmp_cache"``: ``{cmm_core.compare.cache_key: result}``, every complete fit of this session;
-  a comparison run again with the same target, budget, seed and hyper-parameters reuses them.
+- ``"cmp_cache"``: ``{cmm_core.compare.cache_key: result}``, the last ``CACHE_MAX`` complete fits
+  of this session (least recently used evicted); a comparison run again with the same target,
+  budget, seed and hyper-parameters reuses them.
 - ``"cmp_run"``: the last comparison: ``{"order": [model], "jobs": {model: job},
   "results": {model: result}, "partial": {model: {"fitted", "step", "seconds"}}, "done": bool,
   "stopped": str | None, "target_label", "target_digest", "data", "columns", "heldout",
   "reference", "budget_text", "seed"}``. ``partial`` holds the last chunk of the model in
   training, so a Stop (which reruns the page and interrupts the training) keeps it.
-- ``"cmp_panels"``: ``{(cache key, steps, status, points): panels.panel_data dict}``.
+- ``"cmp_panels"``: ``{(cache key, steps, status, points): panels.panel_data dict}``, at most
+  ``PANELS_MAX`` (least recently used evicted).
+
+Each model's fit takes one slot of the server's fit pool (``app_support/fit_pool.py``), not the
+whole comparison: between two models the comparison queues again behind fits that arrived
+meanwhile, so a five-model comparison does not hold a slot five fits long (docs/deploy.md).
 """
 
 import json
@@ -32,8 +38,8 @@ from app_support import link as _link, state as _state
 KEEP = "session"  # widget values survive page switches
 POINTS = [500, 1000, 2000]
 DEFAULT_TICKED = ("cmm", "maflow")
-CACHE_MAX = 40    # complete fits kept per session
-PANELS_MAX = 24   # panel data kept per session
+CACHE_MAX = 10    # complete fits kept per session (least recently used evicted)
+PANELS_MAX = 24   # panel data kept per session (least recently used evicted)
 BUDGET_TEXT = {"default": "each model's default steps", "steps": "same steps for all",
                "seconds": "same time for all"}
 
@@ -117,8 +123,15 @@ def _finish_interrupted(stop_clicked: bool) -> None:
 
 
 def _trim(d: dict, keep: int) -> None:
+  """Keeps the ``keep`` most recently used entries (a dict in order of use: see :func:`_touch`)."""
   for k in list(d)[:max(0, len(d) - keep)]:
     del d[k]
+
+
+def _touch(d: dict, key) -> None:
+  """Marks ``d[key]`` as used now (moves it last)."""
+  if key in d:
+    d[key] = d.pop(key)
 
 
 def _compare(target: dict, models: list, mode: str, value, seed: int, hyper: dict) -> None:
@@ -170,12 +183,17 @@ def _compare(target: dict, models: list, mode: str, value, seed: int, hyper: dic
   def on_fitted(model, fitted):
     bars[model].progress(1.0, text=f"{_short(model)}: trained; computing the metrics…")
 
+  def pool_slot(model):  # one slot of the fit pool per model; its bar shows the place in the queue
+    return _state.fit_slot(lambda text: bars[model].progress(0.0, text=f"{_short(model)}: {text}"),
+                           on_start=lambda: starting(model))
+
   pending = [j["model"] for j in jobs if j["key"] not in cache]
   starting(pending[0] if pending else None)
   for result in compare.run_compare(target, jobs, seed=seed, heldout=run["heldout"], cache=cache,
                                     callback=callback, on_fitted=on_fitted,
-                                    chunking=_state.LIVE_CHUNK):
+                                    chunking=_state.LIVE_CHUNK, slot=pool_slot):
     m = result["model"]
+    _touch(cache, result["key"])
     run["results"][m] = result
     run["partial"].pop(m, None)
     s = result["metrics"] or {}
@@ -195,6 +213,7 @@ def _panel_view(result: dict, data, n_points: int, columns, dims=(0, 1)):
   key = (result["key"], panels.fit_summary(fitted)["steps"], result["status"], n_points,
          tuple(dims))
   store = st.session_state.setdefault("cmp_panels", {})
+  _touch(store, key)
   if key not in store:
     store[key] = panels.panel_data(fitted, data, n_samples=n_points, seed=0, dims=tuple(dims),
                                    labels=columns)
@@ -250,6 +269,8 @@ def _row(result: dict, view, problem, one_range: bool) -> None:
     facts = [f"{s['steps']} steps", f"{s['seconds']:.1f} s"] + facts
   if result["cached"]:
     facts.append("reused from the cache")
+  if _state.wait_note(result.get("wait")):
+    facts.append(_state.wait_note(result.get("wait")))
   st.caption(" · ".join(facts))
   if result["status"] == "error":
     st.error(result["message"] or "Training failed.")

@@ -15,14 +15,17 @@ from app_support import state as _state
 
 KEEP = "session"  # widget values survive page switches
 SESSION = "(session target)"
+# st.cache_data of the exact solutions, shared by every session (least recently used evicted)
+CACHE_BUILTIN = 64  # built-in 1D targets with their parameters
+CACHE_SAMPLES = 8   # sessions' own 1D data
 
 
-@st.cache_data(show_spinner="Solving the fixed points on a grid…", max_entries=64)
+@st.cache_data(show_spinner="Solving the fixed points on a grid…", max_entries=CACHE_BUILTIN)
 def _exact_builtin(name: str, params: tuple) -> dict:
   return exact_viz.exact_1d(name, params=dict(params))
 
 
-@st.cache_data(show_spinner="Solving the fixed points on a grid…", max_entries=8)
+@st.cache_data(show_spinner="Solving the fixed points on a grid…", max_entries=CACHE_SAMPLES)
 def _exact_samples(data: np.ndarray, label: str) -> dict:
   return exact_viz.exact_1d(data, label=label)
 

@@ -97,32 +97,38 @@ def _train(model: str, steps: int, seed: int, hyper: dict, target: dict) -> None
   """Runs cc.fit with a live progress bar and loss chart; every chunk is kept in session_state."""
   uid = _state.new_fit_uid()
   settings = {"model": model, "steps": steps, "seed": seed, "hyper": hyper}
-  progress = st.progress(0.0, text="compiling the training step (the first chunk takes longest)…")
+  box = st.empty()  # the place in the queue while the fit waits, then the progress bar
   live = st.empty()
+  compiling = "compiling the training step (the first chunk takes longest)…"
+  wait = None
 
   def callback(step, record, fitted):
-    _state.store_fit(fitted, uid, target, settings)  # first: a rerun here must not lose it
-    progress.progress(min(1.0, step / steps),
-                      text=f"step {step} / {steps} · loss {record['loss']:.4g} · "
-                           f"{record['seconds']:.1f} s")
+    _state.store_fit(fitted, uid, target, settings, wait)  # first: a rerun here must not lose it
+    box.progress(min(1.0, step / steps),
+                 text=f"step {step} / {steps} · loss {record['loss']:.4g} · "
+                      f"{record['seconds']:.1f} s")
     live.plotly_chart(figures.loss_figure(panels.history_arrays(fitted.history),
                                           title="training loss (live)", total_steps=steps),
                       key=f"tr_live_{uid}_{step}")
 
+  box.progress(0.0, text=compiling)
   try:
-    fitted = cc.fit(model, target["data"], steps=steps, seed=seed, callback=callback,
-                    **_state.LIVE_CHUNK, **hyper)
+    with _state.fit_slot(lambda text: box.info(text, icon=":material/hourglass_top:"),
+                         on_start=lambda: box.progress(0.0, text=compiling)) as ticket:
+      wait = {"place": ticket.place, "seconds": ticket.waited}
+      fitted = cc.fit(model, target["data"], steps=steps, seed=seed, callback=callback,
+                      **_state.LIVE_CHUNK, **hyper)
   except ValueError as e:  # DataError and TrainingError are ValueErrors with a user message
-    progress.empty()
+    box.empty()
     st.error(str(e))
     return
   except Exception as e:  # a bug, not the user's fault: say so without a traceback
-    progress.empty()
+    box.empty()
     st.error(f"Training failed with an internal error ({type(e).__name__}: {e}). "
              "Try other settings; the last completed chunk, if any, is kept below.")
     return
-  _state.store_fit(fitted, uid, target, settings)
-  progress.empty()
+  _state.store_fit(fitted, uid, target, settings, wait)
+  box.empty()
   live.empty()
 
 
@@ -182,15 +188,14 @@ def _epsilon_experiment(target: dict) -> None:
                "on eight_gaussians; with the plain MLP of earlier versions ε = 0 did worst (docs/sdot.md).")
     if st.button("Run the epsilon experiment", key="tr_sweep", icon=":material/science:"):
       progress = st.progress(0.0, text="fitting ε = 0…")
-
-      def callback(i, res):
-        nxt = SWEEP_EPSILONS[i + 1] if i + 1 < len(SWEEP_EPSILONS) else None
-        progress.progress((i + 1) / len(SWEEP_EPSILONS),
-                          text=f"ε = {res['epsilon']:g} done ({res['seconds']:.0f} s)"
-                               + (f"; fitting ε = {nxt:g}…" if nxt is not None else ""))
-
+      results = []
       try:
-        results = sdot.epsilon_sweep(target["data"], SWEEP_EPSILONS, steps=600, seed=0, callback=callback)
+        for i, eps in enumerate(SWEEP_EPSILONS):  # one slot of the fit pool per fit
+          with _state.fit_slot(lambda text, i=i: progress.progress(i / len(SWEEP_EPSILONS), text=text)):
+            progress.progress(i / len(SWEEP_EPSILONS), text=f"fitting ε = {eps:g}…")
+            results += sdot.epsilon_sweep(target["data"], (eps,), steps=600, seed=0)
+          progress.progress((i + 1) / len(SWEEP_EPSILONS),
+                            text=f"ε = {eps:g} done ({results[-1]['seconds']:.0f} s)")
       except ValueError as e:
         st.error(str(e))
         return
@@ -392,8 +397,10 @@ def _explore(entry: dict) -> None:
   requested = entry["settings"]["steps"]
   status = "interrupted" if s["status"] == "running" else s["status"]
   loss = f"{s['final_loss']:.4g}" if np.isfinite(s["final_loss"]) else "n/a"
+  waited = _state.wait_note(entry.get("wait"))
   st.markdown(f"**{s['model']}** on *{entry['target_label']}* · {s['steps']} / {requested} steps · "
-              f"{s['seconds']:.1f} s · status **{status}** · final loss {loss}")
+              f"{s['seconds']:.1f} s · status **{status}** · final loss {loss}"
+              + (f" · {waited}" if waited else ""))
   if s["status"] == "running":
     st.warning(f"Training was interrupted at step {s['steps']} of {requested}; "
                "showing the model as it was then. Press Train to start again.")

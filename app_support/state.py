@@ -11,18 +11,25 @@ Keys in ``st.session_state``:
   the last completed chunk.
 - ``"fit_uid"``: counter giving each training run a new ``uid``.
 - ``"panels"``: ``{"key": tuple, "view": dict}``, the last ``cmm_core.viz.panels.panel_data`` result.
+
+Fits take a slot of the server's fit pool first (:func:`fit_slot`, ``app_support/fit_pool.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
+
 import streamlit as st
 
 DEFAULT_SPEC = {"kind": "toy2d", "name": "eight_gaussians", "n": 4096, "seed": 0, "params": {}}
+# st.cache_data of the target draws, shared by every session (each gets a copy): at most this many
+# draws of each kind are kept, least recently used evicted (docs/limits.md)
+CACHE_DRAWS = 64
 # live fits: chunks of ~0.3 s (at most 100 steps), so a page redraws ~3 times a second
 LIVE_CHUNK = {"chunk_size": 100, "chunk_seconds": 0.3}
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_data(show_spinner=False, max_entries=CACHE_DRAWS)
 def make_toy(name: str, n: int, seed: int, params: tuple) -> "object":
   """``cmm_core.targets.make`` (pure, so cached across sessions); ``params`` as sorted items."""
   import numpy as np
@@ -30,7 +37,7 @@ def make_toy(name: str, n: int, seed: int, params: tuple) -> "object":
   return np.asarray(targets.make(name, n, seed=seed, **dict(params)), dtype=np.float32)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_data(show_spinner=False, max_entries=CACHE_DRAWS)
 def make_gaussian(mean: tuple, cov: tuple, n: int, seed: int) -> "object":
   """``cmm_core.targets.gaussian`` (pure, cached); ``cov`` as a tuple of rows."""
   import numpy as np
@@ -110,13 +117,48 @@ def new_fit_uid() -> int:
   return uid
 
 
-def store_fit(fitted, uid: int, target: dict, settings: dict) -> None:
-  """Keeps ``fitted`` (final or captured during training) with what it was trained on."""
+def session_id():
+  """This browser session's id (None outside a Streamlit run)."""
+  from streamlit.runtime.scriptrunner import get_script_run_ctx
+  ctx = get_script_run_ctx()
+  return None if ctx is None else ctx.session_id
+
+
+@contextlib.contextmanager
+def fit_slot(show, on_start=None):
+  """Holds a slot of the server's fit pool for the ``with`` block (yields the
+  ``fit_pool.Ticket``). While the fit waits, ``show(text)`` draws its place in the queue and the
+  estimated wait every half second; drawing is where Streamlit stops a session that pressed Stop
+  or left, and the pool then frees its place. ``on_start()`` runs when a fit that had to wait
+  gets its slot (to say "compiling" again)."""
+  from app_support import fit_pool
+  pool = fit_pool.pool()
+
+  def on_wait(place, n_waiting, seconds):
+    show(fit_pool.wait_text(place, n_waiting, seconds, pool.size))
+
+  with pool.slot(session_id(), on_wait=on_wait) as ticket:
+    if ticket.place and on_start is not None:
+      on_start()
+    yield ticket
+
+
+def wait_note(wait) -> str:
+  """``"waited 12 s for a training slot (place 2 in the queue)"``; "" when it did not wait."""
+  if not wait or not wait.get("place"):
+    return ""
+  return (f"waited {wait['seconds']:.0f} s for a training slot (place {wait['place']} in the "
+          "queue)")
+
+
+def store_fit(fitted, uid: int, target: dict, settings: dict, wait=None) -> None:
+  """Keeps ``fitted`` (final or captured during training) with what it was trained on, and
+  ``wait`` (``{"place", "seconds"}``: its wait for a slot of the fit pool, None if none)."""
   st.session_state["fit"] = {
       "fitted": fitted, "uid": uid, "target_label": target["label"],
       "target_spec": target["spec"], "data": target["data"], "heldout": target.get("heldout"),
       "columns": target.get("columns"),
-      "settings": dict(settings),
+      "settings": dict(settings), "wait": wait,
   }
 
 

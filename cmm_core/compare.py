@@ -20,6 +20,7 @@ Pure logic for the app's Compare page (no Streamlit), usable from a script or a 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -181,10 +182,35 @@ def _result(job: dict, key: tuple, **kw) -> dict:
   return out
 
 
+def _fit_one(job, key, data, reference, seed, on_chunk, on_fitted, metrics_seed, chunking,
+             user_stopped) -> dict:
+  """One model of :func:`run_compare`: its fit and metrics, or its error, as a result."""
+  from cmm_core import api
+  model, budget = job["model"], job["budget"]
+  t0 = time.perf_counter()
+  try:
+    fitted = api.fit(model, data, steps=int(budget["steps"]), seed=int(seed), callback=on_chunk,
+                     max_seconds=budget.get("seconds"), **(chunking or {}),
+                     **(job.get("hyper") or {}))
+  except ValueError as e:  # DataError, TrainingError, a bad hyper-parameter: a user message
+    return _result(job, key, status="error", message=str(e))
+  except Exception as e:  # a bug, not the user's fault: in the row, not a traceback
+    return _result(job, key, status="error",
+                   message=f"internal error ({type(e).__name__}: {e}) after "
+                           f"{time.perf_counter() - t0:.1f} s")
+  status = _status(fitted, budget, user_stopped())
+  if on_fitted is not None:
+    on_fitted(model, fitted)
+  stats = compare_metrics(fitted, reference, metrics_seed)
+  return _result(job, key, fitted=fitted, metrics=stats, status=status,
+                 message=str(fitted.info.get("message", "") or ""))
+
+
 def run_compare(target: dict, jobs: Sequence[dict], *, seed: int = 0, heldout=None,
                 cache: Optional[MutableMapping] = None, callback: Optional[Progress] = None,
                 on_fitted: Optional[Callable[[str, Any], Any]] = None,
-                metrics_seed: int = 0, chunking: Optional[dict] = None) -> Iterator[dict]:
+                metrics_seed: int = 0, chunking: Optional[dict] = None,
+                slot: Optional[Callable[[str], Any]] = None) -> Iterator[dict]:
   """Fits the models of ``jobs`` one after another on ``target["data"]``; yields one result each.
 
   Args:
@@ -203,6 +229,11 @@ def run_compare(target: dict, jobs: Sequence[dict], *, seed: int = 0, heldout=No
     metrics_seed: seeds the metrics' samples.
     chunking: ``{"chunk_size", "chunk_seconds"}`` passed to :func:`cmm_core.fit` (how often
       ``callback`` comes; the fits are the same); None: the defaults.
+    slot: ``slot(model)`` -> a context manager entered around each model's fit and metrics (not
+      around a cached result): the app's fit pool, one slot per model fit. What it yields, when it
+      has ``place`` and ``waited`` (``app_support.fit_pool.Ticket``), is kept in the result as
+      ``"wait": {"place", "seconds"}``. An exception it raises (the session was stopped while
+      waiting) propagates.
 
   Yields:
     ``{"model", "key", "budget", "hyper", "fitted" (FittedModel or None), "metrics" (dict of
@@ -211,7 +242,6 @@ def run_compare(target: dict, jobs: Sequence[dict], *, seed: int = 0, heldout=No
     NaN are kept), ``"stopped"`` (by the callback), ``"error"`` (bad settings or a failure; the
     message says which) or ``"not run"``. Errors never propagate: they are the row's status.
   """
-  from cmm_core import api
   data = np.asarray(target["data"])
   reference = data if heldout is None else heldout
   stopped = False
@@ -235,28 +265,13 @@ def run_compare(target: dict, jobs: Sequence[dict], *, seed: int = 0, heldout=No
         return False
       return None
 
-    budget = job["budget"]
-    t0 = time.perf_counter()
-    try:
-      fitted = api.fit(model, data, steps=int(budget["steps"]), seed=int(seed), callback=on_chunk,
-                       max_seconds=budget.get("seconds"), **(chunking or {}),
-                       **(job.get("hyper") or {}))
-    except ValueError as e:  # DataError, TrainingError, a bad hyper-parameter: a user message
-      yield _result(job, key, status="error", message=str(e))
-      continue
-    except Exception as e:  # a bug, not the user's fault: in the row, not a traceback
-      yield _result(job, key, status="error",
-                    message=f"internal error ({type(e).__name__}: {e}) after "
-                            f"{time.perf_counter() - t0:.1f} s")
-      continue
-    status = _status(fitted, budget, user_stopped)
-    if on_fitted is not None:
-      on_fitted(model, fitted)
-    stats = compare_metrics(fitted, reference, metrics_seed)
-    result = _result(job, key, fitted=fitted, metrics=stats, status=status,
-                     message=str(fitted.info.get("message", "") or ""))
-    if cache is not None and status in CACHEABLE:
+    with (contextlib.nullcontext() if slot is None else slot(model)) as ticket:
+      result = _fit_one(job, key, data, reference, seed, on_chunk, on_fitted, metrics_seed,
+                        chunking, lambda: user_stopped)
+    if cache is not None and result["status"] in CACHEABLE:
       cache[key] = result
+    if hasattr(ticket, "place") and hasattr(ticket, "waited"):  # this run's wait, not cached
+      result = {**result, "wait": {"place": int(ticket.place), "seconds": float(ticket.waited)}}
     yield result
     if user_stopped:
       stopped = True

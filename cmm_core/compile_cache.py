@@ -13,6 +13,7 @@ The cache lives in ``$CMM_CACHE_DIR`` (default ``~/.cache/cmm_core/jax``); ``CMM
 turns it off. A ``JAX_COMPILATION_CACHE_DIR`` already set (the test suite sets one per run) wins.
 """
 
+import importlib.util
 import os
 import pathlib
 
@@ -20,6 +21,11 @@ import jax
 
 MIN_COMPILE_SECONDS = 0.5
 """Programs that compile faster than this are not written (they cost less than a file read)."""
+MAX_CACHE_BYTES = 512 * 2**20
+"""The folder's cap on disk: past it JAX removes the least recently used programs (a default fit
+of each model writes about 1 MB; docs/limits.md). JAX needs the ``filelock`` package to keep a
+cap (without it, a cap would make every read and write of the cache fail); without it the folder
+is not capped."""
 
 
 def cache_dir() -> pathlib.Path | None:
@@ -30,6 +36,11 @@ def cache_dir() -> pathlib.Path | None:
   if where.lower() == "off":
     return None
   return pathlib.Path(where) if where else pathlib.Path.home() / ".cache" / "cmm_core" / "jax"
+
+
+def capped() -> bool:
+  """Whether the cache folder can be capped at ``MAX_CACHE_BYTES`` (``filelock`` installed)."""
+  return importlib.util.find_spec("filelock") is not None
 
 
 def enable() -> pathlib.Path | None:
@@ -46,4 +57,6 @@ def enable() -> pathlib.Path | None:
     return None
   jax.config.update("jax_compilation_cache_dir", str(path))
   jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
+  if capped():
+    jax.config.update("jax_compilation_cache_max_size", MAX_CACHE_BYTES)
   return path

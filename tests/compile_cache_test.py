@@ -35,6 +35,8 @@ def test_a_process_writes_its_compiled_programs_to_the_cache(tmp_path):
       "assert compile_cache.enable() == path\n"
       "import jax, jax.numpy as jnp\n"
       "assert jax.config.jax_compilation_cache_dir == str(path)\n"
+      "cap = compile_cache.MAX_CACHE_BYTES if compile_cache.capped() else -1\n"
+      "assert jax.config.jax_compilation_cache_max_size == cap\n"
       "jax.jit(lambda x: jnp.sin(x) @ x.T)(jnp.ones((8, 8))).block_until_ready()\n")
   subprocess.run([sys.executable, "-c", script], env=env, check=True, timeout=120, cwd=ROOT)
   assert any((tmp_path / "cache").iterdir())

@@ -20,7 +20,8 @@ with Streamlit 1.67: after two threads ran AppTests, ``config.get_option`` was s
 one attempt failed inside Streamlit with ``SystemError: AST constructor recursion depth
 mismatch``. So the sessions alternate, step by step, within one thread; the parallel part is done
 on the library calls the sessions make (``cc.fit``), which is where a real server runs them
-concurrently.
+concurrently. ``tests/app/fit_pool_app_test.py`` does run four sessions in threads, inside a
+harness (``threaded_apptests``) that pins those globals for the length of the overlap.
 """
 
 import ast
