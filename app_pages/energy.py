@@ -99,23 +99,26 @@ def _train(spec, e, steps: int, seed: int, method: str, step_size: float) -> Non
                                              title="free energy F = −ELBO (live)"),
                       key=f"en_live_{step}")
 
-  try:
-    fitted = cc.fit_energy("maflow", e, steps=steps, seed=seed, callback=callback, **_state.LIVE_CHUNK, **hyper)
-  except ValueError as err:
-    progress.empty()
-    st.error(str(err))
-    return
-  except Exception as err:  # a bug, not the user's fault: say so without a traceback
-    progress.empty()
-    st.error(f"Training failed with an internal error ({type(err).__name__}: {err}).")
-    return
-  progress.progress(1.0, text=f"measuring the flow and running {method.upper()} with the same budget…")
-  try:
-    run = _energy.evaluate(spec, fitted, seed=seed, method=method, step_size=step_size)
-  except Exception as err:
-    progress.empty()
-    st.error(f"Evaluating the fit failed ({type(err).__name__}: {err}).")
-    return
+  # one slot of the server's fit pool for the flow and its MCMC baseline (app_support/fit_pool.py)
+  with _state.fit_slot(lambda text: progress.progress(0.0, text=text)):
+    try:
+      fitted = cc.fit_energy("maflow", e, steps=steps, seed=seed, callback=callback, **_state.LIVE_CHUNK,
+                             **hyper)
+    except ValueError as err:
+      progress.empty()
+      st.error(str(err))
+      return
+    except Exception as err:  # a bug, not the user's fault: say so without a traceback
+      progress.empty()
+      st.error(f"Training failed with an internal error ({type(err).__name__}: {err}).")
+      return
+    progress.progress(1.0, text=f"measuring the flow and running {method.upper()} with the same budget…")
+    try:
+      run = _energy.evaluate(spec, fitted, seed=seed, method=method, step_size=step_size)
+    except Exception as err:
+      progress.empty()
+      st.error(f"Evaluating the fit failed ({type(err).__name__}: {err}).")
+      return
   st.session_state["energy_run"] = run
   progress.empty()
   live.empty()
