@@ -8,9 +8,9 @@ from streamlit.testing.v1 import AppTest
 
 import cmm_core as cc
 
-from apptest_utils import APP, goto, open_app
+from apptest_utils import TRAIN_TIMEOUT, APP, goto, open_app
 
-TIMEOUT = 180
+TIMEOUT = TRAIN_TIMEOUT  # apptest_utils
 
 
 def _charts(at: AppTest) -> list:

@@ -46,3 +46,8 @@ def goto(at: AppTest, page: str) -> AppTest:
   """Switches the session ``at`` to ``page`` (e.g. ``"app_pages/train.py"``) and runs it."""
   at.switch_page(page)
   return run(at)
+
+# How long one AppTest run that trains may take before the test fails: a guard against a hung
+# session, not a speed target (speed lives in benchmarks/). On a loaded 2-core CI machine the first
+# default cmm fit of a process compiles for two to three minutes.
+TRAIN_TIMEOUT = 600

@@ -5,12 +5,12 @@ import dataclasses
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
-from apptest_utils import open_app
+from apptest_utils import TRAIN_TIMEOUT, open_app
 
 import cmm_core as cc
 
 PAGE = "app_pages/compare.py"
-TIMEOUT = 400
+TIMEOUT = TRAIN_TIMEOUT  # apptest_utils
 
 
 def _page(target=None) -> AppTest:
@@ -73,7 +73,7 @@ def test_a_tiny_comparison_shows_a_row_per_model_then_reuses_the_cache():
 
   # The same settings again: nothing is trained, and the page says so.
   at.button(key="cmp_go").click()
-  at.run(timeout=120)
+  at.run(timeout=TIMEOUT)
   assert not at.exception, [e.value for e in at.exception]
   df = at.dataframe[0].value
   assert df["cached"].all() and len(df) == 2
@@ -83,7 +83,7 @@ def test_a_tiny_comparison_shows_a_row_per_model_then_reuses_the_cache():
 
   # Redrawing on one range does not retrain.
   at.toggle(key="cmp_one_range").set_value(True)
-  at.run(timeout=120)
+  at.run(timeout=TIMEOUT)
   assert not at.exception and len(_charts(at)) == 6
 
   # A comparison cut short (Stop reruns the page mid-training): the model in training is kept as
@@ -96,7 +96,7 @@ def test_a_tiny_comparison_shows_a_row_per_model_then_reuses_the_cache():
   run["done"] = False
   at.session_state["cmp_run"] = run
   at.button(key="cmp_stop").click()
-  at.run(timeout=120)
+  at.run(timeout=TIMEOUT)
   assert not at.exception, [e.value for e in at.exception]
   df = at.dataframe[0].value
   assert list(df["status"]) == ["stopped", "not run"] and list(df["steps"])[0] == 10
@@ -150,10 +150,10 @@ def test_a_3d_target_is_shown_through_the_picked_pair_of_columns():
   x, y = at.selectbox(key="cmp_dim_x_3"), at.selectbox(key="cmp_dim_y_3")
   assert (x.value, y.value) == (0, 1) and x.options == ["a", "b", "c"]
   y.set_value(2)
-  at.run(timeout=120)
+  at.run(timeout=TIMEOUT)
   assert not at.exception and len(_charts(at)) == 3
   keys = [k[-1] for k in at.session_state["cmp_panels"]]
   assert (0, 1) in keys and (0, 2) in keys  # drawn again on the new pair
   at.selectbox(key="cmp_dim_x_3").set_value(2)
-  at.run(timeout=120)
+  at.run(timeout=TIMEOUT)
   assert any("two different" in w.value for w in at.warning) and not _charts(at)

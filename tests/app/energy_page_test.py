@@ -1,10 +1,10 @@
 """AppTest of the "Sample an energy" page: contours at once, formula errors, a short fit with the
 MCMC baseline, and spin images for the Ising model."""
 
-from apptest_utils import open_app
+from apptest_utils import TRAIN_TIMEOUT, open_app
 
 PAGE = "app_pages/energy.py"
-TIMEOUT = 240
+TIMEOUT = TRAIN_TIMEOUT  # apptest_utils
 
 
 def _charts(at):

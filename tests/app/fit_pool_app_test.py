@@ -24,9 +24,9 @@ from streamlit.testing.v1.util import patch_config_options
 import cmm_core as cc
 from cmm_core import api
 from app_support import fit_pool
-from apptest_utils import APP
+from apptest_utils import TRAIN_TIMEOUT, APP
 
-TIMEOUT = 240
+TIMEOUT = TRAIN_TIMEOUT  # apptest_utils
 TRAIN = {  # three sessions on the Train page, each with its own target and settings
     "a": {"target": "two_moons", "n": "256", "seed": "0", "hp.hidden": "8", "hp.n_steps": "1"},
     "b": {"target": "rings", "n": "512", "seed": "3", "hp.hidden": "4", "hp.n_steps": "2"},

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from apptest_utils import open_app
+from apptest_utils import TRAIN_TIMEOUT, open_app
 
 import cmm_core as cc
 from cmm_core import io
 
-TIMEOUT = 180
+TIMEOUT = TRAIN_TIMEOUT  # apptest_utils
 
 
 def _train_page() -> AppTest:

@@ -40,7 +40,7 @@ from cmm_core import train
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 APP = str(ROOT / "app.py")
-TIMEOUT = 180
+TIMEOUT = 600  # a guard against a hung session (apptest_utils.TRAIN_TIMEOUT)
 
 # Two users: different targets, seeds and hyper-parameters (maflow with one or two RK4 steps is the
 # fastest model to compile).

@@ -4,9 +4,9 @@ long page tests)."""
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from apptest_utils import goto, open_app
+from apptest_utils import TRAIN_TIMEOUT, goto, open_app
 
-TIMEOUT = 180
+TIMEOUT = TRAIN_TIMEOUT  # apptest_utils
 
 
 def _charts(at: AppTest) -> list:

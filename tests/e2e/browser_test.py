@@ -18,9 +18,9 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 VIEWPORT = {"width": 1400, "height": 2400}  # tall: a page's charts all fit in one screenshot
-PAGE_TIMEOUT_MS = 60_000    # a page's first run (imports jax and cmm_core in the server)
-TRAIN_TIMEOUT_MS = 120_000  # maflow, 60 steps, then its panels and views
-COMPARE_TIMEOUT_MS = 150_000  # maflow and sdot, 20 steps each, then metrics and panels
+PAGE_TIMEOUT_MS = 120_000    # a page's first run (imports jax and cmm_core in the server)
+TRAIN_TIMEOUT_MS = 360_000  # maflow, 60 steps, then its panels and views
+COMPARE_TIMEOUT_MS = 420_000  # maflow and sdot, 20 steps each, then metrics and panels
 
 APP = '[data-testid="stApp"]'
 TEXT_BLOCKS = '[data-testid="stMarkdownContainer"], [data-testid="stCaptionContainer"]'
