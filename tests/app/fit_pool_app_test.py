@@ -148,7 +148,8 @@ def test_four_sessions_share_one_slot_in_turn(monkeypatch, counted_fits):
     assert all(1 <= place <= n <= 3 for place, n in told), told
     places = [place for place, _ in told]
     assert places == sorted(places, reverse=True) and places[-1] == 1, told
-  assert len({told[0] for told in pool.told.values()}) == len(pool.told)  # no two in one place
+  # (two sessions may both first hear "place 1": one that arrives after another left the queue;
+  # that tickets are served in arrival order is fit_pool_test.py's check, with controlled timing)
 
   # each Train session got the fit it asked for, and says whether (and where) it waited
   waited = 0
