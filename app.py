@@ -1,6 +1,7 @@
 """Streamlit entry point: ``streamlit run app.py``. Navigation and the home page."""
 
-import streamlit as st
+import pandas  # noqa: F401  (Streamlit imports it lazily from each session's script thread;
+import streamlit as st  # two sessions starting at once could see it half-imported)
 
 from cmm_core import compile_cache
 

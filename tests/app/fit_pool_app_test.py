@@ -16,6 +16,7 @@ import threading
 from unittest.mock import MagicMock
 
 import numpy as np
+import pandas  # noqa: F401  (imported here once: runs in threads must not import it at once)
 import pytest
 from streamlit.testing.v1 import AppTest
 from streamlit.testing.v1 import app_test as at_mod
