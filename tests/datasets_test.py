@@ -10,7 +10,7 @@ from cmm_core.errors import DataError
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHAPES = {"old_faithful": (272, 2), "iris": (150, 4), "penguins": (342, 4), "wine": (178, 13),
-          "rivers": (141, 1)}
+          "rivers": (141, 1), "digits": (1797, 64)}
 
 
 def test_names():
@@ -33,7 +33,9 @@ def test_info(name):
   i = datasets.info(name)
   assert i["name"] == name and (i["rows"], i["dim"]) == SHAPES[name]
   assert len(i["columns"]) == i["dim"] and i["columns"] == datasets.columns(name)
-  assert set(i["default_columns"]) <= set(i["columns"]) and 1 <= len(i["default_columns"]) <= 2
+  assert set(i["default_columns"]) <= set(i["columns"])
+  n_default = 1 if datasets.image_shape(name) is None else int(np.prod(datasets.image_shape(name)))
+  assert n_default <= len(i["default_columns"]) <= max(2, n_default)
   for key in ("title", "description", "source", "licence"):
     assert isinstance(i[key], str) and len(i[key]) > 10, key
   i["columns"].clear()  # a copy
@@ -98,3 +100,23 @@ def test_files_ship_with_the_package_and_are_documented():
     total += path.stat().st_size
     assert f"`{name}`" in readme
   assert total < 1_000_000
+
+
+def test_digits_are_dequantised_images_with_labels_apart():
+  """The digits: 8 x 8 images of counts 0..16 plus uniform noise (the same at every load, and
+  per column whatever else is picked); their labels come apart and are never a column."""
+  assert datasets.image_shape("digits") == (8, 8) and datasets.image_shape("iris") is None
+  x = datasets.load("digits")
+  counts = np.floor(x)
+  assert counts.min() == 0 and counts.max() == 16 and np.all(x - counts < 1)
+  np.testing.assert_array_equal(x, datasets.load("digits"))
+  np.testing.assert_array_equal(datasets.load("digits", columns=["p34", "p35"]), x[:, [28, 29]])
+  y = datasets.labels("digits")
+  assert y.shape == (1797,) and set(y.tolist()) == set(range(10)) and datasets.labels("iris") is None
+  assert "label" not in datasets.columns("digits")
+  # the whole image is one pick although it has more than MAX_COLUMNS columns
+  assert datasets.load("digits", columns=datasets.info("digits")["default_columns"]).shape == (1797, 64)
+  with pytest.raises(DataError, match="at most"):
+    datasets.load("digits", columns=datasets.columns("digits")[:20])
+  with pytest.raises(DataError, match="constant"):  # the raw counts: pixel p00 is always 0
+    datasets.load("digits", dequantize=False)
