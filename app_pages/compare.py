@@ -29,7 +29,7 @@ import streamlit as st
 
 import cmm_core as cc
 from cmm_core import limits
-from cmm_core import compare, hyper as hyper_lib, metrics, report, share
+from cmm_core import compare, hyper as hyper_lib, metrics, report, share, target_spec
 from cmm_core.viz import figures, panels
 from cmm_core.api import MAX_STEPS
 from app_support import link as _link, state as _state
@@ -221,6 +221,32 @@ def _panel_view(result: dict, data, n_points: int, columns, dims=(0, 1)):
   return store[key]
 
 
+def _image_view(result: dict, data, shape: tuple):
+  """images.image_views of a result (the digits), kept in session_state with the panels."""
+  from cmm_core.viz import images
+  fitted = result["fitted"]
+  key = (result["key"], panels.fit_summary(fitted)["steps"], result["status"], "images", tuple(shape))
+  store = st.session_state.setdefault("cmp_panels", {})
+  _touch(store, key)
+  if key not in store:
+    store[key] = images.image_views(fitted, data, shape, seed=0)
+    _trim(store, PANELS_MAX)
+  return store[key]
+
+
+def _figures(view: dict, model: str, one_range: bool) -> list:
+  """A row's figures: base, map and samples panels, or for images the base grid, the mapped
+  grid and the nearest training images."""
+  if "shape" not in view:
+    return list(figures.panel_figures(view, model=model, same_axes=one_range))
+  from cmm_core.viz import images, registry
+  labels = registry.labels_for(model)
+  base_fig, mapped_fig = images.base_and_mapped_figures(
+      view, base_title=f"{labels['base']}: samples", map_title=f"mapped by {labels['map_symbol']}",
+      n_cols=6)
+  return [base_fig, mapped_fig, images.nearest_figure(view)]
+
+
 def _table(results: list, reference: str) -> pd.DataFrame:
   """Draws the metrics table and returns it."""
   df = pd.DataFrame(compare.table_rows(results, cc.models.LABELS))
@@ -292,7 +318,7 @@ def _row(result: dict, view, problem, one_range: bool) -> None:
     return
   if view["n_nonfinite"]:
     st.caption(f"{view['n_nonfinite']} base sample(s) or their images were NaN/inf and are not shown.")
-  figs = figures.panel_figures(view, model=m, same_axes=one_range)
+  figs = _figures(view, m, one_range)
   for col, fig, name in zip(st.columns(3), figs, ("base", "map", "samples")):
     col.plotly_chart(fig, key=f"cmp_panel_{m}_{name}")
 
@@ -333,7 +359,11 @@ def _results() -> None:
                  "On: every panel of every row is drawn on one common range, to compare sizes.")
   d = int(np.asarray(run["data"]).shape[1])
   dims = (0, 1)
-  if d > 2:
+  shape = target_spec.image_shape(run.get("target_spec") or {})
+  if shape is not None:
+    st.caption("Images: each row shows base samples, the same samples mapped (in order) and "
+               "samples above their nearest training images.")
+  elif d > 2:
     names = run.get("columns") or [f"x{i + 1}" for i in range(d)]
     a, b = st.columns(2)
     dims = (a.selectbox("horizontal axis", range(d), 0, format_func=lambda k: names[k],
@@ -357,13 +387,14 @@ def _results() -> None:
                              "the base / map / samples panels need equal dimensions.")
         else:
           try:
-            view = _panel_view(r, run["data"], n_points, run.get("columns"), dims)
+            view = (_image_view(r, run["data"], shape) if shape is not None else
+                    _panel_view(r, run["data"], n_points, run.get("columns"), dims))
           except Exception as e:  # the model failed to sample or map: in its row
             problem = ("error", f"Could not draw the panels ({type(e).__name__}): {e}")
       shown.append(view)
       problems.append(problem)
   try:
-    shared = compare.share_ranges(shown)
+    shared = shown if shape is not None else compare.share_ranges(shown)
   except ValueError:
     shared = shown
   for r, view, problem in zip(results, shared, problems):
@@ -386,8 +417,7 @@ def _report_html(run: dict, results: list, views: list, table: pd.DataFrame, one
   sections = []
   for r, view in zip(results, views):
     if view is not None:
-      sections.append((f"{_label(r['model'])}: {r['status']}",
-                       list(figures.panel_figures(view, model=r["model"], same_axes=one_range))))
+      sections.append((f"{_label(r['model'])}: {r['status']}", _figures(view, r["model"], one_range)))
   settings = {"models": ", ".join(run["order"]), "budget": run["budget_text"], "seed": run["seed"],
               "metrics against": run["reference"]}
   settings.update({f"{m} hyper-parameters": run["jobs"][m].get("hyper") or "defaults"

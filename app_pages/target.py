@@ -113,8 +113,14 @@ def _real_data() -> None:
   info = datasets.info(name)
   st.caption(info["description"])
   st.caption(f"**Source**: {info['source']}  \n**Licence**: {info['licence']}")
-  picked = _column_picker(info["columns"], info["default_columns"], key=f"tgt_real_cols_{name}",
-                          persist=True)
+  shape = datasets.image_shape(name)
+  if shape is not None:  # images are fitted whole: every pixel is a column
+    picked = list(info["default_columns"])
+    st.caption(f"Images of {shape[0]} × {shape[1]} pixels: all {len(picked)} pixels are fitted "
+               "together (a 64-dimensional target); the views show images.")
+  else:
+    picked = _column_picker(info["columns"], info["default_columns"], key=f"tgt_real_cols_{name}",
+                            persist=True)
   std = _standardize_box("tgt_real_std")
   if not picked:
     return
@@ -291,19 +297,36 @@ with left:
   except ValueError as e:  # DataError included: a message the user can act on
     st.error(str(e))
 
+def _image_preview(target: dict, shape: tuple) -> None:
+  """A grid of the target's images (the first 48 rows, seeded) instead of a scatter plot."""
+  from cmm_core.viz import images
+  data = np.asarray(target["data"])
+  rows = data[np.random.default_rng(0).choice(data.shape[0], min(48, data.shape[0]), replace=False)]
+  st.plotly_chart(images.grid_figure(rows, shape, title=target["label"], n_cols=12,
+                                     value_range=(0.0, float(np.percentile(data, 99.9)))
+                                     if data.min() >= 0 else None),
+                  key="tgt_preview_images")
+  st.caption(f"{data.shape[0]} images of {shape[0]} × {shape[1]} pixels ({data.shape[1]} "
+             f"dimensions), values {data.min():.3g} to {data.max():.3g}.")
+
+
 target = _state.get_target()
 with right:
   data = np.asarray(target["data"])
   d = data.shape[1]
-  names = [str(c) for c in (target.get("columns") or [f"x{i + 1}" for i in range(d)])]
-  dims = _preview_dims(d, names)
-  summary = panels.data_summary(data)
-  st.plotly_chart(figures.target_preview(data, dims=dims, labels=names, title=target["label"]),
-                  key="tgt_preview")
-  st.caption(f"{summary['n']} points in {summary['d']}D · mean "
-             f"({', '.join(f'{m:.3g}' for m in summary['mean'])}) · std "
-             f"({', '.join(f'{s:.3g}' for s in summary['std'])})")
-  if d > 2:
-    st.caption(f"All {d} columns are fitted; the preview shows two of them.")
+  shape = target_spec.image_shape(target["spec"])
+  if shape is not None:
+    _image_preview(target, shape)
+  else:
+    names = [str(c) for c in (target.get("columns") or [f"x{i + 1}" for i in range(d)])]
+    dims = _preview_dims(d, names)
+    summary = panels.data_summary(data)
+    st.plotly_chart(figures.target_preview(data, dims=dims, labels=names, title=target["label"]),
+                    key="tgt_preview")
+    st.caption(f"{summary['n']} points in {summary['d']}D · mean "
+               f"({', '.join(f'{m:.3g}' for m in summary['mean'])}) · std "
+               f"({', '.join(f'{s:.3g}' for s in summary['std'])})")
+    if d > 2:
+      st.caption(f"All {d} columns are fitted; the preview shows two of them.")
   st.page_link("app_pages/train.py", label="Train on this target", icon=":material/arrow_forward:")
   _link.share_box(_link.write_url())

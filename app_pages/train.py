@@ -170,6 +170,41 @@ def _draw_panels(entry: dict, model: str, n_points: int, dims, same_axes: bool, 
     col.plotly_chart(fig, key=f"tr_panel_{name}")
 
 
+def _draw_image_views(entry: dict, shape: tuple) -> None:
+  """Images instead of points (the digits): base samples and their images under the map, the
+  nearest training images, a mapped path between two base points, training images."""
+  from cmm_core.viz import images
+  fitted = entry["fitted"]
+  key = (entry["uid"], panels.fit_summary(fitted)["steps"], tuple(shape))
+  cached = st.session_state.get("image_views")
+  if cached is None or cached["key"] != key:
+    try:
+      with st.spinner("Sampling the base and mapping it to images…"):
+        view = images.image_views(fitted, entry["data"], shape, seed=0)
+    except Exception as e:  # a latent of another dimension, a model that fails to sample
+      st.info(f"No image views for this model: {e}")
+      return
+    cached = {"key": key, "view": view}
+    st.session_state["image_views"] = cached
+  view = cached["view"]
+  labels = registry.labels_for(fitted.model)
+  if view["n_nonfinite"]:
+    st.warning(f"{view['n_nonfinite']} base sample(s) or their images were NaN/inf.")
+  base_fig, mapped_fig = images.base_and_mapped_figures(
+      view, base_title=f"{labels['base']}: samples", map_title=f"their images under {labels['map_symbol']}")
+  c1, c2 = st.columns(2)
+  c1.plotly_chart(base_fig, key="tr_img_base")
+  c2.plotly_chart(mapped_fig, key="tr_img_mapped")
+  st.caption("Tile k on the right is tile k on the left mapped to data space. The base grid is "
+             "drawn in its own range (a Gaussian base is not in pixel units).")
+  t1, t2, t3 = st.tabs(["nearest training images", "a path between two base points",
+                        "training images"])
+  t1.plotly_chart(images.nearest_figure(view), key="tr_img_nearest")
+  t2.plotly_chart(images.interpolation_figure(view), key="tr_img_path")
+  t3.plotly_chart(images.grid_figure(view["data"], view["shape"], title="training images",
+                                     value_range=view["data_range"]), key="tr_img_data")
+
+
 SWEEP_EPSILONS = (0.0, 0.025, 0.05, 0.1)
 
 
@@ -429,6 +464,28 @@ def _explore(entry: dict) -> None:
             "The panels below show the data the model was trained on.")
 
   d = int(np.asarray(entry["data"]).shape[1])
+  shape = target_spec.image_shape(entry.get("target_spec") or {})
+  if shape is not None and np.asarray(entry["data"]).shape[0]:
+    _draw_image_views(entry, shape)
+    if st.toggle(f"also the three panels, two of the {d} pixels at a time", value=False,
+                 key="tr_pixel_panels"):
+      _draw_point_panels(entry, s, d)
+  else:
+    _draw_point_panels(entry, s, d)
+
+  _draw_model_figures(entry)
+
+  hist = panels.history_arrays(fitted.history)
+  curves = [k for k in hist if k not in ("step", "seconds")]
+  lc1, lc2 = st.columns([4, 1])
+  curve = lc2.selectbox("curve", curves, key="tr_curve")
+  lc1.plotly_chart(figures.loss_figure(hist, metric=curve, title=f"training {curve}"),
+                   key="tr_loss")
+
+
+def _draw_point_panels(entry: dict, s: dict, d: int) -> None:
+  """The layers, points and axes controls and the three panels (any dimension: two coordinates
+  at a time)."""
   c1, c2, c3 = st.columns([3, 1, 1], vertical_alignment="bottom")
   layers = c1.pills("show", LAYERS, selection_mode="multi", default=LAYERS, key="tr_layers",
                     persist_state=KEEP)
@@ -447,15 +504,6 @@ def _explore(entry: dict) -> None:
     st.caption("With more than two coordinates, the base density and the grid are drawn on the "
                "plane through the base mean (a slice); the points are projections.")
   _draw_panels(entry, s["model"], int(n_points), dims, same_axes, layers or [])
-
-  _draw_model_figures(entry)
-
-  hist = panels.history_arrays(fitted.history)
-  curves = [k for k in hist if k not in ("step", "seconds")]
-  lc1, lc2 = st.columns([4, 1])
-  curve = lc2.selectbox("curve", curves, key="tr_curve")
-  lc1.plotly_chart(figures.loss_figure(hist, metric=curve, title=f"training {curve}"),
-                   key="tr_loss")
 
 
 st.title("Train & explore")

@@ -74,6 +74,8 @@ def _encode_target(spec: Mapping) -> dict:
     return out
   if kind is Kind.REAL:
     out = {"target": f"data.{spec['name']}", "columns": ",".join(spec["columns"])}
+    if datasets.image_shape(spec["name"]) is not None:  # images are fitted whole: no column list
+      out.pop("columns")
     if spec.get("standardize"):
       out["standardize"] = "1"
     return out

@@ -30,7 +30,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-__all__ = ["Kind", "BuiltTarget", "build", "fresh_draw", "hold_out", "kind_of", "toy_label",
+__all__ = ["Kind", "BuiltTarget", "build", "fresh_draw", "hold_out", "kind_of", "toy_label", "image_shape",
            "columns_label", "table_label", "HELDOUT_SEED_OFFSET", "HOLDOUT_SHARE", "MIN_ROWS_TO_HOLD_OUT"]
 
 HELDOUT_SEED_OFFSET = 10_007  # fresh draws use seed + this: never the training draw's seed
@@ -104,6 +104,27 @@ def hold_out(rows, share: float = HOLDOUT_SHARE) -> tuple[np.ndarray, Optional[n
   out = np.zeros(n, bool)
   out[np.random.default_rng(HELDOUT_SEED_OFFSET).choice(n, size=k, replace=False)] = True
   return rows[~out], rows[out]
+
+
+def image_shape(spec: dict) -> Optional[tuple[int, int]]:
+  """``(rows, columns)`` when the target's points are images: a shipped image data set (the
+  digits) fitted whole, or a table whose spec says ``"image_shape"``; else None."""
+  if spec.get("image_shape"):
+    return tuple(int(v) for v in spec["image_shape"])
+  try:
+    kind = kind_of(spec)
+  except ValueError:
+    return None
+  if kind is not Kind.REAL:
+    return None
+  from cmm_core import datasets
+  try:
+    shape = datasets.image_shape(spec["name"])
+  except (KeyError, ValueError):
+    return None
+  if shape is None or list(spec.get("columns") or []) != datasets.info(spec["name"])["default_columns"]:
+    return None
+  return shape
 
 
 def table_label(name: str, columns: list, standardized: bool, n: int, n_heldout: int) -> str:

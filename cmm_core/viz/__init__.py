@@ -12,6 +12,8 @@ Streamlit). Submodules are imported on first use, so ``cmm_core.viz.geometry`` d
 - :mod:`~cmm_core.viz.exact`: arrays and figures of the exact (closed-form and grid) pages.
 - :mod:`~cmm_core.viz.energy`: energies ``exp(-E)``: contours, the free-energy curve, spin images,
   the flow / MCMC table (the "Sample an energy" page).
+- :mod:`~cmm_core.viz.images`: models of images (the digits): base and mapped grids, nearest
+  training images, a mapped path between two base points.
 
 >>> from cmm_core.viz import figures, panels, registry
 >>> view = panels.panel_data(fitted, data, n_samples=1000, seed=0)
@@ -21,7 +23,7 @@ Streamlit). Submodules are imported on first use, so ``cmm_core.viz.geometry`` d
 
 import importlib
 
-__all__ = ["geometry", "panels", "figures", "registry", "flow", "sdot", "exact", "energy"]
+__all__ = ["geometry", "panels", "figures", "registry", "flow", "sdot", "exact", "energy", "images"]
 
 
 def __getattr__(name: str):

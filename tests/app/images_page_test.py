@@ -1,0 +1,38 @@
+"""The digits in the app: the Target page previews images, and the Train page shows a fitted
+model's base grid, mapped grid, nearest training images and mapped path (a file of its own: one
+fit of 64-dimensional data)."""
+
+import numpy as np
+
+from apptest_utils import TRAIN_TIMEOUT, goto, ok, open_app
+
+
+def test_digits_from_the_target_page_to_the_image_views():
+  at = goto(open_app(), "app_pages/target.py")
+  at.radio(key="tgt_kind").set_value("Real data")
+  ok(at.run())
+  at.selectbox(key="tgt_real").set_value("digits")
+  ok(at.run(), errors=True)
+  tgt = at.session_state["target"]
+  assert tgt["data"].shape == (1438, 64) and tgt["heldout"].shape == (359, 64)
+  assert not at.multiselect  # images are fitted whole: no column picker
+  preview = [c for c in at.get("plotly_chart") if "tgt_preview_images" in str(c.proto.id)]
+  assert preview, "the preview is a grid of images"
+
+  goto(at, "app_pages/train.py")
+  at.selectbox(key="tr_model").set_value("maflow")
+  at.run()
+  at.number_input(key="tr_steps_maflow").set_value(5)
+  at.button(key="tr_train").click()
+  ok(at.run(timeout=TRAIN_TIMEOUT), errors=True)
+  fitted = at.session_state["fit"]["fitted"]
+  assert fitted.dim == 64 and fitted.history[-1]["step"] == 5
+  ids = " ".join(str(c.proto.id) for c in at.get("plotly_chart"))
+  for key in ("tr_img_base", "tr_img_mapped", "tr_img_nearest", "tr_img_path", "tr_img_data"):
+    assert key in ids, key
+  assert "tr_panel_base" not in ids  # the pixel-pair panels only on request
+  view = at.session_state["image_views"]["view"]
+  assert view["mapped"].shape == (32, 64) and np.all(np.isfinite(view["mapped"]))
+  at.toggle(key="tr_pixel_panels").set_value(True)
+  ok(at.run(timeout=TRAIN_TIMEOUT), errors=True)
+  assert "tr_panel_base" in " ".join(str(c.proto.id) for c in at.get("plotly_chart"))
