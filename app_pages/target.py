@@ -129,6 +129,32 @@ def _real_data() -> None:
   st.caption(_state.heldout_note(tgt["spec"]))
 
 
+def _image_upload_shape(n_columns: int):
+  """``(s, s)`` when the user confirms that a file of ``s^2`` numeric columns holds square images
+  (pixels row by row), else None."""
+  from cmm_core.viz import images
+  shape = images.infer_shape(n_columns)
+  if shape is None or n_columns > limits.MAX_DIM:
+    return None
+  yes = st.checkbox(f"each row is an image of {shape[0]} × {shape[1]} pixels (row by row)",
+                    value=True, key=f"tgt_upload_images_{n_columns}",
+                    help=f"The file has {n_columns} numeric columns, a square number: as images, all "
+                         "of them are fitted together and the views show images.")
+  return shape if yes else None
+
+
+def _dequantize_box(table) -> bool:
+  """Whether to add uniform noise in [0, 1) to images of whole numbers (offered then, on by
+  default): a density cannot be fitted to integers, and pixels that are always 0 would be refused
+  as constant columns."""
+  values = np.asarray(table)[np.isfinite(table)]
+  if values.size == 0 or not np.all(values == np.round(values)):
+    return False
+  return st.checkbox("dequantise: add uniform noise in [0, 1) to the whole-number pixels",
+                     value=True, key="tgt_upload_dequantize",
+                     help="The same noise (a fixed seed) at every load, as for the shipped digits.")
+
+
 def _refused(e: DataError) -> None:
   st.error(str(e))
   st.caption(f"The current target is kept ({_state.get_target()['label']}).")
@@ -155,16 +181,22 @@ def _upload() -> None:
     return
   columns = [str(c) for c in report["columns"]]
   ignored = report.get("ignored_columns") or []
-  picked = _column_picker(columns, columns[:MAX_COLUMNS], key="tgt_cols")
+  shape = _image_upload_shape(len(columns))
+  if shape is not None:  # images are fitted whole
+    picked = list(columns)
+  else:
+    picked = _column_picker(columns, columns[:MAX_COLUMNS], key="tgt_cols")
   std = _standardize_box("tgt_upload_std")
   if ignored:
     st.caption(f"Ignored non-numeric column(s): {', '.join(map(str, ignored))}.")
   if not picked:
     return
+  if shape is not None and _dequantize_box(table):
+    table = table + np.random.default_rng(datasets.DEQUANTIZE_SEED).uniform(size=table.shape)
   try:
     data, sel = targets.select_columns(table, picked, names=columns, standardize=std,
-                                       max_columns=MAX_COLUMNS, label=up.name,
-                                       rows_malformed=report.get("rows_malformed", 0))
+                                       max_columns=len(columns) if shape else MAX_COLUMNS,
+                                       label=up.name, rows_malformed=report.get("rows_malformed", 0))
   except DataError as e:
     _refused(e)
     return
@@ -176,6 +208,8 @@ def _upload() -> None:
   data, heldout = target_spec.hold_out(data)
   spec = {"kind": Kind.UPLOAD.value, "file": up.name, "columns": picked, "standardize": std,
           "n": int(data.shape[0]), "n_heldout": 0 if heldout is None else int(heldout.shape[0])}
+  if shape is not None:
+    spec["image_shape"] = list(shape)
   _state.set_target(target_spec.table_label(up.name, picked, std, spec["n"], spec["n_heldout"]),
                     data, spec, columns=picked, heldout=heldout)
   st.caption(_state.heldout_note(spec))

@@ -36,3 +36,23 @@ def test_digits_from_the_target_page_to_the_image_views():
   at.toggle(key="tr_pixel_panels").set_value(True)
   ok(at.run(timeout=TRAIN_TIMEOUT), errors=True)
   assert "tr_panel_base" in " ".join(str(c.proto.id) for c in at.get("plotly_chart"))
+
+
+def test_an_upload_of_square_images_is_fitted_whole_and_dequantised():
+  from cmm_core import datasets, target_spec
+  rows = np.floor(datasets.load("digits")[:150]).astype(int)
+  text = ",".join(f"px{j}" for j in range(64)) + "\n" + "\n".join(",".join(map(str, r)) for r in rows)
+  at = goto(open_app(), "app_pages/target.py")
+  at.radio(key="tgt_kind").set_value("Upload")
+  ok(at.run())
+  at.file_uploader(key="tgt_upload").set_value(("digits.csv", text.encode(), "text/csv"))
+  ok(at.run(), errors=True)
+  tgt = at.session_state["target"]
+  assert target_spec.image_shape(tgt["spec"]) == (8, 8) and tgt["data"].shape == (120, 64)
+  frac = tgt["data"] - np.floor(tgt["data"])
+  assert 0.3 < frac.mean() < 0.7  # uniform noise on whole numbers (constant pixels would be refused)
+  assert "tgt_preview_images" in " ".join(str(c.proto.id) for c in at.get("plotly_chart"))
+  # not images: a column picker with the first ten columns, no image views
+  at.checkbox(key="tgt_upload_images_64").uncheck()
+  ok(at.run())
+  assert at.multiselect(key="tgt_cols").value == [f"px{j}" for j in range(10)]
