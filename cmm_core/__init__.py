@@ -7,11 +7,11 @@
 (1000, 2)
 """
 
-from cmm_core import closed_form, datasets, energies, metrics, models, targets
+from cmm_core import closed_form, datasets, energies, image_metrics, metrics, models, targets
 from cmm_core.api import fit, fit_energy
 from cmm_core.errors import DataError, TrainingError
 from cmm_core.io import load
 from cmm_core.models.base import FittedModel
 
-__all__ = ["fit", "fit_energy", "load", "targets", "datasets", "energies", "models", "metrics", "closed_form",
+__all__ = ["fit", "fit_energy", "load", "targets", "datasets", "energies", "image_metrics", "models", "metrics", "closed_form",
            "DataError", "TrainingError", "FittedModel"]

@@ -138,7 +138,7 @@ def param_count(fitted) -> int:
   return int(sum(int(np.size(leaf)) for leaf in jax.tree_util.tree_leaves(fitted.params)))
 
 
-def compare_metrics(fitted, heldout, seed: int = 0) -> dict:
+def compare_metrics(fitted, heldout, seed: int = 0, *, images_of=None) -> dict:
   """The comparison table's numbers for one fit: its facts and :func:`cmm_core.metrics.heldout_metrics`.
 
   Args:
@@ -146,20 +146,46 @@ def compare_metrics(fitted, heldout, seed: int = 0) -> dict:
     heldout: reference points ``[m, d]``: a fresh draw of the target (not seen in training), or
       the training data when there is none (an upload).
     seed: seeds the model's samples and the subsets.
+    images_of: for images (the digits), the training rows ``[n, d]``: adds ``"c2st"`` (accuracy
+      of a classifier telling samples from training rows, 0.5 = indistinguishable), ``"nn_ratio"``
+      (nearest-training-row distance of samples over that of the held-out rows; copies give 0)
+      and ``"bits_per_dim"`` (:mod:`cmm_core.image_metrics`).
 
   Returns:
     ``{"steps", "seconds", "status", "message", "params", "n", "sinkhorn", "energy", "nll",
     "n_nonfinite", "errors"}``: the fit's facts (:func:`cmm_core.viz.panels.fit_summary`, the
     parameter count) and the fields of :class:`cmm_core.metrics.HeldoutMetrics` (``errors`` a
-    list), so the Train page shows the same numbers for the same fit.
+    list), so the Train page shows the same numbers for the same fit; plus the image figures.
   """
   from cmm_core import metrics
   from cmm_core.viz import panels
   s = panels.fit_summary(fitted)
   held = metrics.heldout_metrics(fitted, heldout, seed)
-  return {"steps": s["steps"], "seconds": s["seconds"], "status": s["status"],
-          "message": s["message"], "params": param_count(fitted), **held._asdict(),
-          "errors": list(held.errors)}
+  out = {"steps": s["steps"], "seconds": s["seconds"], "status": s["status"],
+         "message": s["message"], "params": param_count(fitted), **held._asdict(),
+         "errors": list(held.errors)}
+  if images_of is not None:
+    out.update(image_figures(fitted, images_of, heldout, held.nll, seed, out["errors"]))
+  return out
+
+
+N_IMAGE_SAMPLES = 2000  # model samples scored by the classifier two-sample test
+
+
+def image_figures(fitted, train, heldout, nll, seed: int, errors: list) -> dict:
+  """``{"c2st", "nn_ratio", "bits_per_dim"}`` of a model of images (NaN where one could not be
+  computed; its reason appended to ``errors``)."""
+  from cmm_core import image_metrics
+  out = {"c2st": float("nan"), "nn_ratio": float("nan"), "bits_per_dim": None}
+  if nll is not None and np.isfinite(nll):
+    out["bits_per_dim"] = image_metrics.bits_per_dim(float(nll), int(np.shape(train)[1]))
+  try:
+    samples = np.asarray(fitted.sample(N_IMAGE_SAMPLES, seed=seed + 1))
+    samples = samples[np.all(np.isfinite(samples), 1)]
+    out.update(image_metrics.image_scores(samples, train, heldout, seed=seed))
+  except ValueError as e:  # DataError included: too few finite samples, ...
+    errors.append(f"image metrics: {e}")
+  return out
 
 
 # -- the driver ----------------------------------------------------------------------------------
@@ -183,7 +209,7 @@ def _result(job: dict, key: tuple, **kw) -> dict:
 
 
 def _fit_one(job, key, data, reference, seed, on_chunk, on_fitted, metrics_seed, chunking,
-             user_stopped) -> dict:
+             user_stopped, images_of=None) -> dict:
   """One model of :func:`run_compare`: its fit and metrics, or its error, as a result."""
   from cmm_core import api
   model, budget = job["model"], job["budget"]
@@ -201,7 +227,7 @@ def _fit_one(job, key, data, reference, seed, on_chunk, on_fitted, metrics_seed,
   status = _status(fitted, budget, user_stopped())
   if on_fitted is not None:
     on_fitted(model, fitted)
-  stats = compare_metrics(fitted, reference, metrics_seed)
+  stats = compare_metrics(fitted, reference, metrics_seed, images_of=images_of)
   return _result(job, key, fitted=fitted, metrics=stats, status=status,
                  message=str(fitted.info.get("message", "") or ""))
 
@@ -242,8 +268,10 @@ def run_compare(target: dict, jobs: Sequence[dict], *, seed: int = 0, heldout=No
     NaN are kept), ``"stopped"`` (by the callback), ``"error"`` (bad settings or a failure; the
     message says which) or ``"not run"``. Errors never propagate: they are the row's status.
   """
+  from cmm_core import target_spec
   data = np.asarray(target["data"])
   reference = data if heldout is None else heldout
+  images_of = data if target_spec.image_shape(target.get("spec") or {}) is not None else None
   stopped = False
   for job in jobs:
     model = job["model"]
@@ -267,7 +295,7 @@ def run_compare(target: dict, jobs: Sequence[dict], *, seed: int = 0, heldout=No
 
     with (contextlib.nullcontext() if slot is None else slot(model)) as ticket:
       result = _fit_one(job, key, data, reference, seed, on_chunk, on_fitted, metrics_seed,
-                        chunking, lambda: user_stopped)
+                        chunking, lambda: user_stopped, images_of)
     if cache is not None and result["status"] in CACHEABLE:
       cache[key] = result
     if hasattr(ticket, "place") and hasattr(ticket, "waited"):  # this run's wait, not cached
@@ -288,7 +316,9 @@ def mark_stopped(fitted, step: int, seconds: float, message: str):
 def table_rows(results: Sequence[dict], labels: Optional[dict] = None) -> list:
   """One row per result for the comparison table: ``model``, ``status``, ``steps``,
   ``fit seconds``, ``Sinkhorn div.``, ``energy dist.``, ``held-out NLL``, ``params``, ``cached``
-  (None where a number does not exist: no fit, or no density for the NLL; NaN where it failed)."""
+  (None where a number does not exist: no fit, or no density for the NLL; NaN where it failed);
+  for images also ``c2st``, ``NN ratio`` and ``bits/dim`` (:func:`image_figures`)."""
+  images = any("c2st" in (r.get("metrics") or {}) for r in results)
   rows = []
   for r in results:
     m = r.get("metrics") or {}
@@ -305,6 +335,9 @@ def table_rows(results: Sequence[dict], labels: Optional[dict] = None) -> list:
         "params": m.get("params", None if fitted is None else param_count(fitted)),
         "cached": bool(r.get("cached", False)),
     })
+    if images:
+      rows[-1].update({"c2st": m.get("c2st"), "NN ratio": m.get("nn_ratio"),
+                       "bits/dim": m.get("bits_per_dim")})
   return rows
 
 

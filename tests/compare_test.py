@@ -261,3 +261,24 @@ def test_share_ranges_in_1d_and_without_equal_aspect():
   assert out[0]["equal_aspect"] is False
   with pytest.raises(ValueError):
     compare.share_ranges([_view(1, 0.0, 1.0), _view(2, 0.0, 1.0)])
+
+
+def test_compare_metrics_of_images_add_the_image_figures():
+  """For images (the digits), the table adds c2st, NN ratio and bits/dim: a model that copies its
+  training images is caught by the NN ratio (0) while its c2st is at chance or below; a fitted Gaussian is
+  caught by the c2st."""
+  from cmm_core import datasets, image_metrics, target_spec
+  train, held = target_spec.hold_out(datasets.load("digits"))
+  copies = _Fake(train, {"w": np.zeros(3)})
+  mean, cov = image_metrics.gaussian_baseline(train)
+  gauss = _Fake(image_metrics.gaussian_samples(mean, cov, 4000, seed=0), {"w": np.zeros(3)})
+  mc = compare.compare_metrics(copies, held, 0, images_of=train)
+  mg = compare.compare_metrics(gauss, held, 0, images_of=train)
+  # copies are no more distinguishable than chance (below it: a copied row sits in both classes)
+  assert mc["nn_ratio"] == 0.0 and mc["c2st"] < 0.56
+  assert mg["c2st"] > 0.7 and mg["nn_ratio"] > 1.3
+  assert mc["bits_per_dim"] is None and not mc["errors"]  # no density: no bits/dim
+  rows = compare.table_rows([{"model": "a", "status": "done", "metrics": mc, "fitted": copies},
+                             {"model": "b", "status": "done", "metrics": mg, "fitted": gauss}])
+  assert rows[1]["c2st"] == mg["c2st"] and rows[0]["NN ratio"] == 0.0 and "bits/dim" in rows[0]
+  assert "c2st" not in compare.table_rows([{"model": "c", "status": "done", "metrics": {}}])[0]
