@@ -31,6 +31,8 @@ def test_digits_from_the_target_page_to_the_image_views():
   for key in ("tr_img_base", "tr_img_mapped", "tr_img_nearest", "tr_img_path", "tr_img_data"):
     assert key in ids, key
   assert "tr_panel_base" not in ids  # the pixel-pair panels only on request
+  line = next(m.value for m in at.markdown if "c2st" in m.value)
+  assert "NN ratio" in line and "bits/dim" in line
   view = at.session_state["image_views"]["view"]
   assert view["mapped"].shape == (32, 64) and np.all(np.isfinite(view["mapped"]))
   at.toggle(key="tr_pixel_panels").set_value(True)
