@@ -25,7 +25,8 @@ import plotly.graph_objects as go
 from cmm_core.viz.geometry import as_points, subsample_index
 
 __all__ = ["tile", "grid_figure", "image_views", "base_and_mapped_figures", "nearest_figure",
-           "interpolation_figure", "nearest_rows", "infer_shape", "N_GRID", "N_PATH"]
+           "interpolation_figure", "nearest_rows", "infer_shape", "mask_preset", "inpainting_figure",
+           "MASKS", "N_GRID", "N_PATH"]
 
 N_GRID = 32      # base samples (and their images) in a grid
 N_NEAREST = 8    # samples shown with their nearest training image
@@ -211,3 +212,53 @@ def interpolation_figure(view: dict, *, base_title: str = "straight path between
   both = np.concatenate([scaled, view["path"]])
   return grid_figure(both, view["shape"], title=f"{base_title} (top) and its image under the map (bottom)",
                      n_cols=n, value_range=view["data_range"], hover=hover)
+
+
+MASKS = ("bottom half hidden", "top half hidden", "right half hidden", "left half hidden",
+         "random half hidden")
+
+
+def mask_preset(shape: Sequence[int], name: str, seed: int = 0) -> np.ndarray:
+  """A preset mask of an image: bool ``[h*w]``, True where the pixel is observed (kept)."""
+  h, w = (int(v) for v in shape)
+  rows, cols = np.divmod(np.arange(h * w), w)
+  if name == "bottom half hidden":
+    return rows < h // 2
+  if name == "top half hidden":
+    return rows >= h // 2
+  if name == "right half hidden":
+    return cols < w // 2
+  if name == "left half hidden":
+    return cols >= w // 2
+  if name == "random half hidden":
+    keep = np.zeros(h * w, bool)
+    keep[np.random.default_rng(seed).choice(h * w, (h * w) // 2, replace=False)] = True
+    return keep
+  raise ValueError(f"unknown mask {name!r}; one of {', '.join(MASKS)}")
+
+
+def inpainting_figure(original, mask, rows: Sequence[tuple], shape: Sequence[int], *,
+                      value_range: Sequence[float], title: str = "") -> go.Figure:
+  """The image to complete, what is observed (hidden pixels blank), then one row per completer.
+
+  Args:
+    original: ``[d]`` the full image; mask: bool ``[d]``, True = observed.
+    rows: ``[(name, completions [k, d]), ...]``, e.g. the model's and a Gaussian's.
+  """
+  original = np.asarray(original, dtype=np.float64).reshape(-1)
+  mask = np.asarray(mask, bool).reshape(-1)
+  k = max([1] + [np.asarray(c).shape[0] for _, c in rows])
+  n_cols = max(2, k)
+  tiles, hover = [], []
+  masked = np.where(mask, original, np.nan)
+  header = [original, masked] + [np.full_like(original, np.nan)] * (n_cols - 2)
+  tiles += header
+  hover += ["the image (held out)", "what the models see (hidden pixels blank)"] + [""] * (n_cols - 2)
+  for name, comps in rows:
+    comps = np.asarray(comps, dtype=np.float64).reshape(-1, original.size)
+    for j in range(n_cols):
+      tiles.append(comps[j] if j < comps.shape[0] else np.full_like(original, np.nan))
+      hover.append(f"{name}: completion {j + 1}" if j < comps.shape[0] else "")
+  names = " · ".join(f"row {i + 2}: {name}" for i, (name, _) in enumerate(rows))
+  return grid_figure(np.stack(tiles), shape, n_cols=n_cols, value_range=value_range, hover=hover,
+                     title=title or f"row 1: the image, what is observed · {names}")

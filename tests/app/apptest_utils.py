@@ -6,6 +6,11 @@ from streamlit.testing.v1 import AppTest
 
 APP = str(pathlib.Path(__file__).resolve().parents[2] / "app.py")
 
+# How long one AppTest run that trains may take before the test fails: a guard against a hung
+# session, not a speed target (speed lives in benchmarks/). On a loaded 2-core CI machine the first
+# default cmm fit of a process compiles for two to three minutes.
+TRAIN_TIMEOUT = 600
+
 
 def ok(at: AppTest, errors: bool = False) -> AppTest:
   """Asserts the last run raised nothing (and, with ``errors``, showed no st.error)."""
@@ -29,7 +34,7 @@ def open_app(page: str | None = None, *, target: dict | None = None, query: dict
     query: the URL query parameters the session is opened with.
     home_first: run the home page once before switching (as a user arriving at ``/`` does).
   """
-  at = AppTest.from_file(APP, default_timeout=60)
+  at = AppTest.from_file(APP, default_timeout=TRAIN_TIMEOUT)  # a hang guard (below): links may train
   if query:
     at.query_params.update(query)
   if home_first or page is None:
@@ -47,7 +52,3 @@ def goto(at: AppTest, page: str) -> AppTest:
   at.switch_page(page)
   return run(at)
 
-# How long one AppTest run that trains may take before the test fails: a guard against a hung
-# session, not a speed target (speed lives in benchmarks/). On a loaded 2-core CI machine the first
-# default cmm fit of a process compiles for two to three minutes.
-TRAIN_TIMEOUT = 600

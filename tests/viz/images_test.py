@@ -99,3 +99,25 @@ def test_image_shape_of_specs():
   assert target_spec.image_shape({"kind": "real", "name": "iris", "columns": ["petal_length_cm"]}) is None
   assert target_spec.image_shape({"kind": "toy2d", "name": "two_moons"}) is None
   assert target_spec.image_shape({"kind": "upload", "image_shape": [4, 4]}) == (4, 4)
+
+
+def test_mask_presets_and_the_inpainting_figure():
+  top = images.mask_preset((8, 8), "bottom half hidden")
+  assert top.shape == (64,) and top[:32].all() and not top[32:].any()
+  left = images.mask_preset((8, 8), "right half hidden").reshape(8, 8)
+  assert left[:, :4].all() and not left[:, 4:].any()
+  rand = images.mask_preset((8, 8), "random half hidden", seed=3)
+  assert rand.sum() == 32
+  np.testing.assert_array_equal(rand, images.mask_preset((8, 8), "random half hidden", seed=3))
+  for name in images.MASKS:  # each preset hides exactly half
+    assert images.mask_preset((8, 8), name).sum() == 32
+  with pytest.raises(ValueError, match="unknown mask"):
+    images.mask_preset((8, 8), "everything")
+  x = np.arange(64.0)
+  fig = images.inpainting_figure(x, top, [("model", np.ones((3, 64))), ("Gaussian", np.zeros((2, 64)))],
+                                 (8, 8), value_range=(0, 17))
+  z = np.asarray(fig.data[0].z, dtype=float)
+  assert z.shape == (3 * 9 - 1, 3 * 9 - 1)             # 3 rows (image, model, Gaussian) x 3 columns
+  np.testing.assert_array_equal(z[:8, :8], x.reshape(8, 8))          # the image
+  assert np.isnan(z[4:8, 9:17]).all() and (z[:4, 9:17] == x.reshape(8, 8)[:4]).all()  # observed half
+  assert (z[9:17, 18:26] == 1).all() and np.isnan(z[18:26, 18:26]).all()  # 3 completions, then 2
