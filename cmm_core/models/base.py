@@ -83,6 +83,13 @@ class FittedModel(abc.ABC):
     """Data log-density at ``y`` ``[n, d]`` -> ``[n]``, where the model has one."""
     raise NotImplementedError(f"model {self.model!r} has no data log-density")
 
+  def inpaint(self, x, mask, *, seed: int = 0, steps=None) -> np.ndarray:
+    """Completes rows ``x`` ``[m, d]``: entries where ``mask`` ``[m, d]`` (bool) is True are kept
+    exactly, the others drawn from the model's conditional density given them (MALA; NaN allowed
+    where unobserved). ``steps``: MALA steps per row (None: a default). See :mod:`cmm_core.inpaint`."""
+    from cmm_core import inpaint
+    return inpaint.inpaint(self, x, mask, seed=seed, steps=steps)
+
   def save(self, path) -> None:
     """Writes the model to ``path`` (JSON header + msgpack arrays, never pickle)."""
     from cmm_core import io
