@@ -229,12 +229,87 @@ def _draw_image_views(entry: dict, shape: tuple) -> None:
   c2.plotly_chart(mapped_fig, key="tr_img_mapped")
   st.caption("Tile k on the right is tile k on the left mapped to data space. The base grid is "
              "drawn in its own range (a Gaussian base is not in pixel units).")
-  t1, t2, t3 = st.tabs(["nearest training images", "a path between two base points",
-                        "training images"])
+  t1, t2, t3, t4 = st.tabs(["nearest training images", "a path between two base points",
+                            "training images", "complete a hidden part"])
   t1.plotly_chart(images.nearest_figure(view), key="tr_img_nearest")
   t2.plotly_chart(images.interpolation_figure(view), key="tr_img_path")
   t3.plotly_chart(images.grid_figure(view["data"], view["shape"], title="training images",
                                      value_range=view["data_range"]), key="tr_img_data")
+  with t4:
+    _inpainting(entry, view)
+
+
+@st.cache_resource(show_spinner=False, max_entries=4)
+def _digit_classifier(name: str):
+  """A digit classifier trained on the training rows of a labelled image data set (shared by every
+  session: pure in the shipped data)."""
+  from cmm_core import datasets, image_metrics
+  train, _ = target_spec.hold_out(datasets.load(name))
+  labels, _ = target_spec.hold_out(datasets.labels(name))
+  return image_metrics.fit_classifier(train, labels, seed=0)
+
+
+def _heldout_labels(entry: dict):
+  """The labels of a shipped labelled data set's held-out rows (the digits), else None."""
+  from cmm_core import datasets
+  spec = entry.get("target_spec") or {}
+  name = spec.get("name")
+  if (spec.get("kind") != target_spec.Kind.REAL.value or name not in datasets.names()
+      or spec.get("standardize")):  # the classifier reads images in their own units
+    return None
+  labels = datasets.labels(name)
+  return None if labels is None else target_spec.hold_out(labels)[1]
+
+
+def _inpainting(entry: dict, view: dict) -> None:
+  """Hide part of a held-out image; the model completes it (``fitted.inpaint``), next to the exact
+  conditional of a Gaussian fitted to the training images."""
+  from cmm_core import image_metrics, inpaint
+  from cmm_core.viz import images
+  held = entry.get("heldout")
+  fitted = entry["fitted"]
+  if held is None or not len(held):
+    st.info("This target keeps no held-out images to complete.")
+    return
+  c1, c2, c3, c4 = st.columns([1, 2, 1, 1], vertical_alignment="bottom")
+  idx = int(c1.number_input("held-out image", 0, len(held) - 1, 0, 1, key="tr_inp_idx"))
+  mask_name = c2.selectbox("hide", images.MASKS, key="tr_inp_mask")
+  k = int(c3.number_input("completions", 1, 8, 4, 1, key="tr_inp_k"))
+  go_clicked = c4.button("Complete", key="tr_inp_go", icon=":material/draw:")
+  key = (entry["uid"], panels.fit_summary(fitted)["steps"], idx, mask_name, k)
+  cached = st.session_state.get("inpaint")
+  if go_clicked and (cached is None or cached["key"] != key):
+    mask = images.mask_preset(view["shape"], mask_name, seed=idx)
+    x = np.repeat(np.where(mask, held[idx], np.nan)[None], k, axis=0)
+    masks = np.repeat(mask[None], k, axis=0)
+    train = np.asarray(entry["data"])
+    mean, cov = image_metrics.gaussian_baseline(train)
+    rows, problems = [], []
+    with st.spinner(f"Completing the image {k} times…"):
+      try:
+        rows.append((fitted.model, np.asarray(fitted.inpaint(x, masks, seed=idx))))
+      except (NotImplementedError, ValueError) as e:
+        problems.append(f"{fitted.model} cannot complete images: {e}")
+      except Exception as e:  # keep the page alive
+        problems.append(f"{fitted.model} failed to complete ({type(e).__name__}: {e})")
+      rows.append(("Gaussian conditional", inpaint.gaussian_inpaint(mean, cov, x, masks, seed=idx)))
+    cached = {"key": key, "rows": rows, "problems": problems, "mask": mask}
+    st.session_state["inpaint"] = cached
+  if cached is None or cached["key"] != key:
+    st.caption("Pick a held-out image and what to hide, then press **Complete**: the model draws the "
+               "hidden pixels from its own conditional density given the visible ones; the "
+               "Gaussian fitted to the training images does the same exactly, as a baseline.")
+    return
+  for p in cached["problems"]:
+    st.warning(p)
+  st.plotly_chart(images.inpainting_figure(held[idx], cached["mask"], cached["rows"], view["shape"],
+                                           value_range=view["data_range"]), key="tr_inp_fig")
+  labels = _heldout_labels(entry)
+  if labels is not None:
+    clf = _digit_classifier(entry["target_spec"]["name"])
+    reads = [f"{name}: {', '.join(str(int(v)) for v in clf.predict(c))}" for name, c in cached["rows"]]
+    st.caption(f"A digit classifier (trained on the training images) reads the completions as "
+               f"{' · '.join(reads)}; the image is a {int(labels[idx])}.")
 
 
 SWEEP_EPSILONS = (0.0, 0.025, 0.05, 0.1)

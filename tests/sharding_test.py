@@ -165,7 +165,7 @@ def _run_two_devices(models: tuple) -> dict:
   hyper = {name: HYPER[name] for name in models}
   proc = subprocess.run(
       [sys.executable, "-c", _SCRIPT, json.dumps(hyper), str(STEPS), str(CHUNK)],
-      env=env, capture_output=True, text=True, timeout=600,
+      env=env, capture_output=True, text=True, timeout=1800,  # a hang guard: four fits compile there (11 min on a loaded machine)
       cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   assert proc.returncode == 0, proc.stderr[-4000:]
   line = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")][-1]

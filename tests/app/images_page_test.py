@@ -35,6 +35,17 @@ def test_digits_from_the_target_page_to_the_image_views():
   assert "NN ratio" in line and "bits/dim" in line
   view = at.session_state["image_views"]["view"]
   assert view["mapped"].shape == (32, 64) and np.all(np.isfinite(view["mapped"]))
+  # complete the hidden bottom half of a held-out digit, twice, next to the Gaussian conditional
+  at.number_input(key="tr_inp_k").set_value(2)
+  at.button(key="tr_inp_go").click()
+  ok(at.run(timeout=TRAIN_TIMEOUT), errors=True)
+  rows = at.session_state["inpaint"]["rows"]
+  assert [name for name, _ in rows] == ["maflow", "Gaussian conditional"], at.warning
+  held = at.session_state["fit"]["heldout"][0]
+  for _, completions in rows:
+    assert completions.shape == (2, 64)
+    np.testing.assert_array_equal(completions[:, :32], np.repeat(held[None, :32], 2, 0))  # kept
+  assert any("digit classifier" in c.value for c in at.caption)
   at.toggle(key="tr_pixel_panels").set_value(True)
   ok(at.run(timeout=TRAIN_TIMEOUT), errors=True)
   assert "tr_panel_base" in " ".join(str(c.proto.id) for c in at.get("plotly_chart"))
