@@ -69,3 +69,14 @@ def test_an_upload_of_square_images_is_fitted_whole_and_dequantised():
   at.checkbox(key="tgt_upload_images_64").uncheck()
   ok(at.run())
   assert at.multiselect(key="tgt_cols").value == [f"px{j}" for j in range(10)]
+
+
+def test_compare_on_the_digits_shows_image_rows_and_image_scores():
+  at = open_app("app_pages/compare.py", home_first=False, query={
+      "target": "data.digits", "models": "maflow", "budget": "steps:5", "run": "1"})
+  ok(at, errors=True)
+  df = at.dataframe[0].value
+  assert {"c2st", "NN ratio", "bits/dim"} <= set(df.columns)
+  assert 0.4 <= float(df["c2st"][0]) <= 1.0 and float(df["NN ratio"][0]) > 0
+  ids = " ".join(str(c.proto.id) for c in at.get("plotly_chart"))
+  assert "cmp_panel_maflow_base" in ids and "cmp_panel_maflow_samples" in ids
