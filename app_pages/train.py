@@ -239,10 +239,10 @@ def _draw_image_views(entry: dict, shape: tuple) -> None:
     _inpainting(entry, view)
 
 
-@st.cache_resource(show_spinner=False, max_entries=4)
+@st.cache_data(show_spinner=False, max_entries=4)
 def _digit_classifier(name: str):
-  """A digit classifier trained on the training rows of a labelled image data set (shared by every
-  session: pure in the shipped data)."""
+  """A digit classifier trained on the training rows of a labelled image data set (pure in the
+  shipped data; st.cache_data hands every session its own copy of the numpy weights)."""
   from cmm_core import datasets, image_metrics
   train, _ = target_spec.hold_out(datasets.load(name))
   labels, _ = target_spec.hold_out(datasets.labels(name))

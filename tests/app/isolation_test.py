@@ -226,6 +226,11 @@ ALLOWED_FUNCTOOLS_CACHES = {
     ("cmm_core/viz/exact.py", "_skeleton"),
     # jitted flow functions keyed by the flow's structure (no parameters, no data)
     ("cmm_core/models/maflow.py", "_compiled"),
+  # the digits' labels, a read-only array (setflags(write=False)), for the image views only
+  ("cmm_core/datasets.py", "_labels"),
+  # log-density functions keyed by the potential's or the flow's structure (no parameters, no data)
+  ("cmm_core/models/cmm.py", "_convex_log_density"),
+  ("cmm_core/models/maflow.py", "_flow_log_density"),
 }
 # st.cache_resource shares one object between all sessions: none is allowed. st.cache_data is
 # allowed (every call gets its own copy of the value, keyed by the arguments).
