@@ -118,3 +118,44 @@ def test_likelihood_loss_is_the_nll_up_to_log_z(gaussian_fit):
 
   nll = np.asarray(data_nll(jnp.asarray(y))) + fitted.log_normalizer
   np.testing.assert_allclose(nll, -fitted.log_prob(y), rtol=1e-3, atol=1e-3)
+
+
+# -- settings that follow the dimension ("auto") ---------------------------------------------------
+
+_AUTO_LOW = {"objective": "mle", "pieces": 256, "conjugate_solver": "newton", "logdet": "exact",
+             "quadratic": "trained"}
+_AUTO_HIGH = {"objective": "semidual", "pieces": 0, "conjugate_solver": "newton_cg",
+              "logdet": "hutchinson", "quadratic": "fixed"}
+
+
+@pytest.mark.parametrize("model", ["cmm", "mm", "brenier"])
+def test_auto_settings_follow_the_dimension(model):
+  """Up to d = 16 the 2D-tuned settings, above the matrix-free ones; values given are kept."""
+  m = cc.models.get(model)()
+  for d, expected in ((2, _AUTO_LOW), (16, _AUTO_LOW), (17, _AUTO_HIGH), (64, _AUTO_HIGH)):
+    want = {k: v for k, v in expected.items() if k in m.config}
+    # conjugate Newton iterations per step: one for the likelihood (conjugates only for the
+    # sample metric), else 4 (dense) or 3 (Newton-CG)
+    want["conjugate_iters"] = 1 if want.get("objective") == "mle" else (4 if d <= 16 else 3)
+    config, auto = m.resolve(d)
+    assert auto == want, (d, auto)
+    assert {k: config[k] for k in want} == want
+    assert {k: v for k, v in config.items() if k not in want} == {
+        k: v for k, v in m.config.items() if k not in want}
+  given = dict(pieces=8, conjugate_solver="newton", conjugate_iters=2, quadratic="trained")
+  config, auto = cc.models.get(model)(**given).resolve(64)
+  assert {k: config[k] for k in given} == given and not set(given) & set(auto)
+
+
+def test_auto_settings_are_recorded_in_the_fitted_config():
+  """The fitted config holds what ran (``"auto"`` resolved for d = 64), ``info["auto"]`` what was
+  chosen; the step's static settings are the same. init + finalize only: no step compiles."""
+  import jax
+  m = cc.models.get("cmm")(hidden=(4,))
+  data = np.random.default_rng(0).standard_normal((300, 64)).astype(np.float32)
+  static, state = m.init(jax.random.PRNGKey(0), data)
+  fitted = m.finalize(static, state, [], {"dim": 64})
+  want = {**_AUTO_HIGH, "conjugate_iters": 3}
+  assert {k: fitted.config[k] for k in want} == want
+  assert fitted.info["auto"] == want and static.config == fitted.config
+  assert m.config["objective"] == "auto" and m.config["pieces"] is None  # the model is unchanged
