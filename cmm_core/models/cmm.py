@@ -389,7 +389,7 @@ class ConvexFixedPoint(Model):
                 optional=f"256 up to d = {HIGH_DIM}, 0 above"),
       hyper.Choice("objective", "semidual", ("auto", "semidual", "mle"),
                    '"semidual" (OT fixed point) or "mle" (exact likelihood); '
-                   f'auto: mle up to d = {HIGH_DIM} (potential "data"), semidual above'),
+                   'auto: mle with potential "data", else semidual'),
       hyper.Choice("quadratic", "auto", ("auto", "trained", "fixed"),
                    "the ICNN's quadratic term, which starts as the Gaussian guess: trained or kept "
                    f"fixed; auto: fixed above d = {HIGH_DIM} (Adam's noise makes it drift there)"),
@@ -428,11 +428,12 @@ class ConvexFixedPoint(Model):
     """The settings a fit on ``dim``-dimensional data runs with: ``(config, auto)``, ``config``
     with every ``"auto"`` (or None) value replaced, ``auto`` the replaced ones ``{name: value}``.
 
-    Up to ``HIGH_DIM`` the 2D-tuned defaults (dense Newton conjugates, the exact likelihood for
-    cmm, 256 affine pieces); above, a step whose cost grows like ``d^2`` per point: the semi-dual
-    (no Hessian log-determinant), matrix-free Newton-CG conjugates, no pieces (tangent planes at a
-    few hundred points do not make a quadratic in high d, so the start would be far from the
-    Gaussian guess). docs/scaling.md has the measurements.
+    Up to ``HIGH_DIM`` the 2D-tuned defaults (dense Newton conjugates, cmm's exact likelihood with
+    dense log-determinants, 256 affine pieces); above, a step whose cost grows like ``d^2`` per
+    point: cmm's likelihood with a Hutchinson/CG log-determinant gradient, matrix-free Newton-CG
+    conjugates, no pieces (tangent planes at a few hundred points do not make a quadratic in high
+    d, so the start would be far from the Gaussian guess), the ICNN's quadratic (the Gaussian
+    guess) kept fixed. docs/scaling.md has the measurements.
     """
     c, auto, high = dict(self.config), {}, dim > HIGH_DIM
 
@@ -440,7 +441,7 @@ class ConvexFixedPoint(Model):
       c[name] = auto[name] = value
 
     if c.get("objective") == "auto":
-      put("objective", "mle" if not high and c.get("potential", "data") == "data" else "semidual")
+      put("objective", "mle" if c.get("potential", "data") == "data" else "semidual")
     if "pieces" in c and c["pieces"] is None:
       put("pieces", 0 if high else 256)
     if c.get("quadratic") == "auto":
