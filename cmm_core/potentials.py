@@ -20,7 +20,7 @@ import numpy as np
 from ott.neural.networks import icnn as ott_icnn
 from ott.neural.networks.layers import conjugate as ott_conjugate
 
-__all__ = ["ConvexPotential", "Quadratic", "make_potential", "conjugate_argmax",
+__all__ = ["ConvexPotential", "Quadratic", "make_potential", "conjugate_argmax", "pcg",
            "ACTIVATIONS"]
 
 ACTIVATIONS = {"relu": nn.relu, "softplus": nn.softplus, "elu": nn.elu}
@@ -131,7 +131,8 @@ data starts near 1 and the 2D toys near 0.5 with ``init_scale=0.5``, and fit wel
 
 def make_potential(points: np.ndarray, base_mean: np.ndarray, potential_matrix: np.ndarray, key, *,
                    hidden=(64, 64), activation="softplus", alpha=0.05, init_scale=0.1,
-                   feature_scale=1.0, pieces=0, extra_points=None):
+                   feature_scale=1.0, pieces=0, extra_points=None,
+                   max_ratio=RANDOM_PART_RATIO):
   """Builds a ConvexPotential and parameters whose gradient starts near ``x -> B (x - a)``.
 
   ``init_scale`` is lowered where needed so that the random start stays within
@@ -159,6 +160,8 @@ def make_potential(points: np.ndarray, base_mean: np.ndarray, potential_matrix: 
       (cmm's ``w`` is evaluated at the data and at its base samples, which lie elsewhere when
       the data are far from the origin). The normalisation covers both regions, and half of the
       pieces and kinks are placed in each, so that the guess holds in both.
+    max_ratio: the most the random start may move ``grad w``, relative to the guess
+      (:func:`start_ratio`; ``RANDOM_PART_RATIO`` by default).
 
   Returns:
     ``(potential, variables)``: ``potential.apply(variables, x)`` is ``w(x)``; the
@@ -174,9 +177,9 @@ def make_potential(points: np.ndarray, base_mean: np.ndarray, potential_matrix: 
   pot, variables = build(init_scale=init_scale)
   for _ in range(3):  # the random part is close to linear in init_scale: a few rescalings settle it
     ratio = start_ratio(pot, variables, regions, base_mean, potential_matrix)
-    if not ratio > RANDOM_PART_RATIO:  # also stops on NaN
+    if not ratio > max_ratio:  # also stops on NaN
       break
-    init_scale = pot.init_scale * max(RANDOM_PART_RATIO / ratio, 0.01)
+    init_scale = pot.init_scale * max(max_ratio / ratio, 0.01)
     pot, variables = build(init_scale=init_scale)
   return pot, variables
 
@@ -302,16 +305,26 @@ def batch_hessian(w, x):
   return jnp.transpose(cols, (1, 2, 0))
 
 
-def conjugate_argmax(w, x, y_init, *, max_iter=5, solver="newton", gtol=1e-5):
+def conjugate_argmax(w, x, y_init, *, max_iter=5, solver="newton", gtol=1e-5, cg_iters=8,
+                     precond=None):
   """Batched ``grad w*(x) = argmax_y <x, y> - w(y)``, warm-started.
 
   Args:
     w: batched strongly convex energy ``[b, d] -> [b]``.
     x: ``[b, d]`` points to conjugate; y_init: ``[b, d]`` warm starts.
-    max_iter: iterations (Newton) or the iteration cap (L-BFGS).
-    solver: ``"newton"`` (damped Newton with backtracking on exact Hessians; fast for
-      small d) or ``"lbfgs"`` (ott-jax's ``FenchelConjugateLBFGS`` vmapped over points;
-      exact too, but about 10x slower than Newton on CPU, see docs/training.md).
+    max_iter: iterations (Newton, Newton-CG) or the iteration cap (L-BFGS).
+    solver: ``"newton"`` (damped Newton with backtracking on exact Hessians: ``d`` Hessian-vector
+      products and a dense ``d x d`` solve per point and iteration; fast for small d),
+      ``"newton_cg"`` (the same damped Newton, its step from ``cg_iters`` preconditioned
+      conjugate-gradient iterations on Hessian-vector products: matrix-free, ``O(cg_iters d^2)``
+      per point for a potential whose evaluation is ``O(d^2)``; for high d) or ``"lbfgs"``
+      (ott-jax's ``FenchelConjugateLBFGS`` vmapped over points; exact too, but about 10x slower
+      than Newton on CPU, see docs/training.md).
+    gtol: L-BFGS's gradient tolerance.
+    cg_iters: conjugate-gradient iterations per Newton step (``"newton_cg"``).
+    precond: ``"newton_cg"``: None or ``M [d, d]`` (symmetric positive definite), a guess of the
+      inverse Hessian of ``w`` (e.g. the inverse of a Gaussian guess's curvature) that
+      preconditions CG; with a good guess one CG iteration is already a good Newton step.
 
   Returns:
     ``(y_star [b, d], w_star [b], grad_residual [b])`` where ``w_star = <x, y*> - w(y*)``
@@ -323,8 +336,10 @@ def conjugate_argmax(w, x, y_init, *, max_iter=5, solver="newton", gtol=1e-5):
     y = jax.vmap(lambda xi, yi: ott_solver.solve(w, xi, x_init=yi).grad)(x, y_init)
   elif solver == "newton":
     y = _newton_conjugate(w, x, y_init, max_iter)
+  elif solver == "newton_cg":
+    y = _newton_conjugate(w, x, y_init, max_iter, cg_iters=cg_iters, precond=precond)
   else:
-    raise ValueError(f"unknown conjugate solver {solver!r}; use 'newton' or 'lbfgs'")
+    raise ValueError(f"unknown conjugate solver {solver!r}; use 'newton', 'newton_cg' or 'lbfgs'")
   y = jax.lax.stop_gradient(y)
   vals, grads = batch_value_and_grad(w, y)
   resid = jnp.linalg.norm(grads - x, axis=-1)
@@ -334,8 +349,12 @@ def conjugate_argmax(w, x, y_init, *, max_iter=5, solver="newton", gtol=1e-5):
 _BACKTRACK = (1.0, 0.5, 0.25, 0.1, 0.03)
 
 
-def _newton_conjugate(w, x, y, n_iter: int):
-  """Minimises ``f(y) = w(y) - <x, y>`` row-wise from ``y`` ``[b, d]`` by damped Newton."""
+def _newton_conjugate(w, x, y, n_iter: int, cg_iters: int = 0, precond=None):
+  """Minimises ``f(y) = w(y) - <x, y>`` row-wise from ``y`` ``[b, d]`` by damped Newton.
+
+  ``cg_iters = 0``: the Newton step by a dense solve with the exact Hessian; ``cg_iters > 0``:
+  by that many preconditioned CG iterations on Hessian-vector products (:func:`pcg`).
+  """
   ts = jnp.asarray(_BACKTRACK, y.dtype)
   b, d = y.shape
 
@@ -343,9 +362,14 @@ def _newton_conjugate(w, x, y, n_iter: int):
     f0, g = batch_value_and_grad(w, y)
     f0 = f0 - jnp.sum(x * y, -1)
     g = g - x
-    h = batch_hessian(w, y)
-    reg = 1e-6 * jnp.trace(h, axis1=1, axis2=2)[:, None, None] / d * jnp.eye(d)
-    step = jnp.linalg.solve(h + reg, g[..., None])[..., 0]
+    if cg_iters:
+      # rows are independent, so one batched JVP of the gradient is every row's H_i v_i
+      _, hvp = jax.linearize(lambda y: batch_grad(w, y), y)
+      step = pcg(hvp, g, cg_iters, precond)
+    else:
+      h = batch_hessian(w, y)
+      reg = 1e-6 * jnp.trace(h, axis1=1, axis2=2)[:, None, None] / d * jnp.eye(d)
+      step = jnp.linalg.solve(h + reg, g[..., None])[..., 0]
     cands = y[None] - ts[:, None, None] * step[None]            # [t, b, d]
     vals = jax.vmap(lambda c: w(c) - jnp.sum(x * c, -1))(cands)  # [t, b]
     ok = vals <= f0[None] - 1e-4 * ts[:, None] * jnp.sum(g * step, -1)[None]
@@ -355,3 +379,32 @@ def _newton_conjugate(w, x, y, n_iter: int):
 
   y, _ = jax.lax.scan(body, y, None, length=n_iter)
   return y
+
+
+def pcg(hvp, g, n_iter: int, precond=None):
+  """``s [b, d]`` with ``H_i s_i ~ g_i`` per row: ``n_iter`` preconditioned conjugate-gradient
+  iterations from 0, ``hvp(v) [b, d]`` the rows' Hessian-vector products, ``precond`` None or
+  ``M [d, d]`` (SPD, ~ H^{-1}). Every iterate is a descent direction for a convex row; a row whose
+  residual or curvature vanishes stops moving."""
+  apply_m = (lambda r: r) if precond is None else (lambda r: r @ jnp.asarray(precond, r.dtype).T)
+  tiny = jnp.finfo(g.dtype).tiny * 1e6
+  dot = lambda a, c: jnp.sum(a * c, -1, keepdims=True)
+  s = jnp.zeros_like(g)
+  r = g
+  z = apply_m(r)
+  p, rz = z, dot(r, z)
+
+  def body(carry, _):
+    s, r, p, rz = carry
+    hp = hvp(p)
+    php = dot(p, hp)
+    alpha = jnp.where((php > tiny) & (rz > tiny), rz / jnp.where(php > tiny, php, 1.0), 0.0)
+    s = s + alpha * p
+    r = r - alpha * hp
+    z = apply_m(r)
+    rz_new = dot(r, z)
+    beta = jnp.where(rz > tiny, rz_new / jnp.where(rz > tiny, rz, 1.0), 0.0)
+    return (s, r, z + beta * p, rz_new), None
+
+  (s, *_), _ = jax.lax.scan(body, (s, r, p, rz), None, length=n_iter)
+  return s

@@ -201,11 +201,14 @@ class Model(abc.ABC):
     """Model-specific checks and data preparation; returns data and info (e.g. warnings)."""
     return data, {}
 
-  def static(self, data, total_steps: Optional[int] = None, **extra) -> Static:
+  def static(self, data, total_steps: Optional[int] = None, *, config: Optional[dict] = None,
+             **extra) -> Static:
     """The :class:`Static` of a fit of this model on ``data`` ``[n, d]`` (``total_steps``: None =
-    ``default_steps``; pass 0 when ``step`` does not depend on it)."""
+    ``default_steps``; pass 0 when ``step`` does not depend on it). ``config``: the settings the
+    step runs with, when they differ from ``self.config`` (``"auto"`` values resolved for ``d``)."""
     steps = int(self.default_steps) if total_steps is None else int(total_steps)
-    return Static(hyper=tuple(sorted((k, _hashable(v)) for k, v in self.config.items())),
+    config = self.config if config is None else config
+    return Static(hyper=tuple(sorted((k, _hashable(v)) for k, v in config.items())),
                   dim=int(data.shape[1]), total_steps=steps,
                   extra=tuple(sorted((k, _hashable(v)) for k, v in extra.items())))
 
