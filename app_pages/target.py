@@ -130,17 +130,26 @@ def _real_data() -> None:
 
 
 def _image_upload_shape(n_columns: int):
-  """``(s, s)`` when the user confirms that a file of ``s^2`` numeric columns holds square images
-  (pixels row by row), else None."""
+  """``(rows, columns)`` when the user says that each row of the file is an image (pixels row by
+  row) and picks its shape, else None. Offered for 16 or more columns that make a rectangle of
+  sides >= 2; ticked at first only when the count is a square number (the shape is then inferred)."""
   from cmm_core.viz import images
-  shape = images.infer_shape(n_columns)
-  if shape is None or n_columns > limits.MAX_DIM:
+  shapes = images.candidate_shapes(n_columns)
+  if n_columns < 16 or n_columns > limits.MAX_DIM or not shapes:
     return None
-  yes = st.checkbox(f"each row is an image of {shape[0]} × {shape[1]} pixels (row by row)",
-                    value=True, key=f"tgt_upload_images_{n_columns}",
-                    help=f"The file has {n_columns} numeric columns, a square number: as images, all "
-                         "of them are fitted together and the views show images.")
-  return shape if yes else None
+  square = images.infer_shape(n_columns)
+  yes = st.checkbox("each row is an image (pixels row by row)", value=square is not None,
+                    key=f"tgt_upload_images_{n_columns}",
+                    help=f"The file has {n_columns} numeric columns. As images, all of them are "
+                         "fitted together and the views show images.")
+  if not yes:
+    return None
+  label = lambda s: f"{s[0]} × {s[1]} pixels (rows × columns)"
+  shape = st.selectbox("image shape", shapes, index=0, format_func=label,
+                       key=f"tgt_upload_shape_{n_columns}",
+                       help="Inferred when the count is a square number; else pick the rows and "
+                            "columns the pixels were written in.")
+  return tuple(int(v) for v in shape)
 
 
 def _dequantize_box(table) -> bool:

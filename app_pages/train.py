@@ -273,13 +273,20 @@ def _inpainting(entry: dict, view: dict) -> None:
     return
   c1, c2, c3, c4 = st.columns([1, 2, 1, 1], vertical_alignment="bottom")
   idx = int(c1.number_input("held-out image", 0, len(held) - 1, 0, 1, key="tr_inp_idx"))
-  mask_name = c2.selectbox("hide", images.MASKS, key="tr_inp_mask")
+  mask_name = c2.selectbox("hide", (*images.MASKS, images.BRUSH), key="tr_inp_mask")
   k = int(c3.number_input("completions", 1, 8, 4, 1, key="tr_inp_k"))
   go_clicked = c4.button("Complete", key="tr_inp_go", icon=":material/draw:")
-  key = (entry["uid"], panels.fit_summary(fitted)["steps"], idx, mask_name, k)
+  if mask_name == images.BRUSH:
+    mask = _brushed_mask(held[idx], view)
+    if mask.all():
+      st.caption("Select the pixels to hide on the image above (box or lasso tool), then press "
+                 "**Complete**.")
+      return
+  else:
+    mask = images.mask_preset(view["shape"], mask_name, seed=idx)
+  key = (entry["uid"], panels.fit_summary(fitted)["steps"], idx, mask_name, k, mask.tobytes())
   cached = st.session_state.get("inpaint")
   if go_clicked and (cached is None or cached["key"] != key):
-    mask = images.mask_preset(view["shape"], mask_name, seed=idx)
     x = np.repeat(np.where(mask, held[idx], np.nan)[None], k, axis=0)
     masks = np.repeat(mask[None], k, axis=0)
     train = np.asarray(entry["data"])
@@ -310,6 +317,19 @@ def _inpainting(entry: dict, view: dict) -> None:
     reads = [f"{name}: {', '.join(str(int(v)) for v in clf.predict(c))}" for name, c in cached["rows"]]
     st.caption(f"A digit classifier (trained on the training images) reads the completions as "
                f"{' · '.join(reads)}; the image is a {int(labels[idx])}.")
+
+
+def _brushed_mask(image, view: dict) -> np.ndarray:
+  """The brush: the image with a marker per pixel; the pixels the user selects (box or lasso) are
+  hidden. Returns the observed-pixel mask, bool ``[d]`` (all True before any selection)."""
+  from cmm_core.viz import images
+  state = st.session_state.get("tr_inp_brush") or {}
+  points = ((state.get("selection") or {}).get("points") or []) if isinstance(state, dict) else []
+  mask = images.mask_from_selection(points, view["shape"])
+  st.plotly_chart(images.brush_figure(image, view["shape"], ~mask, value_range=view["data_range"]),
+                  key="tr_inp_brush", on_select="rerun", selection_mode=("box", "lasso"),
+                  width="content", config={"displaylogo": False})
+  return mask
 
 
 SWEEP_EPSILONS = (0.0, 0.025, 0.05, 0.1)

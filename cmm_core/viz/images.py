@@ -25,8 +25,8 @@ import plotly.graph_objects as go
 from cmm_core.viz.geometry import as_points, subsample_index
 
 __all__ = ["tile", "grid_figure", "image_views", "base_and_mapped_figures", "nearest_figure",
-           "interpolation_figure", "nearest_rows", "infer_shape", "mask_preset", "inpainting_figure",
-           "MASKS", "N_GRID", "N_PATH"]
+           "interpolation_figure", "nearest_rows", "infer_shape", "candidate_shapes", "mask_preset", "brush_figure", "mask_from_selection", "inpainting_figure",
+           "MASKS", "BRUSH", "N_GRID", "N_PATH"]
 
 N_GRID = 32      # base samples (and their images) in a grid
 N_NEAREST = 8    # samples shown with their nearest training image
@@ -40,6 +40,14 @@ def infer_shape(d: int) -> Optional[tuple[int, int]]:
   """``(s, s)`` when ``d = s^2`` with ``s >= 4`` (a square image), else None."""
   s = int(round(np.sqrt(d)))
   return (s, s) if s * s == d and s >= 4 else None
+
+
+def candidate_shapes(d: int, min_side: int = 2) -> list[tuple[int, int]]:
+  """Every ``(rows, columns)`` with ``rows x columns = d`` and both sides ``>= min_side``, the
+  squarest first (then fewer rows first): the image shapes ``d`` pixels can have."""
+  d = int(d)
+  shapes = [(h, d // h) for h in range(max(1, min_side), d + 1) if d % h == 0 and d // h >= min_side]
+  return sorted(shapes, key=lambda s: (abs(s[0] - s[1]), s[0]))
 
 
 def _check_shape(shape: Sequence[int], d: int) -> tuple[int, int]:
@@ -235,6 +243,45 @@ def mask_preset(shape: Sequence[int], name: str, seed: int = 0) -> np.ndarray:
     keep[np.random.default_rng(seed).choice(h * w, (h * w) // 2, replace=False)] = True
     return keep
   raise ValueError(f"unknown mask {name!r}; one of {', '.join(MASKS)}")
+
+
+BRUSH = "pixels I select (box or lasso)"  # the mask the user paints on the image (Train page)
+
+
+def brush_figure(image, shape: Sequence[int], hidden, *, value_range: Sequence[float]) -> go.Figure:
+  """One image ``[d]`` with a selectable marker on every pixel: selecting pixels with the box or
+  lasso tool (the page reads the selection, :func:`mask_from_selection`) hides them. ``hidden``:
+  bool ``[d]``, the pixels hidden so far, drawn blank with a red cross."""
+  image = np.asarray(image, dtype=np.float64).reshape(-1)
+  hidden = np.asarray(hidden, bool).reshape(-1)
+  h, w = _check_shape(shape, image.size)
+  fig = grid_figure(np.where(hidden, np.nan, image)[None], (h, w), n_cols=1, value_range=value_range,
+                    title="select the pixels to hide (box or lasso; a new selection replaces the old)")
+  rows, cols = np.divmod(np.arange(h * w), w)
+  fig.add_trace(go.Scatter(
+      x=cols, y=rows, mode="markers", showlegend=False,
+      marker=dict(size=14, symbol=np.where(hidden, "x-thin", "square-open").tolist(),
+                  color=np.where(hidden, "#d62728", "rgba(0,0,0,0.08)").tolist(),
+                  line=dict(width=2, color=np.where(hidden, "#d62728", "rgba(0,0,0,0.08)").tolist())),
+      hovertemplate="row %{y}, column %{x}<extra></extra>"))
+  fig.update_layout(dragmode="lasso", height=120 + 32 * h, width=120 + 32 * w)
+  return fig
+
+
+def mask_from_selection(points: Sequence[dict], shape: Sequence[int]) -> np.ndarray:
+  """The observed-pixel mask, bool ``[h*w]`` (True = kept), from a plotly selection of the brush
+  figure's pixel markers (``[{"x": column, "y": row, ...}, ...]``): the selected pixels are hidden;
+  points outside the image are ignored."""
+  h, w = (int(v) for v in shape)
+  keep = np.ones(h * w, bool)
+  for pt in points or ():
+    try:
+      r, c = int(round(float(pt["y"]))), int(round(float(pt["x"])))
+    except (KeyError, TypeError, ValueError):
+      continue
+    if 0 <= r < h and 0 <= c < w:
+      keep[r * w + c] = False
+  return keep
 
 
 def inpainting_figure(original, mask, rows: Sequence[tuple], shape: Sequence[int], *,

@@ -46,6 +46,12 @@ def test_digits_from_the_target_page_to_the_image_views():
     assert completions.shape == (2, 64)
     np.testing.assert_array_equal(completions[:, :32], np.repeat(held[None, :32], 2, 0))  # kept
   assert any("digit classifier" in c.value for c in at.caption)
+  # the brush: the image with a marker per pixel, nothing hidden until the user selects some
+  from cmm_core.viz import images
+  at.selectbox(key="tr_inp_mask").set_value(images.BRUSH)
+  ok(at.run(timeout=TRAIN_TIMEOUT), errors=True)
+  assert "tr_inp_brush" in " ".join(str(c.proto.id) for c in at.get("plotly_chart"))
+  assert any("Select the pixels to hide" in c.value for c in at.caption)
   at.toggle(key="tr_pixel_panels").set_value(True)
   ok(at.run(timeout=TRAIN_TIMEOUT), errors=True)
   assert "tr_panel_base" in " ".join(str(c.proto.id) for c in at.get("plotly_chart"))
@@ -69,6 +75,29 @@ def test_an_upload_of_square_images_is_fitted_whole_and_dequantised():
   at.checkbox(key="tgt_upload_images_64").uncheck()
   ok(at.run())
   assert at.multiselect(key="tgt_cols").value == [f"px{j}" for j in range(10)]
+
+
+def test_an_upload_of_rectangular_images_takes_the_shape_the_user_picks():
+  from cmm_core import target_spec
+  rng = np.random.default_rng(0)
+  rows = rng.normal(size=(100, 24))
+  text = ",".join(f"px{j}" for j in range(24)) + "\n" + "\n".join(",".join(f"{v:.4f}" for v in r) for r in rows)
+  at = goto(open_app(), "app_pages/target.py")
+  at.radio(key="tgt_kind").set_value("Upload")
+  ok(at.run())
+  at.file_uploader(key="tgt_upload").set_value(("rects.csv", text.encode(), "text/csv"))
+  ok(at.run(), errors=True)
+  # 24 is not a square: not taken as images until the user says so
+  assert target_spec.image_shape(at.session_state["target"]["spec"]) is None
+  at.checkbox(key="tgt_upload_images_24").check()
+  ok(at.run(), errors=True)
+  box = at.selectbox(key="tgt_upload_shape_24")
+  assert tuple(box.value) == (4, 6)  # the squarest first
+  box.set_value((3, 8))
+  ok(at.run(), errors=True)
+  tgt = at.session_state["target"]
+  assert target_spec.image_shape(tgt["spec"]) == (3, 8) and tgt["data"].shape[1] == 24
+  assert "tgt_preview_images" in " ".join(str(c.proto.id) for c in at.get("plotly_chart"))
 
 
 def test_compare_on_the_digits_shows_image_rows_and_image_scores():

@@ -121,3 +121,23 @@ def test_mask_presets_and_the_inpainting_figure():
   np.testing.assert_array_equal(z[:8, :8], x.reshape(8, 8))          # the image
   assert np.isnan(z[4:8, 9:17]).all() and (z[:4, 9:17] == x.reshape(8, 8)[:4]).all()  # observed half
   assert (z[9:17, 18:26] == 1).all() and np.isnan(z[18:26, 18:26]).all()  # 3 completions, then 2
+
+
+def test_candidate_shapes_are_every_rectangle_squarest_first():
+  assert images.candidate_shapes(64)[0] == (8, 8)
+  assert images.candidate_shapes(24) == [(4, 6), (6, 4), (3, 8), (8, 3), (2, 12), (12, 2)]
+  assert images.candidate_shapes(17) == []  # a prime: no rectangle with both sides >= 2
+  assert all(h * w == 60 for h, w in images.candidate_shapes(60))
+
+
+def test_the_brush_hides_the_selected_pixels():
+  pts = [{"x": 0, "y": 0}, {"x": 7.0, "y": 2.0}, {"x": 9, "y": 1}, {"y": 3}]  # one off the image, one broken
+  keep = images.mask_from_selection(pts, (8, 8))
+  assert keep.dtype == bool and keep.shape == (64,)
+  assert not keep[0] and not keep[2 * 8 + 7] and keep.sum() == 62
+  assert images.mask_from_selection([], (8, 8)).all()
+  img = np.arange(64.0)
+  fig = images.brush_figure(img, (8, 8), ~keep, value_range=(0, 63))
+  heat, dots = fig.data
+  assert np.isnan(heat.z[0][0]) and heat.z[2][7] != heat.z[2][7] and heat.z[1][1] == 9.0
+  assert len(dots.x) == 64 and list(dots.marker.symbol).count("x-thin") == 2
