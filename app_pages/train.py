@@ -277,10 +277,10 @@ def _inpainting(entry: dict, view: dict) -> None:
   k = int(c3.number_input("completions", 1, 8, 4, 1, key="tr_inp_k"))
   go_clicked = c4.button("Complete", key="tr_inp_go", icon=":material/draw:")
   if mask_name == images.BRUSH:
-    mask = _brushed_mask(held[idx], view)
+    mask = _brushed_mask(held[idx], idx, view)
     if mask.all():
-      st.caption("Select the pixels to hide on the image above (box or lasso tool), then press "
-                 "**Complete**.")
+      st.caption("Select the pixels to hide on the image above with the box or lasso tool (each "
+                 "selection adds to the hidden pixels), then press **Complete**.")
       return
   else:
     mask = images.mask_preset(view["shape"], mask_name, seed=idx)
@@ -319,17 +319,36 @@ def _inpainting(entry: dict, view: dict) -> None:
                f"{' · '.join(reads)}; the image is a {int(labels[idx])}.")
 
 
-def _brushed_mask(image, view: dict) -> np.ndarray:
-  """The brush: the image with a marker per pixel; the pixels the user selects (box or lasso) are
-  hidden. Returns the observed-pixel mask, bool ``[d]`` (all True before any selection)."""
+def _brush_select(shape) -> None:
+  """on_select callback of the brush: the selected pixels join the hidden ones."""
   from cmm_core.viz import images
   state = st.session_state.get("tr_inp_brush") or {}
-  points = ((state.get("selection") or {}).get("points") or []) if isinstance(state, dict) else []
-  mask = images.mask_from_selection(points, view["shape"])
-  st.plotly_chart(images.brush_figure(image, view["shape"], ~mask, value_range=view["data_range"]),
-                  key="tr_inp_brush", on_select="rerun", selection_mode=("box", "lasso"),
-                  width="content", config={"displaylogo": False})
-  return mask
+  points = (state.get("selection") or {}).get("points") or []
+  brushed = st.session_state.get("tr_inp_hidden")
+  if brushed is not None and points:
+    hidden = np.asarray(brushed["hidden"], bool) | ~images.mask_from_selection(points, shape)
+    brushed["hidden"] = hidden.tolist()
+
+
+def _brushed_mask(image, idx: int, view: dict) -> np.ndarray:
+  """The brush: the image with a marker per pixel; each box or lasso selection hides the selected
+  pixels (kept in the session across reruns, per held-out image). Returns the observed-pixel mask,
+  bool ``[d]`` (all True before any selection)."""
+  from cmm_core.viz import images
+  d = int(np.asarray(image).size)
+  brushed = st.session_state.get("tr_inp_hidden")
+  if brushed is None or brushed["idx"] != idx or len(brushed["hidden"]) != d:
+    brushed = st.session_state["tr_inp_hidden"] = {"idx": idx, "hidden": [False] * d}
+  hidden = np.asarray(brushed["hidden"], bool)
+  c1, c2 = st.columns([3, 1], vertical_alignment="bottom")
+  with c1:
+    st.plotly_chart(images.brush_figure(image, view["shape"], hidden, value_range=view["data_range"]),
+                    key="tr_inp_brush", on_select=lambda: _brush_select(view["shape"]),
+                    selection_mode=("box", "lasso"), width="content", config={"displaylogo": False})
+  if c2.button("show every pixel again", key="tr_inp_clear", disabled=not hidden.any()):
+    brushed["hidden"] = [False] * d
+    st.rerun()
+  return ~hidden
 
 
 SWEEP_EPSILONS = (0.0, 0.025, 0.05, 0.1)

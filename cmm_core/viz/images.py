@@ -256,7 +256,7 @@ def brush_figure(image, shape: Sequence[int], hidden, *, value_range: Sequence[f
   hidden = np.asarray(hidden, bool).reshape(-1)
   h, w = _check_shape(shape, image.size)
   fig = grid_figure(np.where(hidden, np.nan, image)[None], (h, w), n_cols=1, value_range=value_range,
-                    title="select the pixels to hide (box or lasso; a new selection replaces the old)")
+                    title="pixels to hide: box or lasso")
   rows, cols = np.divmod(np.arange(h * w), w)
   fig.add_trace(go.Scatter(
       x=cols, y=rows, mode="markers", showlegend=False,

@@ -52,6 +52,17 @@ def test_digits_from_the_target_page_to_the_image_views():
   ok(at.run(timeout=TRAIN_TIMEOUT), errors=True)
   assert "tr_inp_brush" in " ".join(str(c.proto.id) for c in at.get("plotly_chart"))
   assert any("Select the pixels to hide" in c.value for c in at.caption)
+  # what a box selection over the lower-right quarter leaves in the session (the on_select callback)
+  hidden = np.zeros((8, 8), bool)
+  hidden[4:, 4:] = True
+  at.session_state["tr_inp_hidden"] = {"idx": 0, "hidden": hidden.ravel().tolist()}
+  at.button(key="tr_inp_go").click()
+  ok(at.run(timeout=TRAIN_TIMEOUT), errors=True)
+  done = at.session_state["inpaint"]
+  np.testing.assert_array_equal(done["mask"], ~hidden.ravel())
+  for _, completions in done["rows"]:
+    np.testing.assert_array_equal(completions[:, ~hidden.ravel()],
+                                  np.repeat(held[None, ~hidden.ravel()], 2, 0))
   at.toggle(key="tr_pixel_panels").set_value(True)
   ok(at.run(timeout=TRAIN_TIMEOUT), errors=True)
   assert "tr_panel_base" in " ".join(str(c.proto.id) for c in at.get("plotly_chart"))
