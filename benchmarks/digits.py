@@ -1,7 +1,8 @@
 """The models on 64-dimensional data: the UCI digits (8x8 images, issue 19).
 
 Each model is fitted with its default settings (the convex models' ``"auto"`` values resolve for
-d = 64: semi-dual, Newton-CG conjugates, no affine pieces; see ``ConvexFixedPoint.resolve``) on
+d = 64: Newton-CG conjugates, no affine pieces, the quadratic kept fixed, and for cmm the likelihood
+with a Hutchinson/CG log-determinant gradient; see ``ConvexFixedPoint.resolve``) on
 the 1438 training rows of ``cmm_core.target_spec.hold_out(load("digits"))`` for its default number
 of steps or until ``--budget`` seconds, whichever comes first, in a process of its own (so the
 compile time is its own). Reported per model:
