@@ -22,12 +22,15 @@ import pytest  # noqa: E402
 # `--dist loadfile` hands files to the two workers in collection order, so a long file collected
 # last would run alone at the end while the other worker idles.
 LONGEST_FIRST = [
-    "tests/models/cmm_test.py", "tests/models/mm_test.py", "tests/app/train_models_test.py",
-    "tests/app/app_test.py", "tests/io_test.py", "tests/app/compare_page_test.py",
-    "tests/compile_count_test.py", "tests/models/maflow_test.py", "tests/cli_test.py",
-    "tests/models/sdot_test.py", "tests/e2e/browser_test.py", "tests/real_units_test.py",
-    "tests/viz/panels_test.py", "tests/potentials_test.py", "tests/models/brenier_test.py",
-    "tests/benchmarks_test.py", "tests/sharding_test.py", "tests/compare_test.py",
+    "tests/app/app_test.py", "tests/models/cmm_test.py", "tests/io_test.py",
+    "tests/app/compare_page_test.py", "tests/models/maflow_test.py", "tests/app/train_models_test.py",
+    "tests/models/sdot_test.py", "tests/e2e/browser_test.py", "tests/cli_test.py",
+    "tests/fit_energy_test.py", "tests/compare_test.py", "tests/models/brenier_test.py",
+    "tests/benchmarks_test.py", "tests/sharding_test.py", "tests/potentials_test.py",
+    "tests/app/energy_page_test.py", "tests/app/images_page_test.py", "tests/models/mm_test.py",
+    "tests/compile_count_test.py", "tests/app/isolation_test.py", "tests/app/link_page_test.py",
+    "tests/app/fit_pool_app_test.py", "tests/app/fault_page_test.py", "tests/inpaint_test.py",
+    "tests/real_units_test.py", "tests/viz/panels_test.py",
 ]
 
 

@@ -549,6 +549,7 @@ def _edge_config(model: str, j: int) -> dict:
 
 # One fit per edge configuration: every value at a bound runs the real training step (minutes of
 # compilation in all, so slow), without one compiled fit per value.
+@pytest.mark.matrix
 @pytest.mark.slow
 @pytest.mark.parametrize("j", range(_N_EDGE_FITS))
 @pytest.mark.parametrize("model", cc.models.names())

@@ -53,6 +53,7 @@ def _cases(keys):
           if k in KNOWN_FAILURES else k for k in keys]
 
 
+@pytest.mark.matrix
 @pytest.mark.slow
 @pytest.mark.parametrize("model, name, standardize", _cases(
     [(m, n, s) for m in MODELS for n in ("old_faithful", "iris", "penguins") for s in (False, True)]))
@@ -61,6 +62,7 @@ def test_real_tables(model, name, standardize):
   assert ed <= 0.5 * ed_gauss, (ed, ed_gauss)
 
 
+@pytest.mark.matrix
 @pytest.mark.slow
 @pytest.mark.parametrize("model, transform", _cases(
     [(m, t) for m in ("cmm", "mm") for t in ("milli", "kilo", "shifted")]))
