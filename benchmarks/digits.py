@@ -46,6 +46,7 @@ for p in (str(HERE.parent), str(HERE)):
     sys.path.insert(0, p)
 
 from run import machine_info, write_outputs  # noqa: E402  (benchmarks/run.py)
+from scaling import ChunkTimer  # noqa: E402  (benchmarks/scaling.py)
 
 MODELS = ["cmm", "mm", "brenier", "maflow", "sdot"]
 N_SAMPLES = 1000
@@ -107,17 +108,7 @@ def run_model(model: str, budget: float, steps, hyper: dict, chunk_size: int, se
   import cmm_core as cc
   from cmm_core import metrics
   train, heldout = digits_split()
-  st = {"last_exit": None, "first": None, "chunks": [], "sizes": []}
-
-  def callback(step, record, fitted):
-    entry = time.perf_counter()
-    if st["last_exit"] is None:
-      st["first"] = record["seconds"]
-    else:
-      st["chunks"].append(entry - st["last_exit"])
-      st["sizes"].append(step - st["step"])
-    st["step"] = step
-    st["last_exit"] = time.perf_counter()
+  st = callback = ChunkTimer()
 
   import os
   load_start = [round(v, 2) for v in os.getloadavg()]
@@ -125,14 +116,14 @@ def run_model(model: str, budget: float, steps, hyper: dict, chunk_size: int, se
   fitted = cc.fit(model, train, steps=steps, seed=seed, max_seconds=budget, chunk_size=chunk_size,
                   callback=callback, **hyper)
   fit_s = time.perf_counter() - t0
-  per_step = [c / n for c, n in zip(st["chunks"], st["sizes"])]
+  per_step = [c / n for c, n in zip(st.chunks, st.sizes)]
   sps = float(np.median(per_step)) if per_step else None
   out = {"model": model, "hyper": hyper, "config": {k: list(v) if isinstance(v, tuple) else v
                                                     for k, v in fitted.config.items()},
          "auto": fitted.info.get("auto"), "status": fitted.info.get("status"),
          "steps_done": fitted.info.get("steps_done"), "fit_seconds": fit_s,
          "seconds_per_step": sps, "chunk_size": chunk_size,
-         "compile_seconds": st["first"] - chunk_size * sps if sps and st["first"] else None,
+         "compile_seconds": st.first - chunk_size * sps if sps and st.first else None,
          "last_record": fitted.history[-1] if fitted.history else None}
   t = time.perf_counter()
   samples = np.asarray(fitted.sample(N_SAMPLES, seed=1), np.float64)
@@ -173,22 +164,14 @@ def time_dims(model: str, dims, chunk_size: int, timed_chunks: int) -> list[dict
   rows = []
   for d in dims:
     data = make_data(4000, d)
-    st = {"last_exit": None, "first": None, "chunks": []}
-
-    def callback(step, record, fitted):
-      entry = time.perf_counter()
-      if st["last_exit"] is None:
-        st["first"] = record["seconds"]
-      else:
-        st["chunks"].append(entry - st["last_exit"])
-      st["last_exit"] = time.perf_counter()
+    st = callback = ChunkTimer()
 
     cc.fit(model, data, steps=chunk_size * (1 + timed_chunks), seed=0, chunk_size=chunk_size,
            callback=callback, **HIGH_D_PATH[model])
-    sps = float(np.median(st["chunks"])) / chunk_size
+    sps = float(np.median(st.chunks)) / chunk_size
     rows.append({"model": model, "d": d, "seconds_per_step": sps,
-                 "min_seconds_per_step": min(st["chunks"]) / chunk_size,
-                 "compile_seconds": st["first"] - chunk_size * sps})
+                 "min_seconds_per_step": min(st.chunks) / chunk_size,
+                 "compile_seconds": st.first - chunk_size * sps})
     print(json.dumps(rows[-1]), flush=True)
   ds = np.array([r["d"] for r in rows if r["d"] >= 8], float)
   ts = np.array([r["seconds_per_step"] for r in rows if r["d"] >= 8], float)

@@ -44,33 +44,44 @@ def make_data(n: int, d: int, seed: int = 0) -> np.ndarray:
   return cc.targets.gaussian(rng.standard_normal(d), a @ a.T / d + 0.5 * np.eye(d), n=n, seed=seed)
 
 
+class ChunkTimer:
+  """A fit callback that times the chunks between callbacks: ``first`` is the first chunk's
+  reported seconds (compilation included), ``chunks`` the seconds of each later chunk and
+  ``sizes`` its number of steps (the callback's own time is left out)."""
+
+  def __init__(self):
+    self.first, self.chunks, self.sizes = None, [], []
+    self._last_exit, self._step = None, 0
+
+  def __call__(self, step, record, fitted):
+    entry = time.perf_counter()
+    if self._last_exit is None:
+      self.first = record["seconds"]
+    else:
+      self.chunks.append(entry - self._last_exit)
+      self.sizes.append(step - self._step)
+    self._step = step
+    self._last_exit = time.perf_counter()
+
+
 def time_point(model: str, n: int, d: int, chunk_size: int, timed_chunks: int) -> dict:
   import cmm_core as cc
   data = make_data(n, d)
-  st = {"last_exit": None, "first": None, "chunks": []}
-
-  def callback(step, record, fitted):
-    entry = time.perf_counter()
-    if st["last_exit"] is None:
-      st["first"] = record["seconds"]
-    else:
-      st["chunks"].append(entry - st["last_exit"])
-    st["last_exit"] = time.perf_counter()
-
+  st = ChunkTimer()
   t0 = time.perf_counter()
-  fitted = cc.fit(model, data, steps=chunk_size * (1 + timed_chunks), seed=0, callback=callback,
+  fitted = cc.fit(model, data, steps=chunk_size * (1 + timed_chunks), seed=0, callback=st,
                   chunk_size=chunk_size)
   wall = time.perf_counter() - t0
-  steady = float(np.median(st["chunks"])) if st["chunks"] else None
+  steady = float(np.median(st.chunks)) if st.chunks else None
   return {"model": model, "n": n, "d": d, "n_used": int(fitted.info.get("n_data", n)),
-          "status": fitted.info.get("status"), "chunk_size": chunk_size, "timed_chunks": len(st["chunks"]),
+          "status": fitted.info.get("status"), "chunk_size": chunk_size, "timed_chunks": len(st.chunks),
           "seconds_per_step": steady / chunk_size if steady else None,
           # the least-disturbed chunk: on a shared machine the median carries the other jobs' load
-          "min_seconds_per_step": min(st["chunks"]) / chunk_size if st["chunks"] else None,
-          "chunk_times": [float(c) for c in st["chunks"]],
+          "min_seconds_per_step": min(st.chunks) / chunk_size if st.chunks else None,
+          "chunk_times": [float(c) for c in st.chunks],
           "steps_per_second": chunk_size / steady if steady else None,
-          "first_chunk_seconds": st["first"],
-          "compile_seconds": (st["first"] - steady) if steady and st["first"] is not None else None,
+          "first_chunk_seconds": st.first,
+          "compile_seconds": (st.first - steady) if steady and st.first is not None else None,
           "wall_seconds": wall}
 
 

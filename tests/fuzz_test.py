@@ -446,8 +446,11 @@ def test_values_at_the_bounds_are_accepted(model, hp):
 
 def test_mle_needs_the_data_potential():
   with pytest.raises(ValueError, match="potential"):
-    cc.fit("cmm", X64, steps=1, potential="base")
+    cc.fit("cmm", X64, steps=1, potential="base", objective="mle")
   cc.models.get("cmm")(potential="base", objective="semidual")
+  # cmm's default objective "auto" is the likelihood on the data side, the semi-dual on the base side
+  assert cc.models.get("cmm")(potential="base").resolve(2)[0]["objective"] == "semidual"
+  assert cc.models.get("cmm")().resolve(2)[0]["objective"] == "mle"
 
 
 def _inside(v, lo, hi, lo_open) -> bool:
