@@ -763,8 +763,10 @@ class MM(ConvexFixedPoint):
     mean = np.asarray(data, np.float64).mean(0)
     if np.all(np.abs(mean) <= 1e-3 * (np.asarray(data, np.float64).std(0) + 1e-12)):
       return data, {}
-    msg = (f"a moment measure needs a centred target: the data were centred (mean "
-           f"{np.array2string(mean, precision=3)} subtracted) and the samples are shifted back by it")
+    shown = (np.array2string(mean, precision=3) if mean.size <= 4
+             else f"of norm {float(np.linalg.norm(mean)):.3g} in {mean.size} dimensions")
+    msg = (f"a moment measure needs a centred target: the data were centred (mean {shown} "
+           "subtracted) and the samples are shifted back by it")
     return data, {"warnings": [msg]}
 
 

@@ -202,9 +202,9 @@ def nearest_figure(view: dict) -> go.Figure:
             for i, dd in enumerate(view["nearest_dist"])]
            + [f"nearest training image to sample {i + 1}" for i in range(k)])
   typical = view["nearest_typical"]
-  title = ("samples (top) and their nearest training images (bottom): distance "
-           f"{np.median(view['nearest_dist']):.3g} (median)"
-           + (f"; training images lie {typical:.3g} from their nearest other one" if np.isfinite(typical) else ""))
+  title = ("samples (top), nearest training images (bottom)<br>"
+           f"median distance {np.median(view['nearest_dist']):.3g}"
+           + (f"; a training image's to its nearest other: {typical:.3g}" if np.isfinite(typical) else ""))
   return grid_figure(both, view["shape"], title=title, n_cols=max(1, k),
                      value_range=view["data_range"], hover=hover)
 

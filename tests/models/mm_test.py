@@ -68,3 +68,12 @@ def test_1d_bimodal_matches_grid_oracle():
   qs = np.linspace(0.02, 0.98, 49)
   err = np.mean(np.abs(np.quantile(base, qs) - oracle.base_quantile(qs)))
   assert err <= 0.1 * oracle.base_std, (err, oracle.base_std)
+
+
+def test_the_centring_note_stays_short_in_high_dimension():
+  from cmm_core.models.cmm import MM
+  rng = np.random.default_rng(0)
+  (note,) = MM().prepare(rng.random((50, 64)) + 3.0)[1]["warnings"]
+  assert "in 64 dimensions" in note and len(note) < 200, note
+  (note,) = MM().prepare(rng.random((50, 2)) + 3.0)[1]["warnings"]
+  assert "[3." in note  # a 2D mean is written out
