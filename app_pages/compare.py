@@ -236,7 +236,7 @@ def _image_view(result: dict, data, shape: tuple):
 
 def _figures(view: dict, model: str, one_range: bool) -> list:
   """A row's figures: base, map and samples panels, or for images the base grid, the mapped
-  grid and the nearest training images."""
+  grid, the nearest training images and a straight base path with its image under the map."""
   if "shape" not in view:
     return list(figures.panel_figures(view, model=model, same_axes=one_range))
   from cmm_core.viz import images, registry
@@ -244,7 +244,8 @@ def _figures(view: dict, model: str, one_range: bool) -> list:
   base_fig, mapped_fig = images.base_and_mapped_figures(
       view, base_title=f"{labels['base']}: samples", map_title=f"mapped by {labels['map_symbol']}",
       n_cols=6)
-  return [base_fig, mapped_fig, images.nearest_figure(view)]
+  return [base_fig, mapped_fig, images.nearest_figure(view),
+          images.interpolation_figure(view, base_title=f"straight path in {labels['base']}")]
 
 
 def _table(results: list, reference: str) -> pd.DataFrame:
@@ -331,6 +332,8 @@ def _row(result: dict, view, problem, one_range: bool) -> None:
   figs = _figures(view, m, one_range)
   for col, fig, name in zip(st.columns(3), figs, ("base", "map", "samples")):
     col.plotly_chart(fig, key=f"cmp_panel_{m}_{name}")
+  if len(figs) > 3:  # images: the mapped path, full width below
+    st.plotly_chart(figs[3], key=f"cmp_panel_{m}_path")
 
 
 def _results() -> None:

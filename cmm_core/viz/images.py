@@ -204,7 +204,7 @@ def nearest_figure(view: dict) -> go.Figure:
   typical = view["nearest_typical"]
   title = ("samples (top), nearest training images (bottom)<br>"
            f"median distance {np.median(view['nearest_dist']):.3g}"
-           + (f"; a training image's to its nearest other: {typical:.3g}" if np.isfinite(typical) else ""))
+           + (f"; training to training {typical:.3g}" if np.isfinite(typical) else ""))
   return grid_figure(both, view["shape"], title=title, n_cols=max(1, k),
                      value_range=view["data_range"], hover=hover)
 

@@ -120,3 +120,4 @@ def test_compare_on_the_digits_shows_image_rows_and_image_scores():
   assert 0.4 <= float(df["c2st"][0]) <= 1.0 and float(df["NN ratio"][0]) > 0
   ids = " ".join(str(c.proto.id) for c in at.get("plotly_chart"))
   assert "cmp_panel_maflow_base" in ids and "cmp_panel_maflow_samples" in ids
+  assert "cmp_panel_maflow_path" in ids  # the mapped straight path between two base points
