@@ -25,8 +25,9 @@ import plotly.graph_objects as go
 from cmm_core.viz.geometry import as_points, subsample_index
 
 __all__ = ["tile", "grid_figure", "image_views", "base_and_mapped_figures", "nearest_figure",
-           "interpolation_figure", "nearest_rows", "infer_shape", "candidate_shapes", "mask_preset", "brush_figure", "mask_from_selection", "inpainting_figure",
-           "MASKS", "BRUSH", "N_GRID", "N_PATH"]
+           "interpolation_figure", "nearest_rows", "infer_shape", "candidate_shapes", "mask_preset",
+           "brush_figure", "mask_from_selection", "inpainting_figure", "MASKS", "BRUSH", "N_GRID",
+           "N_PATH"]
 
 N_GRID = 32      # base samples (and their images) in a grid
 N_NEAREST = 8    # samples shown with their nearest training image
@@ -258,11 +259,11 @@ def brush_figure(image, shape: Sequence[int], hidden, *, value_range: Sequence[f
   fig = grid_figure(np.where(hidden, np.nan, image)[None], (h, w), n_cols=1, value_range=value_range,
                     title="pixels to hide: box or lasso")
   rows, cols = np.divmod(np.arange(h * w), w)
+  color = np.where(hidden, "#d62728", "rgba(0,0,0,0.08)").tolist()  # hidden red, kept faint
   fig.add_trace(go.Scatter(
       x=cols, y=rows, mode="markers", showlegend=False,
-      marker=dict(size=14, symbol=np.where(hidden, "x-thin", "square-open").tolist(),
-                  color=np.where(hidden, "#d62728", "rgba(0,0,0,0.08)").tolist(),
-                  line=dict(width=2, color=np.where(hidden, "#d62728", "rgba(0,0,0,0.08)").tolist())),
+      marker=dict(size=14, symbol=np.where(hidden, "x-thin", "square-open").tolist(), color=color,
+                  line=dict(width=2, color=color)),
       hovertemplate="row %{y}, column %{x}<extra></extra>"))
   fig.update_layout(dragmode="lasso", height=120 + 32 * h, width=120 + 32 * w)
   return fig
