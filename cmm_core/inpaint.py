@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cmm_core import batching
 from cmm_core.limits import MAX_SAMPLES, MAX_STEPS
 from cmm_core.models.base import check_seed
 from cmm_core.sampling import TARGET_ACCEPT
@@ -46,7 +47,7 @@ DEFAULT_STEPS = 400
 GUESS_SAMPLES = 2048
 """Model samples behind the Gaussian start and preconditioner."""
 _CHUNK = 1024            # rows per compiled batch of chains
-_MIN_BUCKET = 8          # rows are padded to powers of two from here (few compilations)
+_BUCKETS = (8, 32, 128, 512, _CHUNK)  # rows padded to these sizes (few compilations)
 
 
 class InpaintResult(NamedTuple):
@@ -250,10 +251,6 @@ def _gaussian_guess(fitted) -> tuple[np.ndarray, np.ndarray]:
   return cached
 
 
-def _bucket(n: int) -> int:
-  return max(_MIN_BUCKET, 1 << (int(n) - 1).bit_length())
-
-
 @functools.partial(jax.jit, static_argnames=("log_density",))
 def _chains(log_density, args, keys, x_obs, mask, mu, L, n_warm, n_keep):
   """One MALA chain per row in whitened coordinates ``w``: ``y = where(mask, x_obs, mu + L w)``.
@@ -347,7 +344,7 @@ def run(fitted, x, mask, *, seed: int = 0, steps=None) -> InpaintResult:
     for start in range(0, active.size, _CHUNK):
       rows = active[start:start + _CHUNK]
       sl = slice(start, start + rows.size)
-      pad = _bucket(rows.size) - rows.size
+      pad = batching.bucket(rows.size, _BUCKETS) - rows.size
       padded = lambda a: np.concatenate([a, np.repeat(a[-1:], pad, 0)]) if pad else a
       keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(padded(rows), jnp.uint32))
       y, acc, h = _chains(log_density, args, keys,

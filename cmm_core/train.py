@@ -63,12 +63,16 @@ def compiled_chunk(model: Model, static: Static, chunk: int, n_devices: int = 1)
   return run_chunk
 
 
-def _make_chunk(step, chunk: int, mesh=None, batch_size: int = 0):
-  # step(state, key, data) -> (state, metrics)
+def _make_chunk(step_fn, chunk: int, mesh=None, batch_size: int = 0):
+  # step_fn(state, key, data) -> (state, metrics)
   # mesh: None = one device (the plain path); else the state keeps its batch layout through the
   # loop and the model's sharding.constrain_batch calls split the per-step batch over the mesh
   pin = ((lambda s: s) if mesh is None
          else (lambda s: sharding.state_constraint(s, mesh, batch_size)))
+  # jitted (a fresh wrapper per chunk, so no other chunk shares its trace cache): the metric
+  # shapes below and the loop body call it with the same abstract arguments, so the step, most of
+  # a chunk's tracing time, is traced once instead of twice
+  step = jax.jit(lambda state, key, data: step_fn(state, key, data))
 
   @jax.jit
   def run_chunk(state, key, data, n_active, start):

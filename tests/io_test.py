@@ -3,16 +3,7 @@ import pytest
 
 import cmm_core as cc
 
-# small networks and one MALA/Newton step: the round trip does not need a good fit, and each model
-# compiles in a fraction of the time its defaults take
-_SMALL = {"hidden": (8,), "batch_size": 64, "conjugate_iters": 1, "burn_in": 0}
-SMALL = {"cmm": {**_SMALL, "langevin_steps": 1}, "mm": {**_SMALL, "langevin_steps": 1},
-         "brenier": _SMALL}
-
-
-def _fit(model, seed=0):
-  data = cc.targets.make("two_moons", n=512, seed=0)
-  return cc.fit(model, data, steps=20, seed=seed, **SMALL[model])
+from small_fits import fit as _fit  # tests/small_fits.py: tests/ is on pytest's path
 
 
 @pytest.fixture(scope="module", params=["cmm", "mm", "brenier"])

@@ -57,7 +57,7 @@ def _fresh_counts(monkeypatch):
 def test_chunks_compile_once_and_partial_chunk_is_masked():
   m = _Quadratic(lr=1e-4)
   out = train.run(m, np.zeros((10, 1), np.float32), steps=23, chunk_size=5)
-  assert m.traces == 2  # once for the metrics' shapes, once for the loop body; never again
+  assert m.traces == 1  # the metrics' shapes and the loop body share one trace; never again
   assert [r["step"] for r in out.history] == [5, 10, 15, 20, 23]
   # 23 steps of p <- p - 0.2 (p - 3): p = 3 (1 - 0.8^23)
   np.testing.assert_allclose(float(out.params["p"]), 3 * (1 - 0.8**23), rtol=1e-5)
@@ -113,7 +113,7 @@ def test_timed_chunks_give_the_same_fit_without_recompiling(seconds, expected):
                     callback=lambda step, record, fitted: lengths.append(step))
   jax.effects_barrier()
   assert _Counting.executed == 200  # a short chunk does not run (and mask) the compiled 64 steps
-  assert m.traces == 2
+  assert m.traces == 1
   assert np.diff([0] + lengths).tolist() == expected
   np.testing.assert_array_equal(np.asarray(timed.params["p"]), np.asarray(fixed.params["p"]))
   assert [r["step"] for r in timed.history] == lengths

@@ -49,12 +49,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from cmm_core import hyper, sharding
+from cmm_core import batching, hyper, sharding
 from cmm_core.models.base import FittedModel, Model, check_n, check_seed
 
 __all__ = ["MAFlow", "MAFlowEnergy", "MAFlowFitted", "group_matrices"]
 
-_EVAL_CHUNK = 4096
+_EVAL_CHUNK = batching.SIZES[-1]  # rows per evaluation call, padded to a bucket size
 _EXACT_MAX_DIM = 16   # "auto": exact Laplacian up to this dimension, Hutchinson above
 _LOG_2PI = math.log(2 * math.pi)
 
@@ -397,16 +397,6 @@ def _flow_log_density(spec: _Spec):
   return fn
 
 
-def _bucket(n: int) -> int:
-  """Padded batch length: 256, 1024 or 4096 (few shapes, so few compilations)."""
-  for b in (256, 1024):
-    if n <= b:
-      return b
-  return _EVAL_CHUNK
-
-
-
-
 @dataclasses.dataclass
 class MAFlowFitted(FittedModel):
   """A fitted Monge-Ampère flow: base N(0, I), map = the time-T flow of ``grad phi``."""
@@ -447,7 +437,7 @@ class MAFlowFitted(FittedModel):
     for start in range(0, max(x.shape[0], 1), _EVAL_CHUNK):
       chunk = x[start:start + _EVAL_CHUNK]
       n = chunk.shape[0]
-      b = _bucket(n)
+      b = batching.bucket(n)
       padded = np.concatenate([chunk, np.zeros((b - n, x.shape[1]), np.float32)])
       out = fn(self._params, jnp.asarray(padded), *args)
       out = np.asarray(out if select is None else out[select])

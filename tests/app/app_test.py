@@ -8,7 +8,9 @@ from streamlit.testing.v1 import AppTest
 
 import cmm_core as cc
 
-from apptest_utils import TRAIN_TIMEOUT, APP, goto, open_app
+from apptest_utils import TRAIN_TIMEOUT, APP, goto, open_app, small_hyper, small_target
+
+import small_fits  # tests/small_fits.py
 
 TIMEOUT = TRAIN_TIMEOUT  # apptest_utils
 
@@ -108,7 +110,12 @@ def test_train_page_trains_and_shows_the_panels():
   # The default target is created when the user comes straight here.
   assert at.session_state["target"]["spec"]["name"] == "eight_gaussians"
 
-  at.number_input(key="tr_steps_cmm").set_value(20)
+  # the shared small settings and target (tests/small_fits.py): their training chunk and the
+  # panels' functions are compiled once for the whole run
+  at.session_state["target"] = small_target()
+  at.run()
+  small_hyper(at, "cmm")
+  at.number_input(key="tr_steps_cmm").set_value(small_fits.STEPS)
   at.button(key="tr_train").click()
   at.run(timeout=TIMEOUT)
   assert not at.exception, [e.value for e in at.exception]
@@ -116,6 +123,7 @@ def test_train_page_trains_and_shows_the_panels():
   entry = at.session_state["fit"]
   fitted = entry["fitted"]
   assert fitted.info["status"] == "done" and fitted.history[-1]["step"] == 20
+  assert fitted.config == small_fits.fit("cmm").config  # the page passes the widgets' settings
   keys = [c.proto.id for c in _charts(at)]
   assert len(keys) == 4  # base, map, samples + loss
   assert any("20 / 20 steps" in m.value for m in at.markdown)
@@ -168,8 +176,8 @@ def test_sdot_epsilon_experiment_results_are_drawn():
   assert len(_charts(at)) == 1
 
 
-def test_train_page_offers_measured_settings_for_hard_targets():
-  """maflow on rings: the page offers the settings of docs/maflow.md in one click, and they train."""
+def _rings_with_the_measured_settings() -> AppTest:
+  """The Train page on rings with maflow, after the one-click measured settings."""
   at = goto(open_app(), "app_pages/train.py")
   assert not any("fits much better" in i.value for i in at.info)  # eight_gaussians: nothing to offer
   spec = {"kind": "toy2d", "name": "rings", "n": 512, "seed": 0, "params": {}}
@@ -187,6 +195,19 @@ def test_train_page_offers_measured_settings_for_hard_targets():
     assert at.number_input(key=f"tr_hp_maflow_{name}").value == value
   assert not any("fits much better" in i.value for i in at.info)  # applied: said as a caption
   assert any("Using the settings measured for **rings**" in c.value for c in at.caption)
+  return at
+
+
+def test_train_page_offers_measured_settings_for_hard_targets():
+  """maflow on rings: the page offers the settings of docs/maflow.md in one click."""
+  _rings_with_the_measured_settings()
+
+
+# a maflow of five segments compiles for half a minute: the slow suite (docs/testing.md)
+@pytest.mark.slow
+def test_the_measured_settings_train():
+  at = _rings_with_the_measured_settings()
+  suggestion = cc.models.get("maflow").suggested["rings"]
   at.number_input(key="tr_steps_maflow").set_value(5)
   at.button(key="tr_train").click()
   at.run(timeout=TIMEOUT)

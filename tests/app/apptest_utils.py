@@ -4,6 +4,8 @@ import pathlib
 
 from streamlit.testing.v1 import AppTest
 
+import small_fits  # tests/small_fits.py (tests/app/conftest.py puts tests/ on the path)
+
 APP = str(pathlib.Path(__file__).resolve().parents[2] / "app.py")
 
 # How long one AppTest run that trains may take before the test fails: a guard against a hung
@@ -52,3 +54,20 @@ def goto(at: AppTest, page: str) -> AppTest:
   at.switch_page(page)
   return run(at)
 
+
+
+def small_target() -> dict:
+  """The session target of :func:`small_fits.data` (two_moons, 512 points, seed 0): a page that
+  trains on it with :func:`small_hyper` reuses the training chunk the library tests compile."""
+  return {"label": "two_moons (n=512, seed=0)", "data": small_fits.data(), "columns": None,
+          "spec": {"kind": "toy2d", "name": "two_moons", "n": 512, "seed": 0, "params": {}}}
+
+
+def small_hyper(at: AppTest, model: str) -> None:
+  """Sets the Train page's hyper-parameter widgets of ``model`` to ``small_fits.SMALL[model]``."""
+  for name, value in small_fits.SMALL[model].items():
+    key = f"tr_hp_{model}_{name}"
+    if name == "hidden":
+      at.text_input(key=key).set_value(", ".join(map(str, value)))
+    else:
+      at.number_input(key=key).set_value(value)

@@ -1,11 +1,14 @@
 """AppTest of the Compare page: renders, compares two tiny fits, reuses them, keeps a stopped one."""
 
 import dataclasses
+import json
 
 import numpy as np
 from streamlit.testing.v1 import AppTest
 
-from apptest_utils import TRAIN_TIMEOUT, open_app
+from apptest_utils import TRAIN_TIMEOUT, open_app, small_target
+
+import small_fits  # tests/small_fits.py
 
 import cmm_core as cc
 
@@ -54,9 +57,11 @@ def test_the_page_renders_with_the_default_target():
 
 
 def test_a_tiny_comparison_shows_a_row_per_model_then_reuses_the_cache():
-  at = _page(_toy("eight_gaussians", 256, 2))
+  # mm with the shared small settings on their target (tests/small_fits.py): compiled once a run
+  at = _page(small_target())
   _tick(at, ["maflow", "mm"])
-  _steps(at, 20)
+  _steps(at, small_fits.STEPS)
+  at.text_input(key="cmp_hp_mm").set_value(json.dumps(small_fits.SMALL["mm"]))
   at.button(key="cmp_go").click()
   at.run(timeout=TIMEOUT)
   assert not at.exception, [e.value for e in at.exception]

@@ -4,7 +4,9 @@ long page tests)."""
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from apptest_utils import TRAIN_TIMEOUT, goto, open_app
+from apptest_utils import TRAIN_TIMEOUT, goto, open_app, small_hyper, small_target
+
+import small_fits  # tests/small_fits.py
 
 TIMEOUT = TRAIN_TIMEOUT  # apptest_utils
 
@@ -20,13 +22,19 @@ def test_train_page_every_model(model, extra):
   at = goto(open_app(), "app_pages/train.py")
   at.selectbox(key="tr_model").set_value(model)
   at.run()
-  at.number_input(key=f"tr_steps_{model}").set_value(10)
+  steps = 10
+  if model in small_fits.SMALL:  # the shared small settings (tests/small_fits.py): compiled once
+    at.session_state["target"] = small_target()
+    at.run()
+    small_hyper(at, model)
+    steps = small_fits.STEPS
+  at.number_input(key=f"tr_steps_{model}").set_value(steps)
   at.button(key="tr_train").click()
   at.run(timeout=TIMEOUT)
   assert not at.exception, [e.value for e in at.exception]
   assert not at.error, [e.value for e in at.error]
   fitted = at.session_state["fit"]["fitted"]
-  assert fitted.model == model and fitted.history[-1]["step"] == 10
+  assert fitted.model == model and fitted.history[-1]["step"] == steps
   # base, map, samples, loss; maflow and sdot add their own views in tabs
   assert len(_charts(at)) >= 4 + 3 * extra
   if model == "mm":

@@ -6,6 +6,7 @@ import pytest
 import cmm_core as cc
 
 
+# The Gaussian oracle: a 400-step fit of the default network, the slow suite (docs/testing.md)
 @pytest.fixture(scope="module")
 def gaussian_fit():
   mean, cov = np.array([1.5, -1.0]), np.array([[2.0, 0.9], [0.9, 1.0]])
@@ -13,6 +14,7 @@ def gaussian_fit():
   return mean, cov, cc.fit("brenier", data, steps=400, seed=0, conjugate_iters=4)
 
 
+@pytest.mark.slow
 def test_base_is_standard_normal(gaussian_fit):
   *_, fitted = gaussian_fit
   base = fitted.sample_base(8000, seed=0)
@@ -21,6 +23,7 @@ def test_base_is_standard_normal(gaussian_fit):
   np.testing.assert_allclose(fitted.base_log_density(x), [-np.log(2 * np.pi)], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_map_matches_closed_form(gaussian_fit):
   mean, cov, fitted = gaussian_fit
   exact = cc.closed_form.gaussian_brenier(mean, cov)

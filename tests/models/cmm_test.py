@@ -9,6 +9,8 @@ FAST = dict(batch_size=256, langevin_steps=2, conjugate_iters=4)
 GAUSS_STEPS = 300
 
 
+# The Gaussian oracle: a 300-step fit and 8,000 samples, about two minutes on the 2-core machine,
+# so the slow suite (docs/testing.md); the default suite checks cmm's exact identities on a small fit.
 @pytest.fixture(scope="module")
 def gaussian_fit():
   mean = np.array([1.5, -1.0])
@@ -20,6 +22,7 @@ def gaussian_fit():
   return mean, cov, data, fitted
 
 
+@pytest.mark.slow
 def test_gaussian_base_matches_closed_form(gaussian_fit):
   mean, cov, data, fitted = gaussian_fit
   exact = cc.closed_form.gaussian_cmm(mean, cov)
@@ -31,6 +34,7 @@ def test_gaussian_base_matches_closed_form(gaussian_fit):
   assert np.all(np.abs(base.mean(0) - exact["base_mean"]) <= 0.1 * base_std), base.mean(0)
 
 
+@pytest.mark.slow
 def test_gaussian_samples_and_map(gaussian_fit):
   mean, cov, data, fitted = gaussian_fit
   samples = fitted.sample(8000, seed=2)
@@ -45,6 +49,7 @@ def test_gaussian_samples_and_map(gaussian_fit):
   np.testing.assert_allclose(back, x, atol=1e-2)
 
 
+@pytest.mark.slow
 def test_gaussian_log_prob_close_to_truth(gaussian_fit):
   mean, cov, data, fitted = gaussian_fit
   y = cc.targets.gaussian(mean, cov, n=2000, seed=7)
@@ -56,6 +61,7 @@ def test_gaussian_log_prob_close_to_truth(gaussian_fit):
   assert abs(np.mean(lp) - np.mean(true_lp)) < 0.1, (np.mean(lp), np.mean(true_lp))
 
 
+@pytest.mark.slow
 def test_history_and_info(gaussian_fit):
   *_, fitted = gaussian_fit
   assert fitted.info["status"] == "done"
@@ -99,10 +105,11 @@ def test_bad_hyper_parameters_are_refused():
     cc.fit("mm", data, steps=10, objective="mle")  # the likelihood route is cmm's only
 
 
-def test_likelihood_loss_is_the_nll_up_to_log_z(gaussian_fit):
+def test_likelihood_loss_is_the_nll_up_to_log_z():
   """With objective='mle' (the default) the loss is E_data[w(grad w(y)) - log det Hess w(y)] -
   E_chains[w]: its data part plus log Z must equal the exact NLL from ``log_prob``."""
-  *_, data, fitted = gaussian_fit
+  import small_fits
+  data, fitted = small_fits.data(), small_fits.fit("cmm")
   assert fitted.config["objective"] == "mle"
   y = data[:200]
   pot, var = fitted._pot, fitted._vars

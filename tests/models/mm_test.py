@@ -5,6 +5,8 @@ import pytest
 
 import cmm_core as cc
 
+import small_fits  # tests/small_fits.py
+
 FAST = dict(batch_size=256, langevin_steps=2, conjugate_iters=4)
 
 
@@ -47,10 +49,10 @@ def test_gaussian_samples_map_and_density(gaussian_fit):
 
 
 def test_off_centre_data_are_centred_and_shifted_back():
-  data = cc.targets.gaussian([3.0, -2.0], np.eye(2) * 0.5, n=1024, seed=0)
-  # the centring and the shift back are what is checked: a small network compiles faster
-  fitted = cc.fit("mm", data, steps=50, seed=0, hidden=(8,), batch_size=64, langevin_steps=1,
-                  conjugate_iters=1, burn_in=0)
+  data = cc.targets.gaussian([3.0, -2.0], np.eye(2) * 0.5, n=512, seed=0)
+  # the centring and the shift back are what is checked: the shared small settings on 512 rows,
+  # whose training chunk tests/io_test.py compiles too (tests/small_fits.py)
+  fitted = cc.fit("mm", data, steps=small_fits.STEPS, seed=0, **small_fits.SMALL["mm"])
   assert any("centred" in w for w in fitted.info["warnings"])
   np.testing.assert_allclose(fitted.sample(4000, seed=0).mean(0), [3.0, -2.0], atol=0.1)
 
