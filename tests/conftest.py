@@ -19,17 +19,21 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 # The longest test files first (summed seconds of a clean-clone run, docs/testing.md): pytest-xdist's
-# `--dist loadfile` hands files to the two workers in collection order, so a long file collected
-# last would run alone at the end while the other worker idles.
+# `--dist loadgroup` hands files to the two workers in this order, so a long file collected last
+# would run alone at the end while the other worker idles. The Train page's test compiles the
+# shared small convex settings (tests/small_fits.py) while the other worker runs the browser test,
+# so the files after them that use those settings read their programs from the run's cache.
 LONGEST_FIRST = [
-    "tests/app/app_test.py", "tests/models/cmm_test.py", "tests/io_test.py",
-    "tests/app/compare_page_test.py", "tests/models/maflow_test.py", "tests/app/train_models_test.py",
-    "tests/models/sdot_test.py", "tests/e2e/browser_test.py", "tests/cli_test.py",
-    "tests/fit_energy_test.py", "tests/compare_test.py", "tests/models/brenier_test.py",
-    "tests/benchmarks_test.py", "tests/sharding_test.py", "tests/potentials_test.py",
-    "tests/app/energy_page_test.py", "tests/app/images_page_test.py", "tests/models/mm_test.py",
-    "tests/compile_count_test.py", "tests/app/isolation_test.py", "tests/app/link_page_test.py",
-    "tests/app/fit_pool_app_test.py", "tests/app/fault_page_test.py", "tests/inpaint_test.py",
+    "tests/app/app_test.py", "tests/e2e/browser_test.py", "tests/models/maflow_test.py",
+    "tests/models/sdot_test.py", "tests/io_test.py", "tests/cli_test.py", "tests/potentials_test.py",
+    "tests/app/compare_page_test.py", "tests/compare_test.py", "tests/app/train_models_test.py",
+    "tests/benchmarks_test.py", "tests/fit_energy_test.py", "tests/app/energy_page_test.py",
+    "tests/sharding_test.py", "tests/app/images_page_test.py", "tests/app/link_page_test.py",
+    "tests/compile_count_test.py", "tests/app/isolation_test.py", "tests/models/cmm_test.py",
+    "tests/app/fit_pool_app_test.py", "tests/inpaint_test.py", "tests/app/fault_page_test.py",
+    "tests/determinism_test.py", "tests/mcmc_test.py", "tests/viz/sdot_test.py",
+    "tests/app/io_page_test.py", "tests/app/target_page_test.py", "tests/image_metrics_test.py",
+    "tests/fuzz_test.py", "tests/energies_test.py", "tests/models/mm_test.py",
     "tests/real_units_test.py", "tests/viz/panels_test.py",
 ]
 
