@@ -344,8 +344,8 @@ def run(fitted, x, mask, *, seed: int = 0, steps=None) -> InpaintResult:
     for start in range(0, active.size, _CHUNK):
       rows = active[start:start + _CHUNK]
       sl = slice(start, start + rows.size)
-      pad = batching.bucket(rows.size, _BUCKETS) - rows.size
-      padded = lambda a: np.concatenate([a, np.repeat(a[-1:], pad, 0)]) if pad else a
+      size = batching.bucket(rows.size, _BUCKETS)
+      padded = lambda a: batching.pad_rows(a, size)
       keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(padded(rows), jnp.uint32))
       y, acc, h = _chains(log_density, args, keys,
                           jnp.asarray(padded(xa[sl]), jnp.float32),
