@@ -108,22 +108,22 @@ def run_model(model: str, budget: float, steps, hyper: dict, chunk_size: int, se
   import cmm_core as cc
   from cmm_core import metrics
   train, heldout = digits_split()
-  st = callback = ChunkTimer()
+  timer = ChunkTimer()
 
   import os
   load_start = [round(v, 2) for v in os.getloadavg()]
   t0 = time.perf_counter()
   fitted = cc.fit(model, train, steps=steps, seed=seed, max_seconds=budget, chunk_size=chunk_size,
-                  callback=callback, **hyper)
+                  callback=timer, **hyper)
   fit_s = time.perf_counter() - t0
-  per_step = [c / n for c, n in zip(st.chunks, st.sizes)]
+  per_step = [c / n for c, n in zip(timer.chunks, timer.sizes)]
   sps = float(np.median(per_step)) if per_step else None
   out = {"model": model, "hyper": hyper, "config": {k: list(v) if isinstance(v, tuple) else v
                                                     for k, v in fitted.config.items()},
          "auto": fitted.info.get("auto"), "status": fitted.info.get("status"),
          "steps_done": fitted.info.get("steps_done"), "fit_seconds": fit_s,
          "seconds_per_step": sps, "chunk_size": chunk_size,
-         "compile_seconds": st.first - chunk_size * sps if sps and st.first else None,
+         "compile_seconds": timer.first - chunk_size * sps if sps and timer.first else None,
          "last_record": fitted.history[-1] if fitted.history else None}
   t = time.perf_counter()
   samples = np.asarray(fitted.sample(N_SAMPLES, seed=1), np.float64)
@@ -164,14 +164,13 @@ def time_dims(model: str, dims, chunk_size: int, timed_chunks: int) -> list[dict
   rows = []
   for d in dims:
     data = make_data(4000, d)
-    st = callback = ChunkTimer()
-
+    timer = ChunkTimer()
     cc.fit(model, data, steps=chunk_size * (1 + timed_chunks), seed=0, chunk_size=chunk_size,
-           callback=callback, **HIGH_D_PATH[model])
-    sps = float(np.median(st.chunks)) / chunk_size
+           callback=timer, **HIGH_D_PATH[model])
+    sps = float(np.median(timer.chunks)) / chunk_size
     rows.append({"model": model, "d": d, "seconds_per_step": sps,
-                 "min_seconds_per_step": min(st.chunks) / chunk_size,
-                 "compile_seconds": st.first - chunk_size * sps})
+                 "min_seconds_per_step": min(timer.chunks) / chunk_size,
+                 "compile_seconds": timer.first - chunk_size * sps})
     print(json.dumps(rows[-1]), flush=True)
   ds = np.array([r["d"] for r in rows if r["d"] >= 8], float)
   ts = np.array([r["seconds_per_step"] for r in rows if r["d"] >= 8], float)
