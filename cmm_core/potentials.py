@@ -20,6 +20,8 @@ import numpy as np
 from ott.neural.networks import icnn as ott_icnn
 from ott.neural.networks.layers import conjugate as ott_conjugate
 
+from cmm_core import batching
+
 __all__ = ["ConvexPotential", "Quadratic", "make_potential", "conjugate_argmax", "pcg",
            "ACTIVATIONS"]
 
@@ -192,7 +194,9 @@ def start_ratio(pot, variables, regions, base_mean, potential_matrix, n: int = 5
   worst = 0.0
   for pts in regions:
     pts = pts[:n]
-    grad = np.asarray(_jit_grad(pot, variables, jnp.asarray(pts, jnp.float32)))
+    # every region padded to n rows and the module taken as apply sees it: one compilation
+    padded = jnp.asarray(batching.pad_rows(pts, n), jnp.float32)
+    grad = np.asarray(_jit_grad(for_apply(pot), variables, padded))[:len(pts)]
     guess = (pts - a) @ B.T
     spread = np.sqrt(np.mean((guess - guess.mean(0)) ** 2))
     worst = max(worst, float(np.sqrt(np.mean((grad - guess) ** 2)) / max(spread, 1e-12)))
@@ -203,6 +207,13 @@ def start_ratio(pot, variables, regions, base_mean, potential_matrix, n: int = 5
 def _jit_grad(pot, variables, x):
   """``grad w(x)`` ``[b, d]`` in one compiled program (op by op, init compiled ~250 kernels)."""
   return batch_grad(functools.partial(pot.apply, variables), x)
+
+
+def for_apply(pot: ConvexPotential) -> ConvexPotential:
+  """``pot`` with ``init_scale`` (read by ``init`` only) at its default. Jitted functions take the
+  module as a static argument: fits whose weights started at different scales (``make_potential``
+  rescales them per data set) then share their compiled programs."""
+  return pot.clone(init_scale=ConvexPotential.init_scale)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 2))

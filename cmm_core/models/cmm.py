@@ -98,19 +98,28 @@ def _gaussian_guess(side: str, on_base: bool, mean: np.ndarray, cov: np.ndarray)
 
 # -- fitted models -----------------------------------------------------------------------------
 
-# Row counts of the fitted model's jitted functions: powers of two, then multiples of 4,096. A row
-# costs Newton solves or Langevin steps here, so padding 2,000 samples to 4,096 would cost more than
-# the one more compilation that 2,048 takes.
-_ROW_SIZES = (256, 512, 1024, 2048, 4096)
+# Rows per call of the fitted model's jitted functions: every request runs in blocks of this many
+# rows (the last one padded), so each function compiles once whatever the number of rows asked for
+# (a compilation of the conjugate or Langevin programs is 5-10 s on a CPU, a block of 1,024 rows
+# about 0.8 s of Newton and Langevin work in 2D).
+_ROW_BLOCK = 1024
 
 
-def _rowwise(fn, *arrays: np.ndarray):
-  """Applies a jitted row-wise ``fn(*padded)`` to arrays ``[n, ...]`` padded to a
-  :func:`~cmm_core.batching.bucket` size (few compilations), trimmed back to ``n`` rows."""
+def _rowwise(fn, *arrays: np.ndarray, key=None):
+  """Applies a jitted row-wise ``fn`` to arrays ``[n, ...]`` in blocks of ``_ROW_BLOCK`` rows
+  (the last padded by :func:`~cmm_core.batching.pad_rows`), concatenated and trimmed to ``n``.
+
+  ``fn(*blocks)``, or ``fn(key_i, *blocks)`` when ``key`` is given: block ``i`` gets
+  ``fold_in(key, i)``, so no two blocks share their random numbers.
+  """
   n = arrays[0].shape[0]
-  size = batching.bucket(n, _ROW_SIZES)
-  padded = [jnp.asarray(batching.pad_rows(a, size), jnp.float32) for a in arrays]
-  return jax.tree_util.tree_map(lambda a: np.asarray(a)[:n], fn(*padded))
+  blocks = max(1, -(-n // _ROW_BLOCK))
+  padded = [batching.pad_rows(np.asarray(a), blocks * _ROW_BLOCK) for a in arrays]
+  outs = []
+  for i in range(blocks):
+    rows = [jnp.asarray(a[i * _ROW_BLOCK:(i + 1) * _ROW_BLOCK], jnp.float32) for a in padded]
+    outs.append(fn(*rows) if key is None else fn(jax.random.fold_in(key, i), *rows))
+  return jax.tree_util.tree_map(lambda *o: np.concatenate([np.asarray(b) for b in o])[:n], *outs)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -174,9 +183,10 @@ class ConvexFitted(FittedModel):
   @functools.cached_property
   def _pot(self) -> potentials.ConvexPotential:
     e = self.extras
+    # the weights' initial scale (extras["init_scale"]) plays no part in apply: the module is
+    # built without it, so every fit of one structure shares the compiled functions below
     return potentials.ConvexPotential(dim=int(e["dim"]), hidden=tuple(int(h) for h in e["hidden"]),
                                       activation=str(e["activation"]),
-                                      init_scale=float(e["init_scale"]),
                                       pieces=int(e.get("pieces", 0)))
 
   @functools.cached_property
@@ -266,11 +276,11 @@ class ConvexFitted(FittedModel):
       z = self._conjugate_padded(x, self._linear_guess(x))[0]
       solver, cg, M = self._solver
       for k in jax.random.split(k1, 3):
-        x, z = _rowwise(lambda xp, zp: _f_star_mala(self._pot, self._vars, xp, zp, h, k, 20, 2, L,
-                                                    solver, cg, M), x, z)
+        x, z = _rowwise(lambda kb, xp, zp: _f_star_mala(self._pot, self._vars, xp, zp, h, kb, 20, 2,
+                                                        L, solver, cg, M), x, z, key=k)
       return np.asarray(x)
     for k in jax.random.split(k1, 4):
-      x = _rowwise(lambda xp: _f_mala(self._pot, self._vars, xp, h, k, 50, L), x)
+      x = _rowwise(lambda kb, xp: _f_mala(self._pot, self._vars, xp, h, kb, 50, L), x, key=k)
     return np.asarray(x)
 
   def transport(self, x) -> np.ndarray:
@@ -431,11 +441,10 @@ def _convex_log_density(pot, on_base: bool, base_kind: str, exact_gradient: bool
 # -- the models ----------------------------------------------------------------------------------
 
 def _potential(static) -> potentials.ConvexPotential:
-  """The potential's module (its weights' initial scale plays no part in ``apply``)."""
+  """The potential's module as ``apply`` needs it (the weights' initial scale plays no part)."""
   c = static.config
   return potentials.ConvexPotential(dim=static.dim, hidden=tuple(c["hidden"]),
-                                    activation=c["activation"], init_scale=c["init_scale"],
-                                    pieces=int(c.get("pieces", 0)))
+                                    activation=c["activation"], pieces=int(c.get("pieces", 0)))
 
 
 def _optimizer(static) -> optax.GradientTransformation:

@@ -40,15 +40,21 @@ def _autodiff(spec, params, u, t):
   return np.asarray(g), np.asarray(lap)
 
 
+# every option at least once in the default suite (each case compiles two programs, ~6 s); the
+# other combinations in the slow one
+_SLOW = pytest.mark.slow
+
+
 @pytest.mark.parametrize("hyper", [
     {},
-    {"time_dependent": True},
-    {"symmetry": "reflection"},
+    pytest.param({"time_dependent": True}, marks=_SLOW),
+    pytest.param({"symmetry": "reflection"}, marks=_SLOW),
     {"symmetry": "rotation", "symmetry_order": 5, "time_dependent": True},
     {"potential": "mlp", "hidden": 16, "depth": 2},
     {"potential": "mlp", "hidden": 16, "depth": 1, "time_dependent": True, "symmetry": "reflection"},
-    {"radial": 6},
-    {"radial": 5, "time_dependent": True, "symmetry": "rotation", "symmetry_order": 3},
+    pytest.param({"radial": 6}, marks=_SLOW),
+    pytest.param({"radial": 5, "time_dependent": True, "symmetry": "rotation", "symmetry_order": 3},
+                 marks=_SLOW),
     {"segments": 2, "radial": 4, "time_dependent": True, "symmetry": "reflection"},
 ])
 def test_field_matches_autodiff(hyper):
