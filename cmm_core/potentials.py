@@ -61,7 +61,8 @@ class ConvexPotential(nn.Module):
     dim: data dimension ``d``.
     hidden: hidden widths of the ICNN.
     activation: one of ``ACTIVATIONS`` (convex, non-decreasing).
-    init_scale: scale of the ICNN's random weights at initialisation.
+    init_scale: scale of the ICNN's random weights at initialisation (``init`` only: ``apply``
+      ignores it, and jitted code takes the module through :func:`for_apply`).
   """
 
   dim: int

@@ -101,7 +101,7 @@ def _gaussian_guess(side: str, on_base: bool, mean: np.ndarray, cov: np.ndarray)
 # Rows per call of the fitted model's jitted functions: every request runs in blocks of this many
 # rows (the last one padded), so each function compiles once whatever the number of rows asked for
 # (a compilation of the conjugate or Langevin programs is 5-10 s on a CPU, a block of 1,024 rows
-# about 0.8 s of Newton and Langevin work in 2D).
+# about 0.7 s of Newton and Langevin work in 2D).
 _ROW_BLOCK = 1024
 
 
