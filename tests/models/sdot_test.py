@@ -161,13 +161,17 @@ def test_save_load_round_trip(small_fit, tmp_path):
   np.testing.assert_array_equal(back.laguerre(x)["cell"], fitted.laguerre(x)["cell"])
 
 
-def test_latent_options_and_subsampling():
-  data = cc.targets.make("two_moons", n=600, seed=0)
-  # init + finalize only (no training: the protocol does not need it, and it compiles nothing)
-  m = sdot.SDOT(latent_dim=1, latent="normal", max_data=400, epsilon=0.0, **SMALL)
+def _untrained(data, **hyper):
+  """An sdot model of ``data`` ``[n, 2]`` from init + finalize only: no training step compiles."""
+  m = sdot.SDOT(**hyper)
   prepared, info = m.prepare(data)
   static, state = m.init(jax.random.PRNGKey(0), jnp.asarray(prepared))
-  fitted = m.finalize(static, state, [], {"dim": 2, "n_data": prepared.shape[0], **info})
+  return m.finalize(static, state, [], {"dim": 2, "n_data": prepared.shape[0], **info})
+
+
+def test_latent_options_and_subsampling():
+  data = cc.targets.make("two_moons", n=600, seed=0)
+  fitted = _untrained(data, latent_dim=1, latent="normal", max_data=400, epsilon=0.0, **SMALL)
   assert fitted.latent_dim == 1 and fitted.dim == 2
   z = fitted.sample_base(64, seed=0)
   assert z.shape == (64, 1)
@@ -256,11 +260,7 @@ def test_model_saved_without_lr_decay_loads(small_fit, tmp_path):
 def test_model_saved_before_fourier_features_loads(tmp_path):
   # files written before the Fourier generator have a plain MLP and no fourier keys anywhere
   data = cc.targets.make("two_moons", n=256, seed=0)
-  # init + finalize only: loading needs a model, not a trained one
-  m = sdot.SDOT(fourier=0, **SMALL)
-  prepared, info = m.prepare(data)
-  static, state = m.init(jax.random.PRNGKey(0), jnp.asarray(prepared))
-  fitted = m.finalize(static, state, [], {"dim": 2, "n_data": prepared.shape[0], **info})
+  fitted = _untrained(data, fourier=0, **SMALL)  # loading needs a model, not a trained one
   assert "fourier_b" not in fitted.params["params"]
   drop = ("fourier", "fourier_scale")
   old = dataclasses.replace(fitted, config={k: v for k, v in fitted.config.items() if k not in drop},
