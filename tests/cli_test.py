@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import cmm_core as cc
+import small_fits  # tests/small_fits.py
 from cmm_core import cli, io
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -182,11 +183,9 @@ def test_parse_value(text, value):
 
 def test_round_trip_through_bytes_for_the_other_models():
   # tests/io_test.py covers save/load for cmm, mm and brenier; the app's path is to_bytes/from_bytes.
-  # small networks: the round trip needs a fit with a history, not a good one
-  data = cc.targets.make("two_moons", n=128, seed=0)
-  small = {"maflow": {"hidden": 8, "n_steps": 2}, "sdot": {"hidden": (8,), "psi_steps": 2}}
+  # the shared small fits: the round trip needs a fit with a history, not a good one
   for model in ("maflow", "sdot"):
-    fitted = cc.fit(model, data, steps=5, seed=0, batch_size=32, **small[model])
+    fitted = small_fits.fit(model)  # tests/small_fits.py
     loaded = io.from_bytes(io.to_bytes(fitted))
     assert type(loaded) is type(fitted)
     assert json.dumps(loaded.config, sort_keys=True) == json.dumps(fitted.config, sort_keys=True)

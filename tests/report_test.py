@@ -40,9 +40,8 @@ def test_bad_sections_are_refused():
 
 
 def test_a_fits_sections_hold_its_panels_own_views_and_curves():
-  import cmm_core as cc
-  data = cc.targets.make("two_moons", n=256, seed=0)
-  fitted = cc.fit("maflow", data, steps=4, seed=0, hidden=8, n_steps=2, batch_size=32)
+  import small_fits  # tests/small_fits.py: the shared small maflow fit
+  data, fitted = small_fits.data(), small_fits.fit("maflow")
   sections = report.fit_sections(fitted, data, n_points=200)
   titles = [t for t, _ in sections]
   assert titles[0] == "base, map and samples" and len(sections[0][1]) == 3

@@ -67,7 +67,7 @@ def small_hyper(at: AppTest, model: str) -> None:
   """Sets the Train page's hyper-parameter widgets of ``model`` to ``small_fits.SMALL[model]``."""
   for name, value in small_fits.SMALL[model].items():
     key = f"tr_hp_{model}_{name}"
-    if name == "hidden":
+    if isinstance(value, tuple):  # layer widths: a text box
       at.text_input(key=key).set_value(", ".join(map(str, value)))
     else:
       at.number_input(key=key).set_value(value)

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from apptest_utils import TRAIN_TIMEOUT, open_app
+from apptest_utils import TRAIN_TIMEOUT, open_app, small_hyper
 
 import cmm_core as cc
+import small_fits  # tests/small_fits.py
 from cmm_core import io
 
 TIMEOUT = TRAIN_TIMEOUT  # apptest_utils
@@ -27,9 +28,8 @@ def _download_keys(at: AppTest) -> list:
 
 @pytest.fixture(scope="module")
 def saved_model():
-  """A small maflow fit (it compiles fastest) and its file's bytes, as the library saves them."""
-  data = cc.targets.make("two_moons", n=256, seed=0)
-  fitted = cc.fit("maflow", data, steps=10, seed=0, batch_size=64)
+  """The shared small maflow fit (tests/small_fits.py) and its file's bytes, as the library saves them."""
+  fitted = small_fits.fit("maflow")
   return fitted, io.to_bytes(fitted)
 
 
@@ -38,6 +38,7 @@ def test_download_buttons_appear_after_a_fit():
   assert not _download_keys(at)  # no model yet
   at.selectbox(key="tr_model").set_value("maflow")
   at.run()
+  small_hyper(at, "maflow")  # tests/small_fits.py's settings: compiled once a run
   at.number_input(key="tr_steps_maflow").set_value(10)
   at.button(key="tr_train").click()
   at.run(timeout=TIMEOUT)

@@ -22,12 +22,11 @@ def test_train_page_every_model(model, extra):
   at = goto(open_app(), "app_pages/train.py")
   at.selectbox(key="tr_model").set_value(model)
   at.run()
-  steps = 10
-  if model in small_fits.SMALL:  # the shared small settings (tests/small_fits.py): compiled once
-    at.session_state["target"] = small_target()
-    at.run()
-    small_hyper(at, model)
-    steps = small_fits.STEPS
+  # the shared small settings and target (tests/small_fits.py): compiled once a run
+  at.session_state["target"] = small_target()
+  at.run()
+  small_hyper(at, model)
+  steps = small_fits.STEPS
   at.number_input(key=f"tr_steps_{model}").set_value(steps)
   at.button(key="tr_train").click()
   at.run(timeout=TIMEOUT)
@@ -54,6 +53,7 @@ def test_train_page_measures_a_table_on_its_held_out_rows():
                                 "columns": built.columns, "heldout": built.heldout}
   at.selectbox(key="tr_model").set_value("maflow")
   at.run()
+  small_hyper(at, "maflow")
   at.number_input(key="tr_steps_maflow").set_value(10)
   at.button(key="tr_train").click()
   at.run(timeout=TIMEOUT)
