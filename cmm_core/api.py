@@ -58,12 +58,23 @@ def fit(model: str, data, *, steps: Optional[int] = None, seed: int = 0,
 
 
 # model id -> "module:Class" of the models that fit an energy
-_ENERGY_MODELS = {"maflow": "cmm_core.models.maflow:MAFlowEnergy"}
+_ENERGY_MODELS = {"maflow": "cmm_core.models.maflow:MAFlowEnergy",
+                  "cmm": "cmm_core.models.cmm_energy:CMMEnergy"}
 
 
 def energy_models() -> list[str]:
   """The model ids :func:`fit_energy` accepts."""
   return list(_ENERGY_MODELS)
+
+
+def energy_model(model: str) -> type:
+  """The model class :func:`fit_energy` runs for ``model`` (its ``schema``, ``default_steps``);
+  ValueError for a model that cannot fit an energy."""
+  import importlib
+  if not isinstance(model, str) or model not in _ENERGY_MODELS:
+    raise ValueError(f"model {model!r} cannot fit an energy; choose one of {sorted(_ENERGY_MODELS)}")
+  module, name = _ENERGY_MODELS[model].split(":")
+  return getattr(importlib.import_module(module), name)
 
 
 def fit_energy(model: str, energy, *, steps: Optional[int] = None, seed: int = 0,
@@ -77,7 +88,8 @@ def fit_energy(model: str, energy, *, steps: Optional[int] = None, seed: int = 0
   loop as :func:`fit` (chunks, callbacks, stop, NaN guard, determinism, save/load).
 
   Args:
-    model: one of :func:`energy_models` (``"maflow"``; cmm's energy route is not built yet).
+    model: one of :func:`energy_models`: ``"maflow"`` (the flow's exact log-density, reverse KL)
+      or ``"cmm"`` (the Monge-Ampère relation, reverse KL by its score-function gradient).
     energy: a :class:`cmm_core.energies.Energy` (``cc.energies.make("ring")``, a typed formula
       from :func:`cmm_core.formula.parse`, or your own).
     steps, seed, callback, max_seconds, chunk_size, devices, chunk_seconds, **hyper: as in :func:`fit`.
@@ -90,14 +102,10 @@ def fit_energy(model: str, energy, *, steps: Optional[int] = None, seed: int = 0
     ValueError: a bad model id, energy, hyper-parameter or argument.
   """
   from cmm_core import energies
-  import importlib
-  if not isinstance(model, str) or model not in _ENERGY_MODELS:
-    raise ValueError(f"model {model!r} cannot fit an energy; choose one of {sorted(_ENERGY_MODELS)}")
+  cls = energy_model(model)
   if not isinstance(energy, energies.Energy):
     raise ValueError(f"energy must be a cmm_core.energies.Energy (e.g. cc.energies.make('ring')), "
                      f"got {type(energy).__name__}")
-  module, name = _ENERGY_MODELS[model].split(":")
-  cls = getattr(importlib.import_module(module), name)
   steps, seed, chunk_size, devices, chunk_seconds = _run_args(
       cls, steps, seed, callback, max_seconds, chunk_size, devices, chunk_seconds)
   m = cls(energy, **hyper)

@@ -92,11 +92,12 @@ def parse_assignments(items: Optional[Sequence[str]], what: str, parse=None) -> 
   return out
 
 
-def parse_hyper(model: str, items: Optional[Sequence[str]]) -> dict:
-  """``--hyper NAME=VALUE`` items read through the model's schema (``cmm_core.hyper.parse``):
-  UsageError for an unknown name, ValueError naming the parameter for a bad value."""
+def parse_hyper(model: str, items: Optional[Sequence[str]], schema=None) -> dict:
+  """``--hyper NAME=VALUE`` items read through the model's schema (``cmm_core.hyper.parse``; or
+  ``schema``, e.g. an energy route's): UsageError for an unknown name, ValueError naming the
+  parameter for a bad value."""
   from cmm_core import hyper, models
-  schema = models.get(model).schema
+  schema = models.get(model).schema if schema is None else schema
   texts = parse_assignments(items, "hyper", parse=str)
   known = [h.name for h in schema]
   unknown = sorted(set(texts) - set(known))
@@ -293,9 +294,9 @@ def _cmd_fit_energy(args) -> int:
     if args.energy not in energies.names():
       raise UsageError(f"unknown energy {args.energy!r}; choose one of: {', '.join(energies.names())}")
     energy, source = energies.make(args.energy, **params), args.energy
-  cls = cc.models.get(args.model)
-  hyper = parse_hyper(args.model, args.hyper)
-  cls(**hyper)  # the cross-parameter rules, before any output
+  cls = cc.api.energy_model(args.model)
+  hyper = parse_hyper(args.model, args.hyper, cls.schema)
+  cls(energy, **hyper)  # the energy route's own settings and cross-parameter rules, before any output
   out = _check_out(args.out or f"{args.model}_{source}.msgpack", (".msgpack",))
   steps = cls.default_steps if args.steps is None else args.steps
   if steps > MAX_STEPS:

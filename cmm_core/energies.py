@@ -548,9 +548,16 @@ def _spec(name) -> _Spec:
   return _SPECS[name]
 
 
+_MADE: dict = {}   # (name, parameters) -> Energy: one object per built-in setting
+_MADE_MAX = 64
+
+
 def make(name: str, **params) -> Energy:
   """The built-in energy ``name`` with ``params`` (defaults for the others); ValueError for an unknown
-  name, an unknown parameter or a value out of bounds (the message lists what is allowed)."""
+  name, an unknown parameter or a value out of bounds (the message lists what is allowed).
+
+  The same name and parameter values give the same object: an Energy is a static argument of the
+  jitted steps (equality is identity), so fits of one built-in setting share their compiled code."""
   spec = _spec(name)
   allowed = _GAUSSIAN_PARAMS if name == "gaussian" else tuple(h.name for h in spec.schema)
   unknown = sorted(set(params) - set(allowed))
@@ -558,12 +565,17 @@ def make(name: str, **params) -> Energy:
     raise ValueError(f"energy {name!r}: unknown parameter(s) {unknown}; allowed: {list(allowed)}")
   if name == "gaussian":
     values = _check_gaussian(params)
-    parts = spec.build(np.asarray(values["mean"]), np.asarray(values["cov"]))
+    build = lambda: spec.build(np.asarray(values["mean"]), np.asarray(values["cov"]))
   else:
     values = {h.name: hyper.check(name, h, params[h.name]) if h.name in params else h.default
               for h in spec.schema}
-    parts = spec.build(**values)
-  return Energy(name=name, params=values, **parts)
+    build = lambda: spec.build(**values)
+  key = (name, repr(sorted((k, np.asarray(v).tolist()) for k, v in values.items())))
+  if key not in _MADE:
+    if len(_MADE) >= _MADE_MAX:  # a server's users may try many settings: drop the oldest
+      del _MADE[next(iter(_MADE))]
+    _MADE[key] = Energy(name=name, params=values, **build())
+  return _MADE[key]
 
 
 # -- quadrature and exact samples on a grid (1D/2D) ------------------------------------------------
