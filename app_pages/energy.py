@@ -1,6 +1,6 @@
 """Sample an energy: pick a density known as exp(-E) / Z (a built-in or a typed formula), fit a
-Monge-Ampère flow to it by the variational free energy, and compare it with plain MCMC (blackjax)
-run for the same number of energy gradient evaluations."""
+Monge-Ampère flow or a conjugate moment measure to it by the variational free energy, and compare
+it with plain MCMC (blackjax) run for the same number of energy evaluations."""
 
 import pandas as pd
 import streamlit as st
@@ -14,6 +14,14 @@ KEEP = "session"
 MAX_PAGE_STEPS = 20_000
 METHODS = {"MALA": "mala", "HMC (10 leapfrog steps)": "hmc"}
 DEFAULT_FORMULA = "(|x| - 2)^2 / 0.32"
+MODELS = {"maflow (Monge-Ampère flow)": "maflow", "cmm (conjugate moment measure)": "cmm"}
+# what each model's steps spend of the energy, per point of a batch (the budget MCMC gets)
+BUDGET_TEXT = {
+    "maflow": "Each flow step pushes a batch of {b} base points through the flow and differentiates E "
+              "once at each image",
+    "cmm": "Each cmm step maps the {b} points of its MALA chains on e^(−w) through ∇w* and evaluates E "
+           "once at each (E's value only: the score-function gradient never differentiates E)",
+}
 
 
 def _param_widget(col, name: str, h):
@@ -85,116 +93,139 @@ def _preview(spec, e) -> None:
                   key="en_preview")
 
 
-def _train(spec, e, steps: int, seed: int, method: str, step_size: float) -> None:
-  hyper = {"symmetry": "reflection"} if e.L else {}
+def _train(spec, e, models: list, steps: int, seed: int, method: str, step_size: float) -> None:
   progress = st.progress(0.0, text="compiling the training step (the first chunk takes longest)…")
   live = st.empty()
   n_sites = e.dim if e.L else None
+  fits, curves = {}, {}
 
   def callback(step, record, fitted):
-    progress.progress(min(1.0, step / steps), text=f"step {step} / {steps} · F {record['loss']:.4g} · "
-                                                   f"{record['seconds']:.1f} s")
-    live.plotly_chart(viz.free_energy_figure(panels.history_arrays(fitted.history), log_z=e.log_z,
-                                             n_sites=n_sites, total_steps=steps,
-                                             title="free energy F = −ELBO (live)"),
-                      key=f"en_live_{step}")
+    i = len(fits)
+    progress.progress(min(1.0, (i + step / steps) / len(models)),
+                      text=f"{fitted.model}: step {step} / {steps} · F {record['loss']:.4g} · "
+                           f"{record['seconds']:.1f} s")
+    curves[fitted.model] = panels.history_arrays(fitted.history)
+    live.plotly_chart(viz.free_energy_figure(dict(curves), log_z=e.log_z, n_sites=n_sites,
+                                             total_steps=steps, title="free energy F = −ELBO (live)"),
+                      key=f"en_live_{fitted.model}_{step}")
 
-  # one slot of the server's fit pool for the flow and its MCMC baseline (app_support/fit_pool.py)
+  # one slot of the server's fit pool for the models and their MCMC baseline (app_support/fit_pool.py)
   with _state.fit_slot(lambda text: progress.progress(0.0, text=text)):
+    for model in models:
+      hyper = {"symmetry": "reflection"} if e.L and model == "maflow" else {}
+      try:
+        fits[model] = cc.fit_energy(model, e, steps=steps, seed=seed, callback=callback,
+                                    **_state.LIVE_CHUNK, **hyper)
+      except ValueError as err:
+        progress.empty()
+        st.error(f"{model}: {err}")
+        return
+      except Exception as err:  # a bug, not the user's fault: say so without a traceback
+        progress.empty()
+        st.error(f"{model}: training failed with an internal error ({type(err).__name__}: {err}).")
+        return
+    progress.progress(1.0, text=f"measuring the fits and running {method.upper()} with the same budget…")
     try:
-      fitted = cc.fit_energy("maflow", e, steps=steps, seed=seed, callback=callback, **_state.LIVE_CHUNK,
-                             **hyper)
-    except ValueError as err:
-      progress.empty()
-      st.error(str(err))
-      return
-    except Exception as err:  # a bug, not the user's fault: say so without a traceback
-      progress.empty()
-      st.error(f"Training failed with an internal error ({type(err).__name__}: {err}).")
-      return
-    progress.progress(1.0, text=f"measuring the flow and running {method.upper()} with the same budget…")
-    try:
-      run = _energy.evaluate(spec, fitted, seed=seed, method=method, step_size=step_size)
+      run = _energy.evaluate(spec, fits, seed=seed, method=method, step_size=step_size)
     except Exception as err:
       progress.empty()
-      st.error(f"Evaluating the fit failed ({type(err).__name__}: {err}).")
+      st.error(f"Evaluating the fits failed ({type(err).__name__}: {err}).")
       return
   st.session_state["energy_run"] = run
   progress.empty()
   live.empty()
 
 
+def _samples_figure(run: dict, e, samples, label: str, color: str):
+  """Samples over the contours (2D), as spin images (lattices), or None (other dimensions)."""
+  if e.dim == 2 and run["exact"]["stats"] is not None:
+    return viz.contour_figure(_energy.grid_for(run["spec"]), samples=samples, title=f"{label} samples",
+                              sample_name=label, color=color)
+  if e.L:
+    return viz.spin_figure(samples, e.L, title=f"{label} samples: spins sign(x)")
+  return None
+
+
 def _results(run: dict, e) -> None:
-  fitted = run["fitted"]
-  s = panels.fit_summary(fitted)
   mlabel = next(k for k, v in METHODS.items() if v == run["method"]).split(" ")[0]
   st.subheader("Results")
-  st.markdown(f"**maflow** on *{e.label}* · {s['steps']} steps · {s['seconds']:.1f} s · status **{s['status']}**")
-  if s["status"] in ("diverged", "stopped"):
-    st.warning(s["message"] or f"Training {s['status']}.")
+  for name, m in run["models"].items():
+    s = panels.fit_summary(m["fitted"])
+    st.markdown(f"**{name}** on *{e.label}* · {s['steps']} steps · {s['seconds']:.1f} s · status **{s['status']}**")
+    if s["status"] in ("diverged", "stopped"):
+      st.warning(f"{name}: " + (s["message"] or f"training {s['status']}."))
   if run["mcmc_error"]:
     st.warning(f"MCMC: {run['mcmc_error']}")
   plan = run["plan"]
+  spent = " ".join(BUDGET_TEXT[name].format(b=m["fitted"].config["batch_size"]) + ": "
+                   f"{panels.fit_summary(m['fitted'])['steps']} steps × {m['fitted'].config['batch_size']} = "
+                   f"{m['flow']['grad_evals']:,}." for name, m in run["models"].items())
   st.caption(
-      f"**Same budget** = the same number of evaluations of ∇E. Each flow step pushes a batch of "
-      f"{fitted.config['batch_size']} base points through the flow and differentiates E once at each "
-      f"image: {s['steps']} steps × {fitted.config['batch_size']} = {run['flow']['grad_evals']:,}. "
-      f"{mlabel} runs {plan['n_chains']} chains from N(0, I) for {plan['n_steps']} transitions "
+      "**Same budget** = as many evaluations of ∇E for MCMC as the model spent on E. " + spent
+      + f" {mlabel} runs {plan['n_chains']} chains from N(0, I) for {plan['n_steps']} transitions "
       f"({'1' if run['method'] == 'mala' else '10'} ∇E per transition, plus one per chain to start) and "
-      f"keeps {plan['keep']} states per chain, {plan['thin']} apart, from the end. The flow's own cost "
-      "(integrating its potential) is not counted; the seconds are shown too.")
-  two_d = e.dim == 2 and run["exact"]["stats"] is not None
-  cols = st.columns(3)
-  if two_d:
-    g = _energy.grid_for(run["spec"])
-    cols[0].plotly_chart(viz.contour_figure(g, samples=run["flow_samples"], title="flow samples",
-                                            sample_name="maflow"), key="en_flow")
-    if run["mcmc_samples"] is not None:
-      cols[1].plotly_chart(viz.contour_figure(g, samples=run["mcmc_samples"], title=f"{mlabel} samples",
-                                              sample_name=mlabel, color=figures.COLORS["map"]), key="en_mcmc")
-  elif e.L:
-    cols[0].plotly_chart(viz.spin_figure(run["flow_samples"], e.L, title="flow samples: spins sign(x)"),
-                         key="en_flow_spins")
-    if run["mcmc_samples"] is not None:
-      cols[1].plotly_chart(viz.spin_figure(run["mcmc_samples"], e.L, title=f"{mlabel} samples: spins sign(x)"),
-                           key="en_mcmc_spins")
-  else:
-    cols[0].info("Samples are drawn for 2D energies and lattices; the numbers below hold for any dimension.")
-  if e.dim >= 2:
-    cols[2].plotly_chart(viz.latent_figure(run["latent"], run["flow_samples"],
-                                           title="flow base samples z (colour: where they go)"),
-                         key="en_latent")
+      f"keeps {plan['keep']} states per chain, {plan['thin']} apart, from the end. The models' own cost "
+      "(integrating the flow's potential, cmm's chains and conjugates) is not counted; the seconds are "
+      "shown too.")
+  # one row per model: its samples and its base; MCMC's samples beside the first
+  for i, (name, m) in enumerate(run["models"].items()):
+    cols = st.columns(3)
+    fig = _samples_figure(run, e, m["samples"], name, figures.COLORS["samples"])
+    if fig is None:
+      cols[0].info("Samples are drawn for 2D energies and lattices; the numbers below hold for any dimension.")
+    else:
+      cols[0].plotly_chart(fig, key=f"en_samples_{name}")
+    if e.dim >= 2:
+      if name == "cmm":
+        base = viz.latent_figure(m["latent"], m["samples"], base_name="x ~ e^(−w)", labels=("x1", "x2"),
+                                 title="cmm base e^(−w) samples (colour: where they go)")
+      else:
+        base = viz.latent_figure(m["latent"], m["samples"], title="flow base samples z (colour: where they go)")
+      cols[1].plotly_chart(base, key=f"en_base_{name}")
+    if i == 0 and run["mcmc_samples"] is not None:
+      fig = _samples_figure(run, e, run["mcmc_samples"], mlabel, figures.COLORS["map"])
+      if fig is not None:
+        cols[2].plotly_chart(fig, key="en_mcmc")
   c1, c2 = st.columns([3, 2])
-  c1.plotly_chart(viz.free_energy_figure(panels.history_arrays(fitted.history), log_z=e.log_z,
-                                         n_sites=e.dim if e.L else None), key="en_curve")
+  c1.plotly_chart(viz.free_energy_figure({name: panels.history_arrays(m["fitted"].history)
+                                          for name, m in run["models"].items()},
+                                         log_z=e.log_z, n_sites=e.dim if e.L else None), key="en_curve")
   c2.markdown(
-      "**Reading the numbers.** The flow has a density q, so it gets a variational bound: the ELBO "
-      "E_q[−E − log q] ≤ log Z (equality when q = p), and the importance-weighted log Z, "
+      "**Reading the numbers.** Each model has a density q (cmm's through the Monge-Ampère relation, "
+      "with its base's normaliser by quadrature or importance sampling), so it gets a variational bound: "
+      "the ELBO E_q[−E − log q] ≤ log Z (equality when q = p), and the importance-weighted log Z, "
       "log mean exp(−E − log q), which is tighter; the effective sample size (ESS) of those weights says "
       "how far to trust it (near 100%: q ≈ p). MCMC has no density, so no bound: its column has only what "
       "samples give, the mean energy and (2D) the energy distance to exact samples drawn on a fine grid; "
       "the *exact* column's distance is exact samples against a second exact draw: differences below it "
       "are noise at this sample size.")
-  rows = viz.comparison_rows(flow=run["flow"], mcmc=run["mcmc"], exact=run["exact"],
-                             n_sites=e.dim if e.L else None, mcmc_label=mlabel)
+  rows = viz.comparison_rows(models={name: m["flow"] for name, m in run["models"].items()},
+                             mcmc=run["mcmc"], exact=run["exact"], n_sites=e.dim if e.L else None,
+                             mcmc_label=mlabel)
   st.table(pd.DataFrame(rows).set_index("quantity"))
   if e.L and e.log_z is not None:
-    m = run["flow"]["metrics"]
     paper = energies.PAPER_FREE_ENERGY.get((e.L, bool(e.params.get("periodic", True))))
     exact = run["exact"]["free_energy_per_site"]
-    st.markdown(f"Free energy per site: flow **{-m.elbo / e.dim:.5f}** (an upper bound), exact "
+    per_model = "; ".join(f"{name} **{-m['flow']['metrics'].elbo / e.dim:.5f}** (gap "
+                          f"{(-m['flow']['metrics'].elbo / e.dim) - exact:.2e})"
+                          for name, m in run["models"].items())
+    st.markdown(f"Free energy per site (an upper bound, gap in nats per site): {per_model}; exact "
                 f"**{exact:.5f}**" + (f" (the Monge-Ampère flow paper's table: {paper:.5f})" if paper is not None
                                      and abs(e.params.get("T", energies.T_C) - energies.T_C) < 1e-9 else "")
-                + f"; gap {(-m.elbo / e.dim) - exact:.2e} nats per site.")
+                + ".")
 
 
 st.title("Sample an energy")
-st.caption("A target known as a density exp(−E) / Z, up to Z: fit a Monge-Ampère flow by minimising the "
-           "variational free energy F = E_q[log q + E] ≥ −log Z, and compare it with plain MCMC "
-           "given the same number of energy gradient evaluations.")
+st.caption("A target known as a density exp(−E) / Z, up to Z: fit a Monge-Ampère flow or a conjugate "
+           "moment measure by minimising the variational free energy F = E_q[log q + E] ≥ −log Z, and "
+           "compare it with plain MCMC given the same number of energy evaluations.")
 top = st.columns([2, 3])
 with top[0]:
   spec, energy = _choose_energy()
+  model_labels = st.multiselect("models", list(MODELS), default=list(MODELS), key="en_models",
+                                persist_state=KEEP, help="maflow: reverse KL through the flow's exact log-density; cmm: the "
+                                  "Monge-Ampère relation log ρ_w = −w(∇w) + log det ∇²w − log Z_w, "
+                                  "reverse KL by its score-function gradient (docs/energies.md)")
   c = st.columns(2)
   steps_raw = c[0].number_input("training steps", value=200, step=50, key="en_steps", persist_state=KEEP,
                                 help=f"1 to {MAX_PAGE_STEPS}; each step uses one batch of 256 points")
@@ -214,11 +245,13 @@ if steps_raw is None or steps_raw != int(steps_raw) or not 1 <= steps_raw <= MAX
   problems.append(f"Training steps must be a whole number from 1 to {MAX_PAGE_STEPS}, got {steps_raw}.")
 if step_size is None or not step_size > 0 or step_size > 10:
   problems.append(f"The MCMC step size must be a number in (0, 10], got {step_size}.")
+if not model_labels:
+  problems.append("Pick at least one model to fit.")
 for p in problems:
   st.error(p)
 
 if train_clicked and energy is not None and not problems:
-  _train(spec, energy, int(steps_raw), seed, METHODS[method_label], float(step_size))
+  _train(spec, energy, [MODELS[m] for m in model_labels], int(steps_raw), seed, METHODS[method_label], float(step_size))
 
 run = st.session_state.get("energy_run")
 if run is not None and energy is not None:
@@ -229,4 +262,4 @@ if run is not None and energy is not None:
     energy_of_run = energy
   _results(run, energy_of_run)
 elif energy is not None:
-  st.info("Press **Train** to fit the flow and run the MCMC baseline.")
+  st.info("Press **Train** to fit the models and run the MCMC baseline.")

@@ -1,6 +1,6 @@
 """App-only helpers of the "Sample an energy" page: the chosen energy (cached by its spec, so a
 rerun reuses the same ``Energy`` object and therefore JAX's compilations), and the evaluation run
-after training (flow metrics, the MCMC baseline with the same budget, exact references).
+after training (each model's metrics, the MCMC baseline with the same budget, exact references).
 
 Keys in ``st.session_state``: ``"energy_run"``, the last run of the page (see :func:`evaluate`),
 with the ``spec`` of the energy it was trained on; ``"energy_objects"``, ``{spec: Energy}`` for the
@@ -104,32 +104,39 @@ def mcmc_plan(budget: int, method: str, n_chains: int, n_leapfrog: int = 10) -> 
   return {"n_chains": int(n_chains), "n_steps": int(n_steps), "keep": int(keep), "thin": int(thin)}
 
 
-def evaluate(spec: tuple, fitted, *, seed: int, method: str, step_size: float, n_leapfrog: int = 10) -> dict:
+def evaluate(spec: tuple, fits: dict, *, seed: int, method: str, step_size: float, n_leapfrog: int = 10) -> dict:
   """Everything the results section shows, computed once after training.
 
+  Args:
+    fits: ``{model id: fitted}`` in the page's order (maflow, cmm).
+
   Returns:
-    ``{"spec", "fitted", "flow": {...}, "mcmc": {...} | None, "mcmc_error": str | None,
-    "exact": exact_reference(spec), "flow_samples" [n, d], "latent" [n, d], "mcmc_samples"}``
-    (the dicts as :func:`cmm_core.viz.energy.comparison_rows` takes them).
+    ``{"spec", "models": {model id: {"fitted", "flow", "samples" [n, d], "latent" [n, d]}},
+    "mcmc": {...} | None, "mcmc_error": str | None, "mcmc_samples", "plan", "method", "budget",
+    "exact": exact_reference(spec)}``; ``flow`` and ``mcmc`` as
+    :func:`cmm_core.viz.energy.comparison_rows` takes them. MCMC gets as many gradient
+    evaluations as the largest of the models' budgets (steps x batch size).
   """
   from cmm_core import mcmc, metrics
   from cmm_core.viz import energy as viz, panels
   e = energy_for(spec)
   exact = exact_reference(spec)
-  summary = panels.fit_summary(fitted)
-  batch = int(fitted.config["batch_size"])
-  budget = int(summary["steps"]) * batch
-  n_eval = 4096 if e.dim <= 16 else 1024
-  fm = metrics.free_energy_metrics(fitted, e, seed=seed, n=n_eval)
-  latent = fitted.sample_base(1024, seed=seed)
-  flow_x = fitted.transport(latent)
   ref = exact["samples"]
-  flow = {"metrics": fm, "grad_evals": budget, "seconds": float(summary["seconds"]),
-          "stats": viz.sample_stats(e, flow_x, reference=ref)}
+  n_eval = 4096 if e.dim <= 16 else 1024
+  models, budget, batch = {}, 0, 1
+  for name, fitted in fits.items():
+    summary = panels.fit_summary(fitted)
+    batch = max(batch, int(fitted.config["batch_size"]))
+    evals = int(summary["steps"]) * int(fitted.config["batch_size"])
+    budget = max(budget, evals)
+    latent = fitted.sample_base(1024, seed=seed)
+    samples = fitted.transport(latent)
+    flow = {"metrics": metrics.free_energy_metrics(fitted, e, seed=seed, n=n_eval), "grad_evals": evals,
+            "seconds": float(summary["seconds"]), "stats": viz.sample_stats(e, samples, reference=ref)}
+    models[name] = {"fitted": fitted, "flow": flow, "samples": samples, "latent": latent}
   plan = mcmc_plan(budget, method, batch * MCMC_CHAINS_PER_BATCH, n_leapfrog)
-  out = {"spec": spec, "fitted": fitted, "flow": flow, "exact": exact, "flow_samples": flow_x,
-         "latent": latent, "mcmc": None, "mcmc_samples": None, "mcmc_error": None, "plan": plan,
-         "method": method}
+  out = {"spec": spec, "models": models, "exact": exact, "mcmc": None, "mcmc_samples": None,
+         "mcmc_error": None, "plan": plan, "method": method, "budget": budget}
   try:
     t0 = time.perf_counter()
     res = mcmc.sample(e, plan["n_chains"], plan["n_steps"], seed, method=method, step_size=float(step_size),

@@ -12,6 +12,31 @@ line's ``--help`` and usage errors do not wait for JAX and ott-jax to import (ab
 """
 
 import importlib
+import os
+import sys
+
+# XLA:CPU's concurrency-optimised scheduler deadlocks (all threads idle, forever) in the training
+# chunk of cmm's energy route from d = 16 with 256 chains (jaxlib 0.10.2; docs/energies.md). The
+# option is read when JAX starts its CPU backend, so it is set here, before any computation; a
+# user's own XLA_FLAGS setting of it wins.
+XLA_SCHEDULER_FLAG = "--xla_cpu_enable_concurrency_optimized_scheduler=false"
+
+
+def _backend_started() -> bool:
+  if "jax" not in sys.modules:
+    return False
+  try:
+    from jax._src import xla_bridge
+    return bool(xla_bridge.backends_are_initialized())
+  except Exception:  # a private API: assume the worst
+    return True
+
+
+if "xla_cpu_enable_concurrency_optimized_scheduler" not in os.environ.get("XLA_FLAGS", ""):
+  os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + XLA_SCHEDULER_FLAG).strip()
+  XLA_SCHEDULER_OFF = not _backend_started()
+else:
+  XLA_SCHEDULER_OFF = XLA_SCHEDULER_FLAG in os.environ["XLA_FLAGS"]
 
 __all__ = ["fit", "fit_energy", "load", "targets", "datasets", "energies", "image_metrics", "models",
            "metrics", "closed_form", "DataError", "TrainingError", "FittedModel"]

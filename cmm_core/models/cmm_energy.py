@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -85,6 +86,10 @@ class CMMEnergy(CMM):
                     "conjugate_solver", "cg_iters"),
       conjugate_iters=4, burn_in=50, learning_rate=5e-3)
   default_steps = 1000
+  # XLA:CPU (jaxlib 0.10.2) deadlocks, idle, in this step's training chunk from d = 16 with 256
+  # chains (the conjugates feeding the Hessians' gradient inside the chunk's loop); its
+  # concurrency-optimised scheduler is the cause: without it the chunk runs (docs/energies.md)
+  compiler_options = {"xla_cpu_enable_concurrency_optimized_scheduler": False}
 
   def __init__(self, energy, **hyper_values):
     super().__init__(**hyper_values)
@@ -102,6 +107,11 @@ class CMMEnergy(CMM):
     if d > 64:
       raise ValueError(f"cmm's energy route runs dense d x d Hessians: at most 64 dimensions, "
                        f"got {d}")
+    import cmm_core
+    if d >= 16 and not cmm_core.XLA_SCHEDULER_OFF:
+      warnings.warn("JAX started before cmm_core was imported, without XLA_FLAGS="
+                    f"{cmm_core.XLA_SCHEDULER_FLAG}: XLA:CPU may deadlock in this fit from d = 16 "
+                    "(docs/energies.md). Import cmm_core first, or set the flag.", RuntimeWarning)
     rough = np.asarray(_energy_warmup(self.energy, k_warm, _WARMUP_CHAINS, d), np.float64)
     if not np.all(np.isfinite(rough)):
       raise ValueError(f"MALA on the energy {self.energy.label!r} diverged from N(0, I): is "

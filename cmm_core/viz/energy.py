@@ -106,6 +106,9 @@ def contour_figure(grid: dict, *, samples=None, title: str = "exp(−E)", show: 
   return fig
 
 
+_CURVE_COLORS = (COLORS["loss"], COLORS["base"], COLORS["map"], COLORS["samples"])
+
+
 def free_energy_figure(history: dict, *, log_z: Optional[float] = None, n_sites: Optional[int] = None,
                        total_steps: Optional[int] = None, title: str = "free energy F = −ELBO",
                        height: int = 320) -> go.Figure:
@@ -114,45 +117,53 @@ def free_energy_figure(history: dict, *, log_z: Optional[float] = None, n_sites:
   (``F / N``, the lattice convention) when given.
 
   Args:
-    history: ``{"step": [m], "loss": [m], ...}`` (:func:`cmm_core.viz.panels.history_arrays`).
+    history: ``{"step": [m], "loss": [m], ...}`` (:func:`cmm_core.viz.panels.history_arrays`), or
+      ``{label: such a dict}`` for one curve per model (e.g. ``{"maflow": ..., "cmm": ...}``).
     log_z: the exact ``log Z`` or None.
     n_sites: per-site values (``N = L^2``) or None.
     total_steps: fixes the x axis to ``[0, total_steps]`` (a live curve grows to the right).
   """
   div = float(n_sites) if n_sites else 1.0
   per = " / N" if n_sites else ""
-  steps = np.asarray(history.get("step", []), np.float64)
-  f = np.asarray(history.get("loss", []), np.float64) / div
-  fig = go.Figure()
-  fig.add_trace(go.Scatter(x=steps, y=f, mode="lines+markers" if steps.size < 60 else "lines",
-                           name=f"F{per} (batch estimate)", line={"color": COLORS["loss"], "width": 2},
-                           marker={"size": 5},
-                           hovertemplate="step %{x:d}<br>F" + per + " %{y:.5g}<extra></extra>"))
+  curves = {"": history} if not history or "step" in history else history
+  fig, tails, n_points = go.Figure(), [], 0
+  for i, (label, h) in enumerate(curves.items()):
+    steps = np.asarray(h.get("step", []), np.float64)
+    f = np.asarray(h.get("loss", []), np.float64) / div
+    n_points += steps.size
+    color = _CURVE_COLORS[i % len(_CURVE_COLORS)]
+    fig.add_trace(go.Scatter(x=steps, y=f, mode="lines+markers" if steps.size < 60 else "lines",
+                             name=f"{label + ': ' if label else ''}F{per} (batch estimate)",
+                             line={"color": color, "width": 2}, marker={"size": 5},
+                             hovertemplate=f"{label} step %{{x:d}}<br>F{per} %{{y:.5g}}<extra></extra>"))
+    finite = f[np.isfinite(f)]
+    tails.append(finite[len(finite) // 5:] if finite.size >= 5 else finite)
   if log_z is not None:
     ref = -float(log_z) / div
     fig.add_hline(y=ref, line={"color": "#c0392b", "dash": "dash", "width": 1.5})
     fig.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=f"exact −log Z{per} = {ref:.5g}",
                              line={"color": "#c0392b", "dash": "dash", "width": 1.5}))
-    finite = f[np.isfinite(f)]
-    if finite.size:  # zoom on the bound's approach: the first steps can be far above
-      tail = finite[len(finite) // 5:] if finite.size >= 5 else finite
+    tail = np.concatenate(tails) if tails else np.zeros(0)
+    if tail.size:  # zoom on the bound's approach: the first steps can be far above
       hi = max(float(np.max(tail)), ref)
       span = max(hi - ref, 1e-3 * max(1.0, abs(ref)))
       fig.update_yaxes(range=[ref - 0.15 * span, hi + 0.1 * span])
   x_range = (0, total_steps) if total_steps else None
   fig = layout(fig, title, "training step", "F" + per + " (nats)", x_range=x_range, height=height,
                legend=True)
-  if steps.size == 0:
+  if n_points == 0:
     fig.add_annotation(text="no training steps yet", showarrow=False, x=0.5, y=0.5,
                        xref="paper", yref="paper", font={"color": COLORS["data"]})
   return fig
 
 
 def latent_figure(z, x, *, title: str = "flow base (latent) samples", max_points: int = 1500,
-                  seed: int = 0, labels: Sequence[str] = ("z1", "z2"), height: int = HEIGHT) -> go.Figure:
+                  seed: int = 0, labels: Sequence[str] = ("z1", "z2"), height: int = HEIGHT,
+                  base_name: Optional[str] = None) -> go.Figure:
   """The base samples ``z`` ``[n, d]`` (first two coordinates), coloured by the angle of their
   images ``x`` ``[n, d]`` around the images' mean: a colour is a direction in sample space, so the
-  picture shows which part of the base goes where. Circles at radii 1, 2, 3 of ``N(0, I)``."""
+  picture shows which part of the base goes where. Circles at radii 1, 2, 3 of ``N(0, I)``, unless
+  ``base_name`` names another base (e.g. ``"x ~ e^{-w}"``, cmm's): then the axes fit the samples."""
   z, x = as_points(z), as_points(x)
   if z.shape != x.shape or z.shape[1] < 2:
     raise ValueError(f"latent_figure: z and x must be [n, d] with d >= 2 and equal shapes, "
@@ -165,16 +176,22 @@ def latent_figure(z, x, *, title: str = "flow base (latent) samples", max_points
   angle = np.degrees(np.arctan2(c[:, 1], c[:, 0]))
   fig = go.Figure()
   t = np.linspace(0, 2 * np.pi, 120)
-  for r in (1, 2, 3):
-    fig.add_trace(go.Scatter(x=r * np.cos(t), y=r * np.sin(t), mode="lines", showlegend=False,
-                             line={"color": COLORS["grid"], "width": 0.8, "dash": "dot"},
-                             hoverinfo="skip"))
+  box = (-3.6, 3.6), (-3.6, 3.6)
+  if base_name is None:
+    for r in (1, 2, 3):
+      fig.add_trace(go.Scatter(x=r * np.cos(t), y=r * np.sin(t), mode="lines", showlegend=False,
+                               line={"color": COLORS["grid"], "width": 0.8, "dash": "dot"},
+                               hoverinfo="skip"))
+  elif z.shape[0]:
+    centre = 0.5 * (z[:, :2].min(0) + z[:, :2].max(0))
+    half = 0.55 * float(np.max(z[:, :2].max(0) - z[:, :2].min(0))) + 1e-9
+    box = tuple((float(m - half), float(m + half)) for m in centre)
   fig.add_trace(go.Scatter(
-      x=z[:, 0], y=z[:, 1], mode="markers", name="base samples z ~ N(0, I)",
+      x=z[:, 0], y=z[:, 1], mode="markers", name=f"base samples {base_name or 'z ~ N(0, I)'}",
       marker={"color": angle, "colorscale": "Twilight", "cmin": -180, "cmax": 180, "size": 4,
               "opacity": 0.8, "line": {"width": 0}},
       hovertemplate="z (%{x:.3g}, %{y:.3g})<br>image angle %{marker.color:.0f}°<extra></extra>"))
-  fig = layout(fig, title, labels[0], labels[1], x_range=(-3.6, 3.6), y_range=(-3.6, 3.6),
+  fig = layout(fig, title, labels[0], labels[1], x_range=box[0], y_range=box[1],
                equal_aspect=True, height=height)
   fig.update_xaxes(constrain="domain")
   fig.update_yaxes(constrain="domain")
@@ -252,13 +269,13 @@ def _num(v, digits: int = 4) -> str:
   return f"{v:.{digits}f}" if abs(v) < 1e4 else f"{v:.4g}"
 
 
-def comparison_rows(*, flow: Optional[dict], mcmc: Optional[dict], exact: dict, n_sites: Optional[int] = None,
+def comparison_rows(*, models: dict, mcmc: Optional[dict], exact: dict, n_sites: Optional[int] = None,
                     mcmc_label: str = "MCMC") -> list[dict]:
-  """The rows of the flow / MCMC table, as strings (``"—"``: the sampler has no such number).
+  """The rows of the models / MCMC table, as strings (``"—"``: the sampler has no such number).
 
   Args:
-    flow: ``{"metrics": FreeEnergyMetrics, "stats": sample_stats(...), "grad_evals": int,
-      "seconds": float}`` or None (not trained).
+    models: ``{column name: {"metrics": FreeEnergyMetrics, "stats": sample_stats(...), "grad_evals": int,
+      "seconds": float} or None (not trained)}``, one column per fitted model, in order.
     mcmc: ``{"stats": sample_stats(...), "grad_evals": int, "seconds": float, "acceptance": float,
       "n_chains": int, "n_steps": int}`` or None.
     exact: ``{"log_z": float | None, "log_z_source": str, "stats": sample_stats of exact samples or
@@ -267,42 +284,50 @@ def comparison_rows(*, flow: Optional[dict], mcmc: Optional[dict], exact: dict, 
     mcmc_label: the MCMC column's name, e.g. ``"MCMC (MALA)"``.
 
   Returns:
-    ``[{"quantity": str, "flow (maflow)": str, mcmc_label: str, "exact": str}, ...]``.
+    ``[{"quantity": str, <one key per model>: str, mcmc_label: str, "exact": str}, ...]``.
   """
-  m = flow["metrics"] if flow else None
-  fs = flow["stats"] if flow else None
   ms = mcmc["stats"] if mcmc else None
   es = exact.get("stats")
   log_z = exact.get("log_z")
   rows = []
 
-  def row(q, f="—", c="—", e="—"):
-    rows.append({"quantity": q, "flow (maflow)": f, mcmc_label: c, "exact": e})
+  def row(q, of_model, c="—", e="—"):
+    """``of_model(flow) -> str`` for each model's column."""
+    rows.append({"quantity": q, **{label: of_model(f) if f else "—" for label, f in models.items()},
+                 mcmc_label: c, "exact": e})
 
-  row("energy gradient evaluations (budget)", f"{flow['grad_evals']:,}" if flow else "—",
+  def of_metrics(fn):
+    return lambda f: fn(f["metrics"]) if f.get("metrics") is not None else "—"
+
+  def of_stats(key):
+    return lambda f: _num(f["stats"][key]) if f.get("stats") else "—"
+
+  row("energy evaluations (budget)", lambda f: f"{f['grad_evals']:,}",
       f"{mcmc['grad_evals']:,}" if mcmc else "—")
-  row("seconds (wall clock, any compilation included)", _num(flow["seconds"], 1) if flow else "—",
+  row("seconds (wall clock, any compilation included)", lambda f: _num(f["seconds"], 1),
       _num(mcmc["seconds"], 1) if mcmc else "—")
-  if m is not None:
-    row("ELBO = E_q[−E − log q] (± s.e.)", f"{_num(m.elbo)} ± {_num(m.elbo_se)}")
-    row("free energy F = −ELBO", _num(-m.elbo), "— (no density)", _num(None if log_z is None else -log_z))
-    row("importance-weighted log Z", _num(m.iw_log_z), "— (no density)",
+  if any(f and f.get("metrics") is not None for f in models.values()):
+    row("ELBO = E_q[−E − log q] (± s.e.)", of_metrics(lambda m: f"{_num(m.elbo)} ± {_num(m.elbo_se)}"))
+    row("free energy F = −ELBO", of_metrics(lambda m: _num(-m.elbo)), "— (no density)",
+        _num(None if log_z is None else -log_z))
+    row("importance-weighted log Z", of_metrics(lambda m: _num(m.iw_log_z)), "— (no density)",
         _num(log_z) + (f" ({exact.get('log_z_source')})" if log_z is not None and exact.get("log_z_source") else ""))
-    row("ESS of the importance weights", f"{m.ess:,.0f} of {m.n:,} ({m.ess / m.n:.0%})")
+    row("ESS of the importance weights", of_metrics(lambda m: f"{m.ess:,.0f} of {m.n:,} ({m.ess / m.n:.0%})"))
     if log_z is not None:
-      row("gap log Z − ELBO (≥ 0)", _num(log_z - m.elbo))
-      row("gap log Z − IW log Z", _num(log_z - m.iw_log_z))
+      row("gap log Z − ELBO (≥ 0)", of_metrics(lambda m: _num(log_z - m.elbo)))
+      row("gap log Z − IW log Z", of_metrics(lambda m: _num(log_z - m.iw_log_z)))
     if n_sites:
-      row("free energy per site F / N", _num(-m.elbo / n_sites, 5), "—",
+      row("free energy per site F / N", of_metrics(lambda m: _num(-m.elbo / n_sites, 5)), "—",
           _num(exact.get("free_energy_per_site"), 5))
-  row("mean energy ⟨E⟩ of the samples", _num(fs["mean_energy"]) if fs else "—",
+  row("mean energy ⟨E⟩ of the samples", of_stats("mean_energy"),
       _num(ms["mean_energy"]) if ms else "—", _num(es["mean_energy"]) if es else "—")
-  if es is not None or (fs and fs.get("energy_distance") is not None):
-    row("energy distance to exact samples", _num(fs["energy_distance"]) if fs else "—",
+  if es is not None or any(f and f.get("stats") and f["stats"].get("energy_distance") is not None
+                           for f in models.values()):
+    row("energy distance to exact samples", of_stats("energy_distance"),
         _num(ms["energy_distance"]) if ms else "—",
         (_num(es["energy_distance"]) + " (a second exact draw: the noise level)") if es and es.get("energy_distance") is not None
         else "—")
   if mcmc:
-    row("acceptance rate", "—", f"{mcmc['acceptance']:.0%}")
-    row("chains × transitions", "—", f"{mcmc['n_chains']} × {mcmc['n_steps']}")
+    row("acceptance rate", lambda f: "—", f"{mcmc['acceptance']:.0%}")
+    row("chains × transitions", lambda f: "—", f"{mcmc['n_chains']} × {mcmc['n_steps']}")
   return rows

@@ -54,25 +54,43 @@ def test_bad_formula_and_bad_settings_show_messages():
 
 def test_training_the_ring_shows_curves_samples_and_the_table():
   at = open_app(PAGE)
-  at.number_input(key="en_steps").set_value(10)
+  # both models by default; cmm with 16 x 16 hidden units would need the schema's widgets, so the
+  # page's defaults run: 52 steps = cmm's 50 burn-in steps (chains only) + 2 training steps
+  assert at.multiselect(key="en_models").value == ["maflow (Monge-Ampère flow)",
+                                                   "cmm (conjugate moment measure)"]
+  at.number_input(key="en_steps").set_value(52)
   at.button(key="en_train").click()
   at.run(timeout=TIMEOUT)
   assert not at.exception, [e.value for e in at.exception]
   assert not at.error, [e.value for e in at.error]
   run = at.session_state["energy_run"]
-  assert run["fitted"].history[-1]["step"] == 10
-  assert run["flow_samples"].shape == (1024, 2) and run["mcmc_samples"].shape[1] == 2
-  # the same budget: 10 steps x 256 points = 2560 gradient evaluations, MALA within it
-  assert run["flow"]["grad_evals"] == 2560 and 0 < run["mcmc"]["grad_evals"] <= 2560
+  assert list(run["models"]) == ["maflow", "cmm"]
+  for name, m in run["models"].items():
+    assert m["fitted"].model == name and m["fitted"].history[-1]["step"] == 52
+    assert m["samples"].shape == (1024, 2)
+    # the same budget: 52 steps x 256 points = 13,312 energy evaluations, MALA within it
+    assert m["flow"]["grad_evals"] == 13312
+  assert run["mcmc_samples"].shape[1] == 2 and 0 < run["mcmc"]["grad_evals"] <= 13312
   keys = {c.proto.id for c in _charts(at)}
-  assert len(_charts(at)) == 5  # preview, flow samples, MCMC samples, latent, free-energy curve
-  assert len(keys) == 5
+  # preview; per model its samples and base; MCMC samples; the free-energy curves
+  assert len(_charts(at)) == 1 + 2 * 2 + 1 + 1 and len(keys) == 7
+  curve = _charts(at)[-1]
+  assert "maflow" in curve.proto.spec and "cmm" in curve.proto.spec  # one curve per model
   table = _table(at)
+  assert list(table.columns) == ["quantity", "maflow", "cmm", "MALA", "exact"]
   quantities = list(table["quantity"])
   assert "importance-weighted log Z" in quantities and "energy distance to exact samples" in quantities
   row = table[table["quantity"] == "free energy F = −ELBO"].iloc[0]
   assert row["MALA"].startswith("—") and row["exact"] != "—"
+  assert row["maflow"] != "—" and row["cmm"] != "—"
   assert any("Same budget" in c.value for c in at.caption)
+
+
+def test_no_model_picked_is_a_message():
+  at = open_app(PAGE)
+  at.multiselect(key="en_models").set_value([])
+  at.run()
+  assert not at.exception and any("at least one model" in e.value for e in at.error)
 
 
 def test_ising_shows_spin_images():
@@ -82,12 +100,13 @@ def test_ising_shows_spin_images():
   assert not at.exception and not at.error
   assert at.number_input(key="en_p_ising_L").value == 4
   assert not _charts(at) and any("lattice" in i.value for i in at.info)  # no contours in 16D
+  at.multiselect(key="en_models").set_value(["maflow (Monge-Ampère flow)"])
   at.number_input(key="en_steps").set_value(10)
   at.button(key="en_train").click()
   at.run(timeout=TIMEOUT)
   assert not at.exception, [e.value for e in at.exception]
   assert not at.error, [e.value for e in at.error]
-  assert len(_charts(at)) == 4  # flow spins, MCMC spins, latent, curve
+  assert len(_charts(at)) == 4  # flow spins, latent, MCMC spins, curve
   table = _table(at)
   row = table[table["quantity"] == "free energy per site F / N"].iloc[0]
   assert row["exact"] == "-2.33605"

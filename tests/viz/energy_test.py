@@ -72,6 +72,13 @@ def test_free_energy_figure_has_the_exact_line():
   assert per_site.layout.shapes[0].y0 == pytest.approx(-37.3767 / 16)
   bare = viz.free_energy_figure({"step": [], "loss": []})
   assert not bare.layout.shapes and len(bare.data) == 1 and bare.layout.annotations
+  # one curve per model; the zoom keeps both curves' tails in view
+  other = {"step": np.arange(1, 11), "loss": np.linspace(-0.5, -2.0, 10)}
+  two = viz.free_energy_figure({"maflow": hist, "cmm": other}, log_z=2.5337)
+  assert [t.name.split(":")[0] for t in two.data[:2]] == ["maflow", "cmm"]
+  assert two.data[1].y[-1] == pytest.approx(-2.0) and two.data[0].line.color != two.data[1].line.color
+  lo, hi = two.layout.yaxis.range
+  assert lo < -2.5337 and hi > -2.0 + 0.1 * 0.5
 
 
 def test_latent_figure_colours_base_points_by_their_image():
@@ -86,6 +93,11 @@ def test_latent_figure_colours_base_points_by_their_image():
     assert pts.marker.color[k] == pytest.approx(math.degrees(math.atan2(c[k, 1], c[k, 0])))
   with pytest.raises(ValueError):
     viz.latent_figure(z, x[:10])
+  # another base (cmm's e^{-w}, far from the origin): no N(0, I) circles, axes around the samples
+  far = viz.latent_figure(z + 10.0, x, base_name="x ~ e^(−w)")
+  assert len(far.data) == 1 and "e^(−w)" in far.data[0].name
+  lo, hi = far.layout.xaxis.range
+  assert lo < (z[:, 0] + 10).min() and hi > (z[:, 0] + 10).max() and lo > 3
 
 
 def test_spin_mosaic_tiles_the_signs():
@@ -118,21 +130,24 @@ def test_sample_stats_and_table(ring):
   fm = metrics.FreeEnergyMetrics(elbo=2.50, elbo_se=0.004, iw_log_z=2.53, ess=3800, n=4096,
                                  log_z=2.5337, gap=0.0337)
   rows = viz.comparison_rows(
-      flow={"metrics": fm, "stats": s_exact, "grad_evals": 51200, "seconds": 12.0},
+      models={"maflow": {"metrics": fm, "stats": s_exact, "grad_evals": 51200, "seconds": 12.0},
+              "cmm": None},
       mcmc={"stats": s_far, "grad_evals": 51456, "seconds": 0.5, "acceptance": 0.88, "n_chains": 256,
             "n_steps": 200},
       exact={"log_z": 2.5337, "log_z_source": "exact", "stats": s_exact}, mcmc_label="MALA")
   table = {r["quantity"]: r for r in rows}
-  assert set(rows[0]) == {"quantity", "flow (maflow)", "MALA", "exact"}
-  assert table["energy gradient evaluations (budget)"]["flow (maflow)"] == "51,200"
-  assert table["gap log Z − ELBO (≥ 0)"]["flow (maflow)"] == "0.0337"
+  assert list(rows[0]) == ["quantity", "maflow", "cmm", "MALA", "exact"]
+  assert table["energy evaluations (budget)"]["maflow"] == "51,200"
+  assert table["gap log Z − ELBO (≥ 0)"]["maflow"] == "0.0337"
+  assert table["gap log Z − ELBO (≥ 0)"]["cmm"] == "—"  # not trained
   assert table["free energy F = −ELBO"]["MALA"].startswith("—")
-  assert table["ESS of the importance weights"]["flow (maflow)"] == "3,800 of 4,096 (93%)"
+  assert table["ESS of the importance weights"]["maflow"] == "3,800 of 4,096 (93%)"
   assert table["acceptance rate"]["MALA"] == "88%"
   no_ref = viz.sample_stats(ring, exact)
-  lattice = viz.comparison_rows(flow={"metrics": fm, "stats": no_ref, "grad_evals": 1, "seconds": 1.0},
+  lattice = viz.comparison_rows(models={"cmm": {"metrics": fm, "stats": no_ref, "grad_evals": 1,
+                                                    "seconds": 1.0}},
                                 mcmc=None, exact={"log_z": 2.5337, "free_energy_per_site": -0.6},
                                 n_sites=4)
   per_site = [r for r in lattice if r["quantity"] == "free energy per site F / N"][0]
-  assert per_site["flow (maflow)"] == "-0.62500" and per_site["exact"] == "-0.60000"
+  assert per_site["cmm"] == "-0.62500" and per_site["exact"] == "-0.60000"
   assert not any(r["quantity"] == "energy distance to exact samples" for r in lattice)
