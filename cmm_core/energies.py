@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 from typing import Any, Callable, Mapping, Optional
 
 import jax
@@ -548,8 +549,9 @@ def _spec(name) -> _Spec:
   return _SPECS[name]
 
 
-_MADE: dict = {}   # (name, parameters) -> Energy: one object per built-in setting
+_MADE: dict = {}   # (name, parameters) -> Energy: one object per built-in setting (immutable)
 _MADE_MAX = 64
+_MADE_LOCK = threading.Lock()   # the app's sessions run in threads
 
 
 def make(name: str, **params) -> Energy:
@@ -571,11 +573,14 @@ def make(name: str, **params) -> Energy:
               for h in spec.schema}
     build = lambda: spec.build(**values)
   key = (name, repr(sorted((k, np.asarray(v).tolist()) for k, v in values.items())))
-  if key not in _MADE:
-    if len(_MADE) >= _MADE_MAX:  # a server's users may try many settings: drop the oldest
+  with _MADE_LOCK:
+    if key in _MADE:
+      return _MADE[key]
+  made = Energy(name=name, params=values, **build())
+  with _MADE_LOCK:
+    while len(_MADE) >= _MADE_MAX:  # a server's users may try many settings: drop the oldest
       del _MADE[next(iter(_MADE))]
-    _MADE[key] = Energy(name=name, params=values, **build())
-  return _MADE[key]
+    return _MADE.setdefault(key, made)  # a parallel call may have made it first
 
 
 # -- quadrature and exact samples on a grid (1D/2D) ------------------------------------------------

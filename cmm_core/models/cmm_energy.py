@@ -109,9 +109,10 @@ class CMMEnergy(CMM):
                        f"got {d}")
     import cmm_core
     if d >= 16 and not cmm_core.XLA_SCHEDULER_OFF:
-      warnings.warn("JAX started before cmm_core was imported, without XLA_FLAGS="
-                    f"{cmm_core.XLA_SCHEDULER_FLAG}: XLA:CPU may deadlock in this fit from d = 16 "
-                    "(docs/energies.md). Import cmm_core first, or set the flag.", RuntimeWarning)
+      warnings.warn("XLA's concurrency-optimised scheduler is on (JAX started before cmm_core was "
+                    "imported, or XLA_FLAGS turns it on): XLA:CPU may deadlock in this fit from d = 16 "
+                    f"(docs/energies.md). Import cmm_core first, or set XLA_FLAGS="
+                    f"{cmm_core.XLA_SCHEDULER_FLAG}.", RuntimeWarning)
     rough = np.asarray(_energy_warmup(self.energy, k_warm, _WARMUP_CHAINS, d), np.float64)
     if not np.all(np.isfinite(rough)):
       raise ValueError(f"MALA on the energy {self.energy.label!r} diverged from N(0, I): is "

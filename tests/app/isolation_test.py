@@ -217,6 +217,10 @@ ALLOWED_MUTABLE_GLOBALS = {
     # user state (a fit's data-dependent constants travel in its training state, see
     # cmm_core.models.base); a lock guards it (test_chunk_cache_is_safe_from_parallel_sessions).
     ("cmm_core/train.py", "_CHUNK_CACHE"),
+    # built-in energies keyed by name and parameter values: immutable Energy objects (no user
+    # state beyond the parameters anyone could pick), bounded, under a lock; one object per setting
+    # lets fits of the same setting share their compiled steps
+    ("cmm_core/energies.py", "_MADE"),
 }
 # functools caches shared by every session, each justified:
 ALLOWED_FUNCTOOLS_CACHES = {
