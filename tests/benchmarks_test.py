@@ -74,3 +74,23 @@ def test_restart_measures_a_second_process_reading_the_cache(tmp_path):
   # the second process reads the training chunk instead of compiling it
   assert r["second"]["fit_seconds"] < r["first"]["fit_seconds"], r
   assert "| maflow |" in md
+
+
+def test_energies_end_to_end(tmp_path):
+  out, md = _run("energies", "--models", "maflow", "--energies", "gaussian", "--max-seconds", "20",
+                 "--eval-n", "512", tmp_path=tmp_path)
+  assert all(k in out["machine"] for k in MACHINE)
+  (fit,) = out["fits"]
+  assert (fit["model"], fit["energy"], fit["dim"]) == ("maflow", "gaussian", 2)
+  # it stops at the first measurement within the gap, or at the time budget
+  last = fit["last"]
+  assert fit["reached"] == (last["gap"] <= 0.05)
+  assert fit["reached"] or last["train_seconds"] >= 20
+  assert [e["step"] for e in fit["evals"]] == [50 * (i + 1) for i in range(len(fit["evals"]))]
+  assert all(_finite(e["gap"]) and 0 < e["ess_fraction"] <= 1 for e in fit["evals"])
+  assert _finite(fit["energy_distance"]) and fit["energy_distance_floor"] > 0
+  (mala,) = out["mala"]
+  assert mala["runs"][0]["n_steps"] == 25 and mala["last"]["grad_evals"] > 0
+  assert mala["reached"] == (mala["last"]["energy_distance"] <= mala["energy_distance_floor"] + 0.01)
+  assert "| gaussian | maflow |" in md
+  assert "| gaussian | yes |" in md or "| gaussian | no |" in md  # MALA's row

@@ -1,0 +1,166 @@
+"""Fitting energies (issue 18): time to a free-energy gap, cmm and maflow, next to MALA.
+
+For each model and energy, ``cc.fit_energy`` runs with the model's defaults (maflow with
+``symmetry="reflection"`` on lattices, as the page does), in chunks of ``--eval-every`` steps; after
+each chunk the fit so far is measured with ``cmm_core.metrics.free_energy_metrics`` (``--eval-n``
+samples; its time is not counted) and the run stops at the first chunk whose ELBO gap
+``log Z - ELBO`` is at most ``--gap`` nats (``--gap-per-site`` nats per site on lattices), or after
+``--max-seconds`` of training. Reported: the training seconds (compilation included) and steps to
+the gap, the last measurement (ELBO gap, importance-weighted log Z gap, ESS) and, in 2D, the energy
+distance of 1024 samples to exact grid samples against the distance between two exact draws.
+
+MALA (blackjax, 256 chains from N(0, I), fixed step ``--mala-step``): in 2D, the transitions are
+doubled from 25 until the energy distance of the chains' last states to the exact draw is within
+the two-draw distance + 0.01 (the models' sample check in tests/), reporting the gradient
+evaluations and seconds of that run. MALA gives no density, so no gap.
+
+    python benchmarks/energies.py --out benchmarks/results/energies.json --markdown /tmp/energies.md
+    python benchmarks/energies.py --models cmm --energies ring --max-seconds 60
+    python benchmarks/energies.py --lattices 4 --models maflow cmm --max-seconds 300
+"""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+for p in (str(HERE.parent), str(HERE)):
+  if p not in sys.path:
+    sys.path.insert(0, p)
+
+import cmm_core  # noqa: E402,F401  (before JAX starts: XLA_FLAGS, see cmm_core/__init__.py)
+from run import machine_info, write_outputs  # noqa: E402  (benchmarks/run.py)
+
+ENERGIES_2D = ["gaussian", "ring", "two_gaussians", "banana", "double_well", "wave", "rings"]
+MODELS = ["maflow", "cmm"]
+N_EXACT = 1024
+
+
+def _exact(energy):
+  from cmm_core import energies, metrics
+  a = energies.grid_samples(energy, N_EXACT, seed=101)
+  b = energies.grid_samples(energy, N_EXACT, seed=202)
+  return a, float(metrics.energy_distance(a, b))
+
+
+def fit_to_gap(model: str, energy, *, gap: float, max_seconds: float, eval_every: int, eval_n: int,
+               seed: int = 0) -> dict:
+  """One model on one energy until its ELBO gap is at most ``gap`` (per site on a lattice)."""
+  import cmm_core as cc
+  from cmm_core import metrics
+  sites = energy.dim if energy.L else 1
+  evals, spent = [], [0.0]   # spent: seconds of evaluation inside the callbacks (not training)
+
+  def callback(step, record, fitted):
+    clock = record["seconds"] - spent[0]   # the fit's clock, less the earlier measurements
+    t0 = time.perf_counter()
+    m = metrics.free_energy_metrics(fitted, energy, seed=step, n=eval_n)
+    spent[0] += time.perf_counter() - t0
+    evals.append({"step": step, "train_seconds": round(clock, 2), "gap": m.gap, "gap_per_site": m.gap / sites,
+                  "iw_gap": energy.log_z - m.iw_log_z, "ess_fraction": m.ess / m.n})
+    return not (m.gap / sites <= gap or clock >= max_seconds)
+
+  hyper = {"symmetry": "reflection"} if energy.L and model == "maflow" else {}
+  t0 = time.perf_counter()
+  fitted = cc.fit_energy(model, energy, steps=cc.api.MAX_STEPS, seed=seed, chunk_size=eval_every,
+                         callback=callback, **hyper)
+  wall = time.perf_counter() - t0
+  last = evals[-1]
+  out = {"model": model, "energy": energy.label, "dim": energy.dim, "reached": last["gap_per_site"] <= gap,
+         "seconds_to_gap": last["train_seconds"] if last["gap_per_site"] <= gap else None,
+         "steps": last["step"], "wall_seconds_with_evals": round(wall, 1), "last": last, "evals": evals}
+  if energy.dim == 2 and energy.box is not None:
+    from cmm_core import metrics as mt
+    exact, floor = _exact(energy)
+    out["energy_distance"] = float(mt.energy_distance(fitted.sample(N_EXACT, seed=7), exact))
+    out["energy_distance_floor"] = floor
+  return out
+
+
+def mala_to_level(energy, *, step_size: float, n_chains: int = 256, max_steps: int = 6400) -> dict:
+  """MALA transitions doubled until the chains match exact samples (2D): within the two-draw
+  energy distance + 0.01."""
+  from cmm_core import mcmc, metrics
+  exact, floor = _exact(energy)
+  n_steps, runs = 25, []
+  while True:
+    res = mcmc.sample(energy, n_chains, n_steps, seed=0, method="mala", step_size=step_size, keep=4,
+                      thin=max(1, n_steps // 8))
+    ed = float(metrics.energy_distance(res.samples, exact))
+    runs.append({"n_steps": n_steps, "grad_evals": res.n_grad_evals, "seconds": round(res.seconds, 2),
+                 "energy_distance": ed, "acceptance": res.acceptance})
+    if ed <= floor + 0.01 or n_steps >= max_steps:
+      break
+    n_steps *= 2
+  last = runs[-1]
+  return {"model": "mala", "energy": energy.label, "reached": last["energy_distance"] <= floor + 0.01,
+          "energy_distance_floor": floor, "last": last, "runs": runs}
+
+
+def to_markdown(out: dict) -> str:
+  cfg = out["config"]
+  lines = [f"Gap target {cfg['gap']} nats ({cfg['gap_per_site']} per site on lattices), at most "
+           f"{cfg['max_seconds']} s of training per fit, measured every {cfg['eval_every']} steps on "
+           f"{cfg['eval_n']} samples; {out['machine']['cpus_usable']} CPUs, jax {out['machine']['jax_version']}.",
+           "", "| energy | model | reached | seconds to gap | steps | last gap | IW log Z gap | ESS | energy distance (floor) |",
+           "|---|---|---|---|---|---|---|---|---|"]
+  for r in out["fits"]:
+    last = r["last"]
+    ed = (f"{r['energy_distance']:.4f} ({r['energy_distance_floor']:.4f})" if "energy_distance" in r else "-")
+    lines.append(f"| {r['energy']} | {r['model']} | {'yes' if r['reached'] else 'no'} | "
+                 f"{r['seconds_to_gap'] if r['seconds_to_gap'] is not None else '-'} | {r['steps']} | "
+                 f"{last['gap']:.4f} | {last['iw_gap']:.4f} | {last['ess_fraction']:.0%} | {ed} |")
+  if out["mala"]:
+    lines += ["", "| energy | MALA reached | transitions | gradient evaluations | seconds | energy distance (floor) | acceptance |",
+              "|---|---|---|---|---|---|---|"]
+    for r in out["mala"]:
+      last = r["last"]
+      lines.append(f"| {r['energy']} | {'yes' if r['reached'] else 'no'} | {last['n_steps']} | "
+                   f"{last['grad_evals']:,} | {last['seconds']} | {last['energy_distance']:.4f} "
+                   f"({r['energy_distance_floor']:.4f}) | {last['acceptance']:.0%} |")
+  return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                              formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
+  p.add_argument("--models", nargs="+", default=MODELS, choices=MODELS)
+  p.add_argument("--energies", nargs="*", default=ENERGIES_2D, help="2D built-ins (default: all)")
+  p.add_argument("--lattices", nargs="*", type=int, default=[], help="Ising lattice sides L (periodic, T_c)")
+  p.add_argument("--gap", type=float, default=0.05, help="ELBO gap target, nats (2D)")
+  p.add_argument("--gap-per-site", type=float, default=0.01, help="ELBO gap target per site (lattices)")
+  p.add_argument("--max-seconds", type=float, default=120.0, help="training seconds per fit")
+  p.add_argument("--eval-every", type=int, default=50, help="steps between measurements")
+  p.add_argument("--eval-n", type=int, default=2048, help="samples per measurement")
+  p.add_argument("--mala-step", type=float, default=0.1, help="MALA's fixed step size")
+  p.add_argument("--no-mala", action="store_true")
+  p.add_argument("--out", default="benchmarks/results/energies.json")
+  p.add_argument("--markdown", default=None)
+  args = p.parse_args(argv)
+  from cmm_core import energies
+  fits, mala = [], []
+  targets = [(energies.make(n), args.gap) for n in args.energies]
+  targets += [(energies.make("ising", L=L), args.gap_per_site) for L in args.lattices]
+  for energy, gap in targets:
+    for model in args.models:
+      r = fit_to_gap(model, energy, gap=gap, max_seconds=args.max_seconds, eval_every=args.eval_every,
+                     eval_n=args.eval_n)
+      fits.append(r)
+      print(f"[energies] {energy.label} {model}: reached {r['reached']} in {r['seconds_to_gap']} s, "
+            f"{r['steps']} steps, last gap {r['last']['gap']:.4f}", file=sys.stderr, flush=True)
+    if energy.dim == 2 and not args.no_mala:
+      r = mala_to_level(energy, step_size=args.mala_step)
+      mala.append(r)
+      print(f"[energies] {energy.label} MALA: reached {r['reached']} with {r['last']['n_steps']} "
+            f"transitions", file=sys.stderr, flush=True)
+  config = {k: getattr(args, k) for k in ("gap", "gap_per_site", "max_seconds", "eval_every", "eval_n", "mala_step")}
+  out = {"machine": machine_info(), "config": config, "fits": fits, "mala": mala}
+  write_outputs(out, args.out, args.markdown, to_markdown, "energies")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())
