@@ -8,13 +8,13 @@ import streamlit as st
 import cmm_core as cc
 from cmm_core import energies, formula, limits
 from cmm_core.viz import energy as viz, figures, panels
-from app_support import energy as _energy, state as _state
+from app_support import energy as _energy, link as _link, state as _state
 
 KEEP = "session"
 MAX_PAGE_STEPS = 20_000
-METHODS = {"MALA": "mala", "HMC (10 leapfrog steps)": "hmc"}
+METHODS = {label: m for m, label in _energy.METHOD_LABELS.items()}
 DEFAULT_FORMULA = "(|x| - 2)^2 / 0.32"
-MODELS = {"maflow (Monge-Ampère flow)": "maflow", "cmm (conjugate moment measure)": "cmm"}
+MODELS = {label: m for m, label in _energy.MODEL_LABELS.items()}
 # what each model's steps spend of the energy, per point of a batch (the budget MCMC gets)
 BUDGET_TEXT = {
     "maflow": "Each flow step pushes a batch of {b} base points through the flow and differentiates E "
@@ -37,8 +37,9 @@ def _param_widget(col, name: str, h):
 
 def _choose_energy():
   """The energy widgets; returns ``(spec, energy)`` or ``(None, None)`` after an error message."""
-  source = st.radio("energy", ["built-in", "formula"], horizontal=True, key="en_source", persist_state=KEEP)
-  if source == "built-in":
+  source = st.radio("energy", list(_energy.SOURCE_LABELS.values()), horizontal=True, key="en_source",
+                    persist_state=KEEP)
+  if source == _energy.SOURCE_LABELS["builtin"]:
     names = list(energies.names())
     name = st.selectbox("built-in energy", names, index=names.index("ring"), key="en_name",
                         persist_state=KEEP)
@@ -178,7 +179,7 @@ def _results(run: dict, e) -> None:
     if e.dim >= 2:
       if name == "cmm":
         base = viz.latent_figure(m["latent"], m["samples"], base_name="x ~ e^(−w)", labels=("x1", "x2"),
-                                 title="cmm base e^(−w) samples (colour: where they go)")
+                                 title="cmm base e^(−w) (colour: where they go)")
       else:
         base = viz.latent_figure(m["latent"], m["samples"], title="flow base samples z (colour: where they go)")
       cols[1].plotly_chart(base, key=f"en_base_{name}")
@@ -250,7 +251,17 @@ if not model_labels:
 for p in problems:
   st.error(p)
 
-if train_clicked and energy is not None and not problems:
+if spec is not None and not problems:
+  settings = {"models": [MODELS[m] for m in model_labels], "steps": int(steps_raw), "seed": seed,
+              "method": METHODS[method_label], "step_size": float(step_size)}
+  if spec[0] == "builtin":
+    settings.update(source="builtin", name=spec[1], params=dict(spec[2]))
+  else:
+    settings.update(source="formula", text=spec[1], dim=spec[2], box=spec[3])
+  with top[0]:
+    _link.share_box(_link.write_url(energy=settings))
+
+if (train_clicked or _link.run_requested("energy")) and energy is not None and not problems:
   _train(spec, energy, [MODELS[m] for m in model_labels], int(steps_raw), seed, METHODS[method_label], float(step_size))
 
 run = st.session_state.get("energy_run")

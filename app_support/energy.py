@@ -25,6 +25,10 @@ MCMC_CHAINS_PER_BATCH = 1  # MCMC chains per flow batch point (chains = the flow
 
 
 MAX_KEPT_ENERGIES = 8
+# the page's widget labels (links preset the widgets by them, app_support/link.py)
+MODEL_LABELS = {"maflow": "maflow (Monge-Ampère flow)", "cmm": "cmm (conjugate moment measure)"}
+METHOD_LABELS = {"mala": "MALA", "hmc": "HMC (10 leapfrog steps)"}
+SOURCE_LABELS = {"builtin": "built-in", "formula": "formula"}
 
 
 def energy_for(spec: tuple):

@@ -18,7 +18,7 @@ from cmm_core.target_spec import Kind
 from app_support import state as _state
 
 PROBLEMS_KEY = "url_problems"
-RUN_KEY = "url_run"  # "train" or "compare": the page that starts at once (a link with run=1)
+RUN_KEY = "url_run"  # "train", "compare" or "energy": the page that starts at once (a link with run=1)
 DRAW_TYPED = "type points"  # app_pages/target.py DRAW_MODES[1]
 
 
@@ -90,6 +90,26 @@ def _compare_widgets(compare: dict) -> dict:
   return keys
 
 
+def _energy_widgets(e: dict) -> dict:
+  """Widget keys of the Sample an energy page -> values that show the link's settings."""
+  from app_support import energy as _energy
+  keys = {"en_source": _energy.SOURCE_LABELS[e["source"]]}
+  if e["source"] == "builtin":
+    keys["en_name"] = e["name"]
+    keys.update({f"en_p_{e['name']}_{k}": v for k, v in e["params"].items()})
+  else:
+    keys["en_formula"] = e["text"]
+    keys.update({k: v for k, v in (("en_dim", e["dim"]), ("en_box", e["box"])) if v is not None})
+  if e["models"] is not None:
+    keys["en_models"] = [_energy.MODEL_LABELS[m] for m in e["models"]]
+  for key, name in (("en_steps", "steps"), ("en_seed", "seed"), ("en_step_size", "step_size")):
+    if e[name] is not None:
+      keys[key] = e[name]
+  if e["method"] is not None:
+    keys["en_method"] = _energy.METHOD_LABELS[e["method"]]
+  return keys
+
+
 def restore_from_url(page: str = "") -> None:
   """Once per session: the experiment in the query string becomes the session's (target built,
   widgets preset); values the app cannot use are listed for :func:`show_problems`. ``page`` is
@@ -113,8 +133,11 @@ def restore_from_url(page: str = "") -> None:
     keys.update(_train_widgets(got["train"]))
   if got["compare"] is not None:
     keys.update(_compare_widgets(got["compare"]))
+  if got["energy"] is not None:
+    keys.update(_energy_widgets(got["energy"]))
   if got["run"]:
-    wanted = "train" if got["train"] is not None else "compare"
+    wanted = ("energy" if got["energy"] is not None else "train" if got["train"] is not None
+              else "compare")
     if page == wanted:
       st.session_state[RUN_KEY] = wanted
     else:
@@ -133,16 +156,18 @@ def show_problems() -> None:
 
 
 def run_requested(page: str) -> bool:
-  """True once if the opening link asked ``page`` ("train" or "compare") to start at once."""
+  """True once if the opening link asked ``page`` ("train", "compare", "energy") to start at once."""
   if st.session_state.get(RUN_KEY) == page:
     del st.session_state[RUN_KEY]
     return True
   return False
 
 
-def write_url(train: dict | None = None, compare: dict | None = None) -> dict:
-  """Puts the current target and the page's settings in the address bar; returns the params."""
-  params = share.encode(_state.get_target()["spec"], train, compare)
+def write_url(train: dict | None = None, compare: dict | None = None, energy: dict | None = None) -> dict:
+  """Puts the current target and the page's settings in the address bar (the Sample an energy
+  page: its energy and settings only); returns the params."""
+  params = (share.encode(energy=energy) if energy is not None
+            else share.encode(_state.get_target()["spec"], train, compare))
   if st.query_params.to_dict() != params:
     st.query_params.from_dict(params)
   return params
@@ -158,9 +183,13 @@ def share_box(params: dict) -> None:
   with st.expander("share this experiment", icon=":material/link:"):
     link = url_for(params)
     st.code(link, language=None, wrap_lines=True)
-    if "model" in params or "models" in params:
+    if "model" in params or "models" in params or "fit" in params:
       st.caption("The same link that also starts training as it opens (for a demo):")
       st.code(link + "&run=1", language=None, wrap_lines=True)
+    if "energy" in params or "formula" in params:
+      st.caption("The address bar holds the same link: whoever opens it gets this energy and these "
+                 "settings.")
+      return
     spec = _state.get_target()["spec"]
     try:
       kind = target_spec.kind_of(spec).label.lower()

@@ -168,23 +168,53 @@ def _data_for_fit(args) -> tuple:
   return data, f"{name} (n={n}, seed={args.seed}{extra})"
 
 
-def _link_settings(args) -> dict:
-  """What a shareable link asks ``fit`` for: ``{"model", "steps", "seed", "hyper": {model: {...}},
-  "data" [n, d], "label", "source"}``; the link's refused values are printed as warnings."""
+def _decode_link(link: str, pages: str) -> dict:
+  """``share.decode`` of a link's query string (the whole address or the query alone); prints its
+  refused values as warnings. UsageError when it holds no settings."""
   import urllib.parse
 
-  from cmm_core import share, target_spec
-  if any(v is not None for v in (args.target, args.data, args.param, args.n)):
-    raise UsageError("--link brings its own target: drop --target, --data, --param and --n")
-  text = args.link.strip()
+  from cmm_core import share
+  text = link.strip()
   query = urllib.parse.urlsplit(text).query if "?" in text else (text if "=" in text else "")
   params = {k: v[-1] for k, v in urllib.parse.parse_qs(query, keep_blank_values=True).items()}
   if not params:
-    raise UsageError(f"--link: no settings found in {args.link!r}; copy the address of the app's "
-                     "Train & explore or Compare page")
+    raise UsageError(f"--link: no settings found in {link!r}; copy the address of the app's {pages} page")
   decoded = share.decode(params)
   for problem in decoded["problems"]:
     _err(f"warning: {problem}")
+  return decoded
+
+
+def _energy_link(args) -> None:
+  """Sets ``args``' energy, model, steps and seed from a Sample an energy link (the command line's
+  own --model, --steps, --seed win)."""
+  if any(v is not None for v in (args.energy, args.formula, args.param, args.dim)):
+    raise UsageError("--link brings its own energy: drop --energy, --formula, --param and --dim")
+  e = _decode_link(args.link, "Sample an energy")["energy"]
+  if e is None:
+    raise UsageError("--link is not a Sample an energy link (it has no energy= or formula=)")
+  if e["source"] == "builtin":
+    args.energy = e["name"]
+    args.param = [f"{k}={v}" for k, v in e["params"].items()]
+  else:
+    args.formula, args.dim = e["text"], e["dim"]
+  if args.model is None and e["models"]:
+    if len(e["models"]) > 1:
+      raise UsageError(f"--link fits {', '.join(e['models'])}; pick one with --model")
+    args.model = e["models"][0]
+  args.steps = args.steps if args.steps is not None else e["steps"]
+  args.seed = args.seed if args.seed is not None else e["seed"]
+
+
+def _link_settings(args) -> dict:
+  """What a shareable link asks ``fit`` for: ``{"model", "steps", "seed", "hyper": {model: {...}},
+  "data" [n, d], "label", "source"}``; the link's refused values are printed as warnings."""
+  from cmm_core import target_spec
+  if any(v is not None for v in (args.target, args.data, args.param, args.n)):
+    raise UsageError("--link brings its own target: drop --target, --data, --param and --n")
+  decoded = _decode_link(args.link, "Train & explore or Compare")
+  if decoded["energy"] is not None:
+    raise UsageError("--link is a Sample an energy link: run `fit-energy --link URL`")
   spec = decoded["target"]
   if spec is None:
     raise UsageError("--link: the link names no target the command line can rebuild (uploads and "
@@ -279,6 +309,10 @@ def _cmd_fit_energy(args) -> int:
   import cmm_core as cc
   from cmm_core import energies, formula, metrics
   from cmm_core.api import MAX_STEPS
+  if args.link is not None:
+    _energy_link(args)
+  args.model = args.model or "maflow"
+  args.seed = 0 if args.seed is None else args.seed
   if args.model not in cc.api.energy_models():
     raise UsageError(f"model {args.model!r} cannot fit an energy; choose one of: "
                      f"{', '.join(cc.api.energy_models())}")
@@ -493,7 +527,10 @@ def build_parser() -> argparse.ArgumentParser:
                                  "free energy (reverse KL), and save it. Progress goes to stderr, then "
                                  "one summary line (ELBO, importance-weighted log Z, its effective "
                                  "sample size, and the gap to the exact log Z where known).")
-  e.add_argument("--model", metavar="NAME", default="maflow", help="model id (default maflow)")
+  e.add_argument("--model", metavar="NAME", help="model id: maflow (default) or cmm")
+  e.add_argument("--link", metavar="URL",
+                 help="fit the energy, model and settings of a Sample an energy page's shareable link; "
+                      "--model, --steps and --seed override the link's")
   e.add_argument("--energy", metavar="NAME", help="a built-in energy, e.g. ring, ising; see `list`")
   e.add_argument("--formula", metavar="TEXT",
                  help="an energy typed in x1, x2, ..., e.g. '(|x| - 2)^2 / 0.32'")
@@ -503,7 +540,7 @@ def build_parser() -> argparse.ArgumentParser:
                  help="a parameter of the built-in energy, e.g. --param L=4 (repeatable)")
   e.add_argument("--steps", type=_pos_int, metavar="N",
                  help="training steps (default: the model's default)")
-  e.add_argument("--seed", type=_nonneg_int, default=0, help="seeds the training (default 0)")
+  e.add_argument("--seed", type=_nonneg_int, help="seeds the training (default 0)")
   e.add_argument("--hyper", action="append", metavar="NAME=VALUE",
                  help="a model hyper-parameter, as for `fit` (repeatable)")
   _training_outputs(e, "MODEL_ENERGY.msgpack")

@@ -18,7 +18,11 @@ Query parameters (all optional):
   booleans as ``1``/``0``; each is checked against the model's schema).
 - Compare page: ``models=cmm,maflow``, ``budget=default|steps:N|seconds:S``, ``seed``,
   ``hp.<model>.<name>``.
-- ``run=1``: start training (Train page) or the comparison (Compare page) as the link opens.
+- Sample an energy page: ``energy=<built-in>`` with ``e.<param>`` (its parameters), or
+  ``formula=<text>`` with ``dim`` and ``box`` (the half-width); ``fit=maflow,cmm`` (the models),
+  ``steps``, ``seed``, ``mcmc=mala|hmc`` and ``mcmc_step``.
+- ``run=1``: start training (Train page, Sample an energy page) or the comparison (Compare page) as
+  the link opens.
 """
 
 from __future__ import annotations
@@ -95,12 +99,16 @@ def _hyper_params(model: str, values: Optional[Mapping], prefix: str) -> dict:
 
 
 def encode(target_spec: Optional[Mapping] = None, train: Optional[Mapping] = None,
-           compare: Optional[Mapping] = None) -> dict:
+           compare: Optional[Mapping] = None, energy: Optional[Mapping] = None) -> dict:
   """Query parameters ``{name: str}`` for a target spec (as the Target page stores it) and the
   settings of the Train page (``{"model", "steps", "seed", "hyper"}``) or of the Compare page
   (``{"models", "mode", "value", "seed", "hyper": {model: {...}}}``). ``hyper`` holds only the
   values that differ from the defaults. A target with no link form (an upload, a drawing) gives
-  no target parameters."""
+  no target parameters. ``energy``: the Sample an energy page's ``{"source": "builtin", "name",
+  "params"}`` or ``{"source": "formula", "text", "dim", "box"}``, with ``"models"``, ``"steps"``,
+  ``"seed"``, ``"method"``, ``"step_size"`` (then no target)."""
+  if energy:
+    return _encode_energy(energy)
   out = _encode_target(target_spec) if target_spec else {}
   if train:
     out.update(model=train["model"], steps=str(int(train["steps"])), seed=str(int(train["seed"])))
@@ -112,6 +120,20 @@ def encode(target_spec: Optional[Mapping] = None, train: Optional[Mapping] = Non
     out["seed"] = str(int(compare["seed"]))
     for m, values in sorted((compare.get("hyper") or {}).items()):
       out.update(_hyper_params(m, values, f"hp.{m}."))
+  return out
+
+
+def _encode_energy(e: Mapping) -> dict:
+  if e["source"] == "builtin":
+    from cmm_core import energies
+    defaults = {h.name: h.default for h in energies.schema(e["name"])}
+    out = {"energy": e["name"]}
+    out.update({f"e.{k}": _value_text(v) for k, v in sorted(e.get("params", {}).items())
+                if k not in defaults or v != defaults[k]})   # the parameters that differ
+  else:
+    out = {"formula": e["text"], "dim": str(int(e["dim"])), "box": _num(float(e["box"]))}
+  out.update(fit=",".join(e["models"]), steps=str(int(e["steps"])), seed=str(int(e["seed"])),
+             mcmc=e["method"], mcmc_step=_num(float(e["step_size"])))
   return out
 
 
@@ -296,6 +318,50 @@ def _decode_compare(r: _Reader) -> Optional[dict]:
   return {"models": picked, "mode": mode, "value": value, "seed": seed, "hyper": hyper}
 
 
+ENERGY_KEYS = ("energy", "formula", "dim", "box", "fit", "mcmc", "mcmc_step")
+MCMC_METHODS = ("mala", "hmc")
+MAX_FORMULA_DIM = 64
+MAX_ENERGY_STEPS = 20_000   # the page's limit
+
+
+def _decode_energy(r: _Reader) -> Optional[dict]:
+  from cmm_core import api, energies
+  if "energy" in r.params:
+    name = r.params["energy"]
+    if name not in energies.names():
+      r.bad("energy", f"not a built-in energy; built-ins: {', '.join(energies.names())}")
+      return None
+    schema = {h.name: h for h in energies.schema(name)}
+    params = {}
+    for key in [k for k in r.params if k.startswith("e.")]:
+      h = schema.get(key[2:])
+      if h is None:
+        r.bad(key, f"not a parameter of {name}")
+        continue
+      try:
+        params[h.name] = hyper.check(name, h, hyper.parse(name, h, r.params[key]))
+      except ValueError as err:
+        r.bad(key, str(err))
+    out = {"source": "builtin", "name": name, "params": params}
+  else:
+    text = r.params["formula"]
+    out = {"source": "formula", "text": text, "dim": r.number("dim", 1, MAX_FORMULA_DIM, integer=True),
+           "box": r.number("box", 0.5, 100.0)}
+  models = []
+  for m in r.params.get("fit", "").split(","):
+    if m and m not in api.energy_models():
+      r.bad("fit", f"{m!r} cannot fit an energy; models: {', '.join(api.energy_models())}")
+    elif m and m not in models:
+      models.append(m)
+  method = r.params.get("mcmc")
+  if method is not None and method not in MCMC_METHODS:
+    method = r.bad("mcmc", f"must be one of {', '.join(MCMC_METHODS)}")
+  out.update(models=models or None, steps=r.number("steps", 1, MAX_ENERGY_STEPS, integer=True),
+             seed=r.number("seed", 0, MAX_SEED, integer=True), method=method,
+             step_size=r.number("mcmc_step", 1e-6, 10.0))
+  return out
+
+
 def decode(params: Mapping[str, Any]) -> dict:
   """Reads query parameters written by :func:`encode` (or by hand).
 
@@ -303,15 +369,25 @@ def decode(params: Mapping[str, Any]) -> dict:
     params: ``{name: str}`` (a list of values keeps the last).
 
   Returns:
-    ``{"target": spec or None, "train": dict or None, "compare": dict or None, "run": bool,
-    "problems": [str]}``: the target spec in the Target page's form (defaults filled in), the
+    ``{"target": spec or None, "train": dict or None, "compare": dict or None, "energy": dict or
+    None, "run": bool, "problems": [str]}``: the target spec in the Target page's form (defaults filled in), the
     Train page's ``{"model", "steps", "seed", "hyper"}`` and the Compare page's ``{"models",
     "mode", "value", "seed", "hyper"}``; a value that is missing or was refused is ``None``
-    (the page keeps its own). ``run``: the link asks to start training (or the comparison) at
-    once; only with train or compare settings. ``problems`` says, for each refused value, why.
+    (the page keeps its own); ``energy``: the Sample an energy page's settings as
+    :func:`encode` takes them (a link with ``energy`` or ``formula`` holds nothing else).
+    ``run``: the link asks to start training (or the comparison) at once; only with train,
+    compare or energy settings. ``problems`` says, for each refused value, why.
   """
   r = _Reader(params)
-  out = {"target": _decode_target(r)}
+  if "energy" in r.params or "formula" in r.params:
+    out = {"target": None, "train": None, "compare": None, "energy": _decode_energy(r)}
+    out["run"] = bool(r.flag("run")) and out["energy"] is not None
+    for key in r.params:
+      if key not in set(ENERGY_KEYS) | {"steps", "seed", "run"} and not key.startswith("e."):
+        r.bad(key, "not a setting of the Sample an energy page")
+    out["problems"] = r.problems
+    return out
+  out = {"target": _decode_target(r), "energy": None}
   if "models" in r.params:
     out.update(train=None, compare=_decode_compare(r))
   else:

@@ -158,6 +158,9 @@ def _bad_csv(tmp_path):
     (["fit", "--link", "train?target=two_moons", "--target", "rings"], "brings its own target"),
     (["fit", "--link", "compare?target=two_moons&models=cmm,mm"], "pick one with --model"),
     (["fit", "--link", "train?model=cmm&steps=5"], "names no target"),
+    (["fit", "--link", "energy?energy=ring&fit=cmm"], "fit-energy --link"),
+    (["fit-energy", "--link", "energy?energy=ring&fit=cmm,maflow"], "pick one with --model"),
+    (["fit-energy", "--link", "train?target=two_moons", "--steps", "3"], "not a Sample an energy link"),
 ])
 def test_errors_are_one_line_and_exit_2(args, needle, tmp_path, capsys, monkeypatch):
   monkeypatch.chdir(tmp_path)  # a default --out would land here (none is written: all fail first)

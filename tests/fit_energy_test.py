@@ -82,7 +82,16 @@ def test_command_line_fit_energy(tmp_path, capsys):
   assert cli.main(["fit-energy", "--formula", "(|x| - 2)^2 / 0.32", "--dim", "2", "--steps", "5",
                    "--hyper", "hidden=8", "--out", str(tmp_path / "f.msgpack"), "-q"]) == 0
   assert "gap" not in capsys.readouterr().out  # a typed formula has no known log Z
+  # the Sample an energy page's link (its energy, model, steps and seed), as the first fit above
+  link = "http://localhost:8501/energy?energy=ring&e.radius=1.5&fit=maflow&steps=5&seed=0"
+  out_link = tmp_path / "link.msgpack"
+  assert cli.main(["fit-energy", "--link", link, "--hyper", "hidden=8", "--out", str(out_link), "-q"]) == 0
+  capsys.readouterr()
+  np.testing.assert_array_equal(cc.load(out_link).sample(32, seed=1), cc.load(out).sample(32, seed=1))
   for bad in (["--energy", "nope"], ["--formula", "__import__('os')", "--dim", "2"],
-              ["--energy", "ring", "--formula", "x1^2"], ["--model", "sdot", "--energy", "ring"]):
+              ["--energy", "ring", "--formula", "x1^2"], ["--model", "sdot", "--energy", "ring"],
+              ["--link", "http://x/energy?energy=ring&fit=maflow,cmm"],   # two models: pick one
+              ["--link", "http://x/train?target=two_moons&model=cmm"],     # not an energy link
+              ["--link", link, "--energy", "ring"]):
     assert cli.main(["fit-energy", *bad]) == 2
     assert "error:" in capsys.readouterr().err

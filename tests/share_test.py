@@ -69,7 +69,8 @@ def test_uploads_and_drawings_have_no_link_form():
   assert share.encode({"kind": "upload", "file": "x.csv", "columns": ["a"], "n": 20}) == {}
   assert share.encode({"kind": "draw", "mode": "mouse", "cells": [[1, 2]], "n": 9, "seed": 0}) == {}
   got = share.decode({})
-  assert got == {"target": None, "train": None, "compare": None, "run": False, "problems": []}
+  assert got == {"target": None, "train": None, "compare": None, "energy": None, "run": False,
+                 "problems": []}
 
 
 def test_run_is_read_only_with_settings_to_run():
@@ -134,3 +135,22 @@ def test_decoded_values_are_usable_by_the_library():
   real = share.decode({"target": "data.wine"})["target"]
   assert real["columns"] == datasets.info("wine")["default_columns"]
   assert datasets.load("wine", columns=real["columns"]).shape[1] == len(real["columns"])
+
+
+def test_energy_settings_round_trip_and_bad_values():
+  settings = {"source": "builtin", "name": "ising", "params": {"L": 8, "periodic": True, "T": 2.5},
+              "models": ["maflow", "cmm"], "steps": 300, "seed": 2, "method": "hmc", "step_size": 0.05}
+  params = share.encode(energy=settings)
+  assert "e.periodic" not in params and params["e.L"] == "8"  # only what differs from the defaults
+  got = share.decode(params)
+  assert got["problems"] == [] and got["target"] is None and got["train"] is None
+  assert got["energy"] == {**settings, "params": {"L": 8, "T": 2.5}} and not got["run"]
+  formula = {"source": "formula", "text": "(|x| - 2)^2 / 0.32", "dim": 2, "box": 4.0, "models": ["cmm"],
+             "steps": 100, "seed": 0, "method": "mala", "step_size": 0.1}
+  got = share.decode({**share.encode(energy=formula), "run": "1"})
+  assert got["energy"] == formula and got["run"]
+  got = share.decode({"energy": "ising", "e.L": "99", "e.nope": "1", "fit": "sdot", "mcmc": "nuts",
+                      "model": "cmm"})
+  assert got["energy"]["params"] == {} and got["energy"]["models"] is None and got["energy"]["method"] is None
+  assert len(got["problems"]) == 5 and all("ignored" in p for p in got["problems"])
+  assert share.decode({"energy": "nope"})["energy"] is None

@@ -115,3 +115,40 @@ def test_ising_shows_spin_images():
   at.number_input(key="en_p_ising_L").set_value(3)
   at.run()
   assert not at.exception and any("another energy" in i.value for i in at.info)
+
+
+def test_a_link_restores_the_energy_and_settings_and_run_1_trains():
+  from cmm_core import share
+  query = {"energy": "ring", "e.radius": "1.5", "fit": "maflow", "steps": "20", "seed": "3",
+           "mcmc": "hmc", "mcmc_step": "0.05"}
+  at = open_app(PAGE, home_first=False, query=query)
+  assert not at.exception and not at.warning, [w.value for w in at.warning]
+  assert at.selectbox(key="en_name").value == "ring"
+  assert at.number_input(key="en_p_ring_radius").value == 1.5
+  assert at.multiselect(key="en_models").value == ["maflow (Monge-Ampère flow)"]
+  assert at.number_input(key="en_steps").value == 20 and at.number_input(key="en_seed").value == 3
+  assert at.selectbox(key="en_method").value.startswith("HMC")
+  assert "energy_run" not in at.session_state  # no run=1: nothing trained
+  # the page writes the same settings back and shows the link with its run=1 form
+  written = {k: at.query_params[k][-1] if isinstance(at.query_params[k], list) else at.query_params[k]
+             for k in at.query_params}
+  assert share.decode(written)["energy"] == share.decode(query)["energy"]
+  assert any("energy=ring" in c.value and c.value.endswith("&run=1") for c in at.code)
+
+  at = open_app(PAGE, home_first=False, query={**query, "run": "1"})
+  assert not at.exception and not at.error, [e.value for e in at.error]
+  run_ = at.session_state["energy_run"]
+  assert list(run_["models"]) == ["maflow"] and run_["method"] == "hmc"
+  assert run_["models"]["maflow"]["fitted"].history[-1]["step"] == 20
+
+
+def test_a_formula_link_and_a_bad_value():
+  at = open_app(PAGE, home_first=False, query={"formula": "x1^2 + x2^2 / 2", "dim": "2", "box": "3",
+                                               "fit": "cmm,sdot", "steps": "0"})
+  assert not at.exception
+  assert at.radio(key="en_source").value == "formula"
+  assert at.text_input(key="en_formula").value == "x1^2 + x2^2 / 2"
+  assert at.number_input(key="en_box").value == 3.0
+  assert at.multiselect(key="en_models").value == ["cmm (conjugate moment measure)"]
+  text = " ".join(w.value for w in at.warning)
+  assert "sdot" in text and "steps" in text  # each refused value is named
