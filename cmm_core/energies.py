@@ -35,7 +35,7 @@ from cmm_core import hyper
 
 __all__ = ["Energy", "names", "make", "schema", "describe", "grid_log_z", "grid_samples", "T_C",
            "lattice_adjacency", "lattice_eigenvalues", "ising_coupling", "ising_spin_log_z", "relaxed_log_z_offset",
-           "exact_free_energy_per_site", "ising_spins", "PAPER_FREE_ENERGY"]
+           "exact_free_energy_per_site", "ising_spins", "ising_magnetisation", "PAPER_FREE_ENERGY"]
 
 T_C = 2.0 / math.log(1.0 + math.sqrt(2.0))  # critical temperature of the 2D Ising model (J = 1)
 
@@ -330,6 +330,26 @@ def _spin_log_z_enumerate(A: np.ndarray, T: float) -> float:
     raise ValueError(f"enumeration is for at most {MAX_ENUM_SITES} sites, got {N}")
   s = ((np.arange(1 << N)[:, None] >> np.arange(N)) & 1) * 2.0 - 1.0
   return _logsumexp(0.5 * np.einsum("ni,ij,nj->n", s, A, s) / T)
+
+
+def ising_magnetisation(L: int, periodic: bool = True, T: float = T_C) -> tuple[np.ndarray, np.ndarray]:
+  """The exact distribution of the Ising model's magnetisation per site ``m = sum_i s_i / N`` by
+  enumerating the ``2^N`` spin states (``N = L^2 <= MAX_ENUM_SITES``).
+
+  Returns:
+    ``(m [N + 1], p [N + 1])``: the values ``-1, -1 + 2/N, ..., 1`` and their probabilities.
+  """
+  _check_lattice_args(L, periodic, T, "ising_magnetisation")
+  A = lattice_adjacency(L, periodic)
+  N = A.shape[0]
+  if N > MAX_ENUM_SITES:
+    raise ValueError(f"ising_magnetisation: enumeration is for at most {MAX_ENUM_SITES} sites, got {N}")
+  s = ((np.arange(1 << N)[:, None] >> np.arange(N)) & 1) * 2.0 - 1.0
+  log_w = 0.5 * np.einsum("ni,ij,nj->n", s, A, s) / T
+  w = np.exp(log_w - log_w.max())
+  ups = (s > 0).sum(1)
+  p = np.bincount(ups, weights=w, minlength=N + 1)
+  return (2.0 * np.arange(N + 1) - N) / N, p / p.sum()
 
 
 def _spin_log_z_kaufman(L: int, T: float) -> float:

@@ -25,7 +25,7 @@ from cmm_core.viz.figures import COLORS, HEIGHT, layout
 from cmm_core.viz.geometry import as_points, subsample
 
 __all__ = ["energy_grid", "contour_figure", "free_energy_figure", "latent_figure", "spin_mosaic",
-           "spin_figure", "sample_stats", "comparison_rows", "MAX_GRID"]
+           "spin_figure", "magnetisation_figure", "sample_stats", "comparison_rows", "MAX_GRID"]
 
 MAX_GRID = 400  # points per side of energy_grid
 _CONTOUR_SCALE = [[0.0, "rgba(255,255,255,0)"], [0.05, "#eef4fb"], [0.35, "#b7cde8"],
@@ -231,6 +231,39 @@ def spin_figure(x, L: int, *, n_show: int = 8, cols: int = 4, title: str = "spin
   fig.update_yaxes(visible=False, autorange="reversed", scaleanchor="x", scaleratio=1, constrain="domain")
   fig.update_layout(plot_bgcolor="white", margin={"l": 10, "r": 10, "t": 45, "b": 10})
   return fig
+
+
+def magnetisation_figure(samples: dict, L: int, *, exact=None, seed: int = 0,
+                         title: str = "magnetisation per site", height: int = 320) -> go.Figure:
+  """The distribution of the magnetisation per site ``m = mean_i s_i`` of each sampler's spins,
+  drawn from its relaxed samples by the exact conditional ``P(s_i = 1 | x) = sigmoid(2 x_i)``
+  (:func:`cmm_core.energies.ising_spins`), so that exact relaxed samples give exact Ising spins.
+
+  Args:
+    samples: ``{label: x [n, L^2]}``, one bar series per sampler.
+    exact: ``(m [N + 1], p [N + 1])`` (:func:`cmm_core.energies.ising_magnetisation`) or None.
+  """
+  from cmm_core.energies import ising_spins
+  N = L * L
+  values = (2.0 * np.arange(N + 1) - N) / N
+  fig = go.Figure()
+  for i, (label, x) in enumerate(samples.items()):
+    x = as_points(x)
+    if x.shape[1] != N:
+      raise ValueError(f"magnetisation_figure: {label}'s samples have {x.shape[1]} columns, L = {L} "
+                       f"needs {N}")
+    x = x[np.all(np.isfinite(x), 1)]
+    ups = (ising_spins(x, seed=seed) > 0).sum(1)
+    p = np.bincount(ups, minlength=N + 1) / max(1, len(ups))
+    fig.add_trace(go.Bar(x=values, y=p, name=f"{label} ({len(ups)} samples)", opacity=0.75,
+                         marker={"color": _CURVE_COLORS[i % len(_CURVE_COLORS)]},
+                         hovertemplate="m %{x:+.3f}<br>share %{y:.3f}<extra></extra>"))
+  if exact is not None:
+    m, p = exact
+    fig.add_trace(go.Scatter(x=m, y=p, mode="lines+markers", name="exact (enumeration)",
+                             line={"color": "#c0392b", "dash": "dash", "width": 1.5}, marker={"size": 5}))
+  fig.update_layout(barmode="group", bargap=0.15)
+  return layout(fig, title, "m = mean of the spins", "share of samples", height=height, legend=True)
 
 
 def sample_stats(energy, x, reference=None, *, n: int = 1024, seed: int = 0) -> dict:

@@ -106,7 +106,9 @@ def test_ising_shows_spin_images():
   at.run(timeout=TIMEOUT)
   assert not at.exception, [e.value for e in at.exception]
   assert not at.error, [e.value for e in at.error]
-  assert len(_charts(at)) == 4  # flow spins, latent, MCMC spins, curve
+  assert len(_charts(at)) == 5  # flow spins, latent, MCMC spins, magnetisation, curve
+  magnetisation = next(c for c in _charts(at) if "magnetisation" in c.proto.spec)
+  assert "exact (enumeration)" in magnetisation.proto.spec
   table = _table(at)
   row = table[table["quantity"] == "free energy per site F / N"].iloc[0]
   assert row["exact"] == "-2.33605"

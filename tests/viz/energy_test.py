@@ -151,3 +151,24 @@ def test_sample_stats_and_table(ring):
   per_site = [r for r in lattice if r["quantity"] == "free energy per site F / N"][0]
   assert per_site["cmm"] == "-0.62500" and per_site["exact"] == "-0.60000"
   assert not any(r["quantity"] == "energy distance to exact samples" for r in lattice)
+
+
+def test_magnetisation_figure_and_the_exact_distribution():
+  m, p = energies.ising_magnetisation(2)
+  # L = 2 periodic: each site has neighbour 1 twice (A_ij = 2), so E(s) = -(2 / T) sum_<ij> s_i s_j
+  assert m.tolist() == [-1.0, -0.5, 0.0, 0.5, 1.0] and p.sum() == pytest.approx(1.0)
+  np.testing.assert_allclose(p, p[::-1])  # the Z2 symmetry
+  s = ((np.arange(16)[:, None] >> np.arange(4)) & 1) * 2.0 - 1.0
+  A = energies.lattice_adjacency(2)
+  w = np.exp(0.5 * np.einsum("ni,ij,nj->n", s, A, s) / energies.T_C)
+  brute = np.bincount((s > 0).sum(1), weights=w) / w.sum()
+  np.testing.assert_allclose(p, brute, rtol=1e-12)
+  # all up, all down: the histogram puts half the samples at each end
+  x = np.concatenate([np.full((50, 4), 5.0), np.full((50, 4), -5.0)])
+  fig = viz.magnetisation_figure({"flow": x}, 2, exact=(m, p))
+  assert fig.data[0].type == "bar" and list(fig.data[0].y) == pytest.approx([0.5, 0, 0, 0, 0.5], abs=0.02)
+  assert fig.data[1].name == "exact (enumeration)"
+  with pytest.raises(ValueError, match="L = 3"):
+    viz.magnetisation_figure({"flow": x}, 3)
+  with pytest.raises(ValueError, match="at most"):
+    energies.ising_magnetisation(5)
