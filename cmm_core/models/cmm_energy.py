@@ -14,8 +14,8 @@ minimising the spread of the Monge-Ampère residual ``log rho_w(y) + E(y)`` (zer
 ``rho_w = exp(-E) / Z``). Samples ``y = grad w*(x)`` come from the fit's persistent MALA chains
 ``x`` on ``e^{-w}`` and warm-started Newton conjugates (:mod:`cmm_core.models.cmm`).
 
-The reported ``loss`` is ``F`` with ``log Z_w`` estimated by importance sampling from a Gaussian
-matched to the chains (``free_energy``); the spread ``std h`` is 0 exactly when ``rho_w`` is the
+The history's ``loss`` is ``F`` with ``log Z_w`` estimated by importance sampling from a Gaussian
+matched to the chains; its ``free_energy_spread``, ``std h``, is 0 exactly when ``rho_w`` is the
 target. docs/energies.md has the measurements.
 """
 
