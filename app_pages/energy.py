@@ -113,7 +113,7 @@ def _train(spec, e, models: list, steps: int, seed: int, method: str, step_size:
   # one slot of the server's fit pool for the models and their MCMC baseline (app_support/fit_pool.py)
   with _state.fit_slot(lambda text: progress.progress(0.0, text=text)):
     for model in models:
-      hyper = {"symmetry": "reflection"} if e.L and model == "maflow" else {}
+      hyper = {"symmetry": "reflection"} if e.L else {}   # the Z2 symmetry: an even potential
       try:
         fits[model] = cc.fit_energy(model, e, steps=steps, seed=seed, callback=callback,
                                     **_state.LIVE_CHUNK, **hyper)

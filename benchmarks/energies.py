@@ -63,7 +63,7 @@ def fit_to_gap(model: str, energy, *, gap: float, max_seconds: float, eval_every
                   "iw_gap": energy.log_z - m.iw_log_z, "ess_fraction": m.ess / m.n})
     return not (m.gap / sites <= gap or clock >= max_seconds)
 
-  hyper = {"symmetry": "reflection"} if energy.L and model == "maflow" else {}
+  hyper = {"symmetry": "reflection"} if energy.L else {}   # both models: an even potential
   t0 = time.perf_counter()
   fitted = cc.fit_energy(model, energy, steps=cc.api.MAX_STEPS, seed=seed, chunk_size=eval_every,
                          callback=callback, **hyper)

@@ -63,6 +63,8 @@ class ConvexPotential(nn.Module):
     activation: one of ``ACTIVATIONS`` (convex, non-decreasing).
     init_scale: scale of the ICNN's random weights at initialisation (``init`` only: ``apply``
       ignores it, and jitted code takes the module through :func:`for_apply`).
+    even: ``w(x) = (v(x) + v(-x)) / 2`` with ``v`` the potential above: an even potential (still
+      convex), whose gradient is odd, for targets symmetric under ``x -> -x`` (the Ising model).
   """
 
   dim: int
@@ -70,19 +72,19 @@ class ConvexPotential(nn.Module):
   activation: str
   init_scale: float = 0.1
   pieces: int = 0
+  even: bool = False
 
   @nn.compact
   def __call__(self, x):
     d = self.dim
-    center = self.variable("consts", "center", jnp.zeros, (d,)).value
+    self.variable("consts", "center", jnp.zeros, (d,))
     scale = self.variable("consts", "scale", jnp.ones, (d,)).value
     if self.has_variable("consts", "units"):  # the output's unit, s2
       units = self.get_variable("consts", "units")
     else:  # files saved before "units" existed: one scalar scale, s2 = scale^2
       units = jnp.mean(jnp.broadcast_to(scale, (d,)) ** 2)
-    floor_a = self.variable("consts", "floor_a", jnp.zeros, (d,)).value
-    floor_B = self.variable("consts", "floor_B", jnp.eye, d).value
-    z = (x - center) / scale
+    self.variable("consts", "floor_a", jnp.zeros, (d,))
+    self.variable("consts", "floor_B", jnp.eye, d)
     icnn = ott_icnn.ICNN(
         dim_data=d, dim_hidden=tuple(self.hidden), pos_weights=True,
         # the final quadratic has full rank: make_potential sets it to the Gaussian guess
@@ -90,11 +92,22 @@ class ConvexPotential(nn.Module):
         act_fn=ACTIVATIONS[self.activation],
         init_fn=_scaled_lecun(self.init_scale),
         name="icnn")
+    affine = _SoftMaxAffine(self.pieces, d, name="soft_max_affine") if self.pieces else None
+    if self.even:
+      return 0.5 * (self._value(x, icnn, affine, units) + self._value(-x, icnn, affine, units))
+    return self._value(x, icnn, affine, units)
+
+  def _value(self, x, icnn, affine, units):
+    center = self.get_variable("consts", "center")
+    scale = self.get_variable("consts", "scale")
+    floor_a = self.get_variable("consts", "floor_a")
+    floor_B = self.get_variable("consts", "floor_B")
+    z = (x - center) / scale
     diff = x - floor_a
     floor = 0.5 * jnp.sum(diff * (diff @ floor_B.T), axis=-1)
     out = icnn(z).reshape(floor.shape)
-    if self.pieces:
-      out = out + _SoftMaxAffine(self.pieces, d, name="soft_max_affine")(z).reshape(floor.shape)
+    if affine is not None:
+      out = out + affine(z).reshape(floor.shape)
       # a soft max of affine pieces grows only linearly, so e^{-w} would have wide tails that
       # grad w* sends far out (slope 1 / alpha); a wall 1/2 (|x - a|_B - r)_+^2 beyond the
       # points (r: their largest B-radius) keeps the map's slope there near the Gaussian guess's
@@ -135,7 +148,7 @@ data starts near 1 and the 2D toys near 0.5 with ``init_scale=0.5``, and fit wel
 def make_potential(points: np.ndarray, base_mean: np.ndarray, potential_matrix: np.ndarray, key, *,
                    hidden=(64, 64), activation="softplus", alpha=0.05, init_scale=0.1,
                    feature_scale=1.0, pieces=0, extra_points=None,
-                   max_ratio=RANDOM_PART_RATIO):
+                   max_ratio=RANDOM_PART_RATIO, even=False):
   """Builds a ConvexPotential and parameters whose gradient starts near ``x -> B (x - a)``.
 
   ``init_scale`` is lowered where needed so that the random start stays within
@@ -165,6 +178,7 @@ def make_potential(points: np.ndarray, base_mean: np.ndarray, potential_matrix: 
       pieces and kinks are placed in each, so that the guess holds in both.
     max_ratio: the most the random start may move ``grad w``, relative to the guess
       (:func:`start_ratio`; ``RANDOM_PART_RATIO`` by default).
+    even: an even potential (``ConvexPotential.even``), for a guess centred at the origin.
 
   Returns:
     ``(potential, variables)``: ``potential.apply(variables, x)`` is ``w(x)``; the
@@ -176,7 +190,7 @@ def make_potential(points: np.ndarray, base_mean: np.ndarray, potential_matrix: 
     regions.append(np.asarray(extra_points, np.float64))
   build = functools.partial(_make_potential, points, base_mean, potential_matrix, key, hidden=hidden,
                             activation=activation, alpha=alpha, feature_scale=feature_scale,
-                            pieces=pieces, extra_points=extra_points)
+                            pieces=pieces, extra_points=extra_points, even=even)
   pot, variables = build(init_scale=init_scale)
   for _ in range(3):  # the random part is close to linear in init_scale: a few rescalings settle it
     ratio = start_ratio(pot, variables, regions, base_mean, potential_matrix)
@@ -224,7 +238,7 @@ def _jit_init(pot, key, d: int):
 
 
 def _make_potential(points, base_mean, potential_matrix, key, *, hidden, activation, alpha,
-                    init_scale, feature_scale, pieces, extra_points):
+                    init_scale, feature_scale, pieces, extra_points, even=False):
   """One build of :func:`make_potential` at the given ``init_scale``."""
   data = np.asarray(points, np.float64)
   d = data.shape[1]
@@ -238,7 +252,7 @@ def _make_potential(points, base_mean, potential_matrix, key, *, hidden, activat
   # the ICNN's random hidden part (``init_scale``) is as small next to the guess whatever the units
   units = float(np.mean(scale**2 * np.diag(B)))
   pot = ConvexPotential(dim=d, hidden=tuple(int(h) for h in hidden), activation=activation,
-                        init_scale=float(init_scale), pieces=int(pieces))
+                        init_scale=float(init_scale), pieces=int(pieces), even=bool(even))
   params = _jit_init(pot, key, d)
   consts = {"center": jnp.asarray(center, jnp.float32), "scale": jnp.asarray(scale, jnp.float32),
             "units": jnp.asarray(units, jnp.float32),

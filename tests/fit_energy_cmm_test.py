@@ -76,3 +76,18 @@ def test_the_ring_with_defaults():
   exact = energies.grid_samples(energy, 2000, seed=3)
   floor = metrics.energy_distance(energies.grid_samples(energy, 2000, seed=4), exact)
   assert metrics.energy_distance(fitted.sample(2000, seed=5), exact) <= floor + 0.01
+
+
+@pytest.mark.slow  # two 4-D fits (~30 s); tests/potentials_test.py checks the even module itself
+def test_reflection_symmetry_gives_an_even_potential(tmp_path):
+  # the Ising model's Z2 symmetry: w(x) = w(-x), so grad w* is odd and the samples come in +- pairs
+  energy = energies.make("ising", L=2)
+  fitted = cc.fit_energy("cmm", energy, steps=55, seed=0, symmetry="reflection", **SMALL)
+  x = np.random.default_rng(0).normal(size=(32, 4)).astype(np.float32)
+  np.testing.assert_allclose(fitted.potential(x), fitted.potential(-x), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(fitted.transport(-x), -fitted.transport(x), rtol=1e-3, atol=1e-3)
+  fitted.save(tmp_path / "even.msgpack")
+  back = cc.load(tmp_path / "even.msgpack")
+  np.testing.assert_array_equal(back.potential(x), fitted.potential(x))
+  plain = cc.fit_energy("cmm", energy, steps=55, seed=0, **SMALL)
+  assert not np.allclose(plain.potential(x), plain.potential(-x), atol=1e-3)

@@ -156,3 +156,20 @@ def test_pcg_gradient_estimator_of_log_det(rng):
   v = potentials.pcg(lambda p: p @ H(t0).T, z, d)
   est = jax.grad(lambda t: jnp.mean(jnp.sum(v * (z @ H(t).T), -1)))(t0)
   np.testing.assert_allclose(est, exact, rtol=0.05)
+
+
+def test_an_even_potential_is_even_convex_and_keeps_its_start(rng):
+  pts = rng.normal(size=(256, 3))
+  pot, v = potentials.make_potential(pts, np.zeros(3), np.eye(3), jax.random.PRNGKey(1), hidden=(8, 8),
+                                     pieces=16, even=True)
+  assert pot.even
+  x = jnp.asarray(pts[:64], jnp.float32)
+  w = lambda y: pot.apply(v, y)
+  np.testing.assert_allclose(w(x), w(-x), rtol=1e-6, atol=1e-6)
+  g = potentials.batch_grad(w, x)
+  np.testing.assert_allclose(potentials.batch_grad(w, -x), -g, rtol=1e-5, atol=1e-5)  # an odd map
+  # convex along random segments: w at the midpoint at most the mean of the ends
+  y = jnp.asarray(rng.normal(size=(64, 3)), jnp.float32)
+  assert np.all(np.asarray(w(0.5 * (x + y))) <= 0.5 * np.asarray(w(x) + w(y)) + 1e-5)
+  # the start is still near the Gaussian guess grad w = x
+  assert float(jnp.sqrt(jnp.mean((g - x) ** 2))) <= 0.5 * float(jnp.sqrt(jnp.mean(x ** 2)))

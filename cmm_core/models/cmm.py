@@ -187,7 +187,7 @@ class ConvexFitted(FittedModel):
     # built without it, so every fit of one structure shares the compiled functions below
     return potentials.ConvexPotential(dim=int(e["dim"]), hidden=tuple(int(h) for h in e["hidden"]),
                                       activation=str(e["activation"]),
-                                      pieces=int(e.get("pieces", 0)))
+                                      pieces=int(e.get("pieces", 0)), even=bool(e.get("even", False)))
 
   @functools.cached_property
   def _vars(self):
@@ -444,7 +444,8 @@ def _potential(static) -> potentials.ConvexPotential:
   """The potential's module as ``apply`` needs it (the weights' initial scale plays no part)."""
   c = static.config
   return potentials.ConvexPotential(dim=static.dim, hidden=tuple(c["hidden"]),
-                                    activation=c["activation"], pieces=int(c.get("pieces", 0)))
+                                    activation=c["activation"], pieces=int(c.get("pieces", 0)),
+                                    even=c.get("symmetry") == "reflection")
 
 
 def _optimizer(static) -> optax.GradientTransformation:
@@ -578,7 +579,8 @@ class ConvexFixedPoint(Model):
         points, guess["a"], guess["B"], k_init, hidden=c["hidden"], activation=c["activation"],
         alpha=c["alpha"], init_scale=c["init_scale"], feature_scale=c["feature_scale"],
         pieces=c.get("pieces", 0), extra_points=extra,
-        max_ratio=potentials.RANDOM_PART_RATIO if d <= HIGH_DIM else _HIGH_DIM_RANDOM_PART_RATIO)
+        max_ratio=potentials.RANDOM_PART_RATIO if d <= HIGH_DIM else _HIGH_DIM_RANDOM_PART_RATIO,
+        even=c.get("symmetry") == "reflection")
     # make_potential lowers init_scale where the ICNN's weights move grad w more, relative to the
     # Gaussian guess, than on standardised data (tables in their own units, far from the origin);
     # Adam's steps are scaled by the same factor, so one step moves grad w as much, relatively
@@ -724,6 +726,7 @@ class ConvexFixedPoint(Model):
         "guess_B": np.asarray(fixed["guess_B"], np.float64),
         "shift": np.asarray(fixed["shift"], np.float64), "lr_scale": float(fixed["lr_scale"]),
         "precond": np.asarray(state.precond, np.float64),
+        "even": c.get("symmetry") == "reflection",
     }
     chains = np.asarray(state.chains)
     consts = state.consts

@@ -84,7 +84,9 @@ class CMMEnergy(CMM):
   schema = hyper.replace(
       hyper.without(CMM.schema, "objective", "potential", "logdet", "chain_conjugate_iters",
                     "conjugate_solver", "cg_iters"),
-      conjugate_iters=4, burn_in=50, learning_rate=5e-3)
+      conjugate_iters=4, burn_in=50, learning_rate=5e-3) + (
+      hyper.Choice("symmetry", "none", ("none", "reflection"),
+                   '"reflection": an even potential w(x) = w(-x), for E(x) = E(-x) (the Ising model)'),)
   default_steps = 1000
   # XLA:CPU (jaxlib 0.10.2) deadlocks, idle, in this step's training chunk from d = 16 with 256
   # chains (the conjugates feeding the Hessians' gradient inside the chunk's loop); its
