@@ -401,7 +401,7 @@ def _cmd_list(args) -> int:
   import dataclasses
 
   import cmm_core as cc
-  from cmm_core import hyper, targets
+  from cmm_core import api, energies, hyper, targets
   if args.json:
     out = {"models": {m: {"label": cc.models.LABELS.get(m, m),
                           "defaults": dict(cc.models.get(m).defaults),
@@ -410,7 +410,16 @@ def _cmd_list(args) -> int:
                                     for h in cc.models.get(m).schema},
                           "default_steps": cc.models.get(m).default_steps}
                       for m in cc.models.names()},
-           "targets": {t: targets.info(t) for t in targets.names()}}
+           "targets": {t: targets.info(t) for t in targets.names()},
+           "energy_models": {m: {"default_steps": api.energy_model(m).default_steps,
+                                 "hyper": {h.name: {k: v for k, v in dataclasses.asdict(h).items()
+                                                    if k != "name"}
+                                           for h in api.energy_model(m).schema}}
+                             for m in api.energy_models()},
+           "energies": {e: {"description": energies.describe(e),
+                            "params": {h.name: {k: v for k, v in dataclasses.asdict(h).items()
+                                                if k != "name"} for h in energies.schema(e)}}
+                        for e in energies.names()}}
     print(json.dumps(out, indent=2, default=list, ensure_ascii=False))
     return EXIT_OK
   print("models (--model NAME; --hyper NAME=VALUE):")
@@ -427,6 +436,17 @@ def _cmd_list(args) -> int:
     params = ", ".join(f"{k}={_fmt(p['default'])} [{_fmt(p['min'])}, {_fmt(p['max'])}]"
                        for k, p in inf["params"].items()) or "no parameters"
     print(f"  {t:<16} {inf['dim']}D  {params}")
+  print("energy models (fit-energy --model NAME; --hyper NAME=VALUE as for the model above; "
+        "cmm's energy route adds:)")
+  for m in api.energy_models():
+    cls, base = api.energy_model(m), cc.models.get(m)
+    extra = [h for h in cls.schema if h.name not in base.defaults]
+    print(f"  {m:<9} {cls.default_steps} steps by default"
+          + "".join(f"; {h.name}: {hyper.describe(h)}" for h in extra))
+  print("energies (fit-energy --energy NAME; --param NAME=VALUE):")
+  for e in energies.names():
+    params = ", ".join(f"{h.name}={_fmt(h.default)}" for h in energies.schema(e)) or "mean, cov"
+    print(f"  {e:<14} {energies.describe(e)}  [{params}]")
   return EXIT_OK
 
 

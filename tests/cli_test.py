@@ -94,6 +94,14 @@ def test_info_and_list(fitted_file, capsys):
   for t in cc.targets.names():
     assert t in text
   assert "noise=0.5 [0.01, 2]" in text  # eight_gaussians' parameter with its range
+  # what fit-energy takes: its models (cmm's energy route adds its symmetry) and the energies
+  for e in cc.energies.names():
+    assert f"  {e} " in text
+  assert "radius=2" in text and "symmetry" in text
+  assert cli.main(["list", "--json"]) == 0
+  listed = json.loads(capsys.readouterr().out)
+  assert set(listed["energy_models"]) == {"maflow", "cmm"} and "ising" in listed["energies"]
+  assert "symmetry" in listed["energy_models"]["cmm"]["hyper"]
 
 
 @pytest.mark.parametrize("args", [["--help"], ["fit", "--help"], ["sample", "--help"],
