@@ -11,7 +11,7 @@ from cmm_core.viz import energy as viz, figures, panels
 from app_support import energy as _energy, link as _link, state as _state
 
 KEEP = "session"
-MAX_PAGE_STEPS = 20_000
+MAX_PAGE_STEPS = limits.MAX_ENERGY_STEPS
 METHODS = {label: m for m, label in _energy.METHOD_LABELS.items()}
 DEFAULT_FORMULA = "(|x| - 2)^2 / 0.32"
 MODELS = {label: m for m, label in _energy.MODEL_LABELS.items()}
@@ -150,8 +150,8 @@ def _samples_figure(run: dict, e, samples, label: str, color: str):
 def _results(run: dict, e) -> None:
   mlabel = next(k for k, v in METHODS.items() if v == run["method"]).split(" ")[0]
   st.subheader("Results")
-  for name, m in run["models"].items():
-    s = panels.fit_summary(m["fitted"])
+  summaries = {name: panels.fit_summary(m["fitted"]) for name, m in run["models"].items()}
+  for name, s in summaries.items():
     st.markdown(f"**{name}** on *{e.label}* · {s['steps']} steps · {s['seconds']:.1f} s · status **{s['status']}**")
     if s["status"] in ("diverged", "stopped"):
       st.warning(f"{name}: " + (s["message"] or f"training {s['status']}."))
@@ -159,7 +159,7 @@ def _results(run: dict, e) -> None:
     st.warning(f"MCMC: {run['mcmc_error']}")
   plan = run["plan"]
   spent = " ".join(BUDGET_TEXT[name].format(b=m["fitted"].config["batch_size"]) + ": "
-                   f"{panels.fit_summary(m['fitted'])['steps']} steps × {m['fitted'].config['batch_size']} = "
+                   f"{summaries[name]['steps']} steps × {m['fitted'].config['batch_size']} = "
                    f"{m['flow']['grad_evals']:,}." for name, m in run["models"].items())
   st.caption(
       "**Same budget** = as many evaluations of ∇E for MCMC as the model spent on E. " + spent

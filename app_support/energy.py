@@ -19,8 +19,9 @@ import time
 import numpy as np
 import streamlit as st
 
+from cmm_core.limits import MAX_FORMULA_DIM  # noqa: F401  (the page's largest formula dimension)
+
 FORMULA_BOX = 4.0  # default half-width of a typed 2D formula's box
-MAX_FORMULA_DIM = 64  # the page's largest dimension for a typed formula
 MCMC_CHAINS_PER_BATCH = 1  # MCMC chains per flow batch point (chains = the flow's batch size)
 
 

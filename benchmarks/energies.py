@@ -22,6 +22,7 @@ evaluations and seconds of that run. MALA gives no density, so no gap.
 from __future__ import annotations
 
 import argparse
+import functools
 import pathlib
 import sys
 import time
@@ -39,6 +40,7 @@ MODELS = ["maflow", "cmm"]
 N_EXACT = 1024
 
 
+@functools.lru_cache(maxsize=None)
 def _exact(energy):
   from cmm_core import energies, metrics
   a = energies.grid_samples(energy, N_EXACT, seed=101)

@@ -323,13 +323,18 @@ def _logsumexp(a) -> float:
   return float(m + np.log(np.exp(a - m).sum()))
 
 
-def _spin_log_z_enumerate(A: np.ndarray, T: float) -> float:
-  """``log sum_s exp(sum_{i<j} A_ij s_i s_j / T)`` over all ``2^N`` states (vectorised)."""
+def _spin_states(A: np.ndarray, T: float, who: str = "ising_spin_log_z") -> tuple[np.ndarray, np.ndarray]:
+  """All ``2^N`` spin states ``s [2^N, N]`` and their log-weights ``sum_{i<j} A_ij s_i s_j / T``."""
   N = A.shape[0]
   if N > MAX_ENUM_SITES:
-    raise ValueError(f"enumeration is for at most {MAX_ENUM_SITES} sites, got {N}")
+    raise ValueError(f"{who}: enumeration is for at most {MAX_ENUM_SITES} sites, got {N}")
   s = ((np.arange(1 << N)[:, None] >> np.arange(N)) & 1) * 2.0 - 1.0
-  return _logsumexp(0.5 * np.einsum("ni,ij,nj->n", s, A, s) / T)
+  return s, 0.5 * np.einsum("ni,ij,nj->n", s, A, s) / T
+
+
+def _spin_log_z_enumerate(A: np.ndarray, T: float) -> float:
+  """``log sum_s exp(sum_{i<j} A_ij s_i s_j / T)`` over all ``2^N`` states (vectorised)."""
+  return _logsumexp(_spin_states(A, T)[1])
 
 
 def ising_magnetisation(L: int, periodic: bool = True, T: float = T_C) -> tuple[np.ndarray, np.ndarray]:
@@ -340,12 +345,8 @@ def ising_magnetisation(L: int, periodic: bool = True, T: float = T_C) -> tuple[
     ``(m [N + 1], p [N + 1])``: the values ``-1, -1 + 2/N, ..., 1`` and their probabilities.
   """
   _check_lattice_args(L, periodic, T, "ising_magnetisation")
-  A = lattice_adjacency(L, periodic)
-  N = A.shape[0]
-  if N > MAX_ENUM_SITES:
-    raise ValueError(f"ising_magnetisation: enumeration is for at most {MAX_ENUM_SITES} sites, got {N}")
-  s = ((np.arange(1 << N)[:, None] >> np.arange(N)) & 1) * 2.0 - 1.0
-  log_w = 0.5 * np.einsum("ni,ij,nj->n", s, A, s) / T
+  s, log_w = _spin_states(lattice_adjacency(L, periodic), T, "ising_magnetisation")
+  N = s.shape[1]
   w = np.exp(log_w - log_w.max())
   ups = (s > 0).sum(1)
   p = np.bincount(ups, weights=w, minlength=N + 1)

@@ -36,6 +36,7 @@ from cmm_core.target_spec import Kind
 __all__ = ["encode", "decode", "SIZES", "TARGET_KEYS"]
 
 from cmm_core.limits import MAX_APP_SEED, SIZES, MAX_SPREAD, MAX_POINTS, MAX_SECONDS  # noqa: F401 (re-exported)
+from cmm_core.limits import MAX_ENERGY_STEPS, MAX_FORMULA_DIM
 MAX_SEED = MAX_APP_SEED  # links carry the pages' seeds
 GAUSSIAN_BOUNDS = {"mean": (-10.0, 10.0), "std": (0.01, 10.0), "angle": (0, 180)}
 TARGET_KEYS = ("target", "n", "data_seed", "mean", "std", "angle", "columns", "standardize",
@@ -320,8 +321,6 @@ def _decode_compare(r: _Reader) -> Optional[dict]:
 
 ENERGY_KEYS = ("energy", "formula", "dim", "box", "fit", "mcmc", "mcmc_step")
 MCMC_METHODS = ("mala", "hmc")
-MAX_FORMULA_DIM = 64
-MAX_ENERGY_STEPS = 20_000   # the page's limit
 
 
 def _decode_energy(r: _Reader) -> Optional[dict]:

@@ -140,13 +140,15 @@ class CMMEnergy(CMM):
       _, logdet = jnp.linalg.slogdet(potentials.batch_hessian(f, y))
       return -f(potentials.batch_grad(f, y)) + logdet
 
-    h = jax.lax.stop_gradient(ell(energy) + energy_target.fn(y))   # [b], the residual up to log Z_w
-    centred = h - jnp.mean(h)
+    e_y = energy_target.fn(y)
 
     def loss_fn(params):
-      return jnp.mean(centred * ell(energy_of(params)))   # gradient: Cov(h, grad l_w)
+      # one pass over the Hessians: l_w's value gives h, its gradient the step
+      ell_y = ell(energy_of(params))
+      h = jax.lax.stop_gradient(ell_y + e_y)   # [b], the residual up to log Z_w
+      return jnp.mean((h - jnp.mean(h)) * ell_y), h   # gradient: Cov(h, grad l_w)
 
-    grads = jax.grad(loss_fn)(state.params)
+    grads, h = jax.grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     updates = jax.tree_util.tree_map(lambda u: u * state.fixed["lr_scale"], updates)
     keep = lambda new, old: jnp.where(warmup, old, new)
