@@ -32,7 +32,7 @@ from cmm_core import limits
 from cmm_core import compare, hyper as hyper_lib, metrics, report, share, target_spec
 from cmm_core.viz import figures, panels
 from cmm_core.api import MAX_STEPS
-from app_support import link as _link, state as _state
+from app_support import energy as _energy, link as _link, state as _state
 
 
 KEEP = "session"  # widget values survive page switches
@@ -40,6 +40,7 @@ POINTS = [500, 1000, 2000]
 DEFAULT_TICKED = ("cmm", "maflow")
 CACHE_MAX = 10    # complete fits kept per session (least recently used evicted)
 PANELS_MAX = 24   # panel data kept per session (least recently used evicted)
+SAMPLES_ENTRY = "the target's samples"
 BUDGET_TEXT = {"default": "each model's default steps", "steps": "same steps for all",
                "seconds": "same time for all"}
 
@@ -440,57 +441,145 @@ def _report_html(run: dict, results: list, views: list, table: pd.DataFrame, one
                             metrics=table.to_dict("records"), link=link)
 
 
-st.title("Compare models")
-target = _state.get_target()
-tdata = np.asarray(target["data"])
-st.caption(f"Target: **{target['label']}**, {tdata.shape[0]} points in {tdata.shape[1]}D. "
-           "Every ticked model is fitted to it with the same budget and seed, one after another; "
-           "then each gets a row of panels (base, map, samples) on shared axes, and the table "
-           "ranks them on a fresh draw of the target.")
-st.page_link("app_pages/target.py", label="change the target", icon=":material/scatter_plot:")
+def _samples_entry() -> None:
+  """Models fitted to the current target's samples (the page before energies)."""
+  target = _state.get_target()
+  tdata = np.asarray(target["data"])
+  st.caption(f"Target: **{target['label']}**, {tdata.shape[0]} points in {tdata.shape[1]}D. "
+             "Every ticked model is fitted to it with the same budget and seed, one after another; "
+             "then each gets a row of panels (base, map, samples) on shared axes, and the table "
+             "ranks them on a fresh draw of the target.")
+  st.page_link("app_pages/target.py", label="change the target", icon=":material/scatter_plot:")
 
-names = cc.models.names()
-left, right = st.columns([3, 2], gap="large")
-with left:
-  st.markdown("**models**")
-  ticked = [m for m in names
-            if st.checkbox(_label(m), value=m in DEFAULT_TICKED, key=f"cmp_use_{m}",
-                           persist_state=KEEP)]
-with right:
-  mode = st.radio("budget", compare.BUDGET_MODES, format_func=BUDGET_TEXT.get, key="cmp_budget",
+  names = cc.models.names()
+  left, right = st.columns([3, 2], gap="large")
+  with left:
+    st.markdown("**models**")
+    ticked = [m for m in names
+              if st.checkbox(_label(m), value=m in DEFAULT_TICKED, key=f"cmp_use_{m}",
+                             persist_state=KEEP)]
+  with right:
+    mode, value, seed = _budget_widgets("cmp", MAX_STEPS,
+                                        {m: cc.models.get(m).default_steps for m in names})
+    c1, c2 = st.columns(2)
+    go = c1.button("Compare", type="primary", icon=":material/play_arrow:", width="stretch",
+                   key="cmp_go")
+    stop = c2.button("Stop", icon=":material/stop:", width="stretch", key="cmp_stop",
+                     help="Stops the comparison; the models trained so far are kept, and the one in "
+                          "training as it was at its last chunk of steps.")
+  with st.expander("advanced: hyper-parameters"):
+    hyper, hyper_errors = _hyper_widgets(ticked)
+
+  _link.share_box(_link.write_url(compare={"models": ticked, "mode": mode, "value": value,
+                                            "seed": seed, "hyper": hyper}))
+  _finish_interrupted(stop)
+  for msg in hyper_errors:
+    st.error(msg)
+  if go or _link.run_requested("compare"):
+    if not ticked:
+      st.warning("Tick at least one model.")
+    elif hyper_errors:
+      st.error("Fix the hyper-parameters first.")
+    else:
+      _compare(target, ticked, mode, value, seed, hyper)
+  _results()
+
+
+def _budget_widgets(prefix: str, max_steps: int, defaults: dict) -> tuple:
+  """The budget radio, its steps or seconds, and the seed (keys ``{prefix}_budget``,
+  ``{prefix}_steps``, ``{prefix}_seconds``, ``{prefix}_seed``); ``defaults``: ``{model: steps}``.
+  Returns ``(mode, value, seed)``."""
+  mode = st.radio("budget", compare.BUDGET_MODES, format_func=BUDGET_TEXT.get, key=f"{prefix}_budget",
                   persist_state=KEEP, horizontal=True)
   a, b = st.columns(2)
   value = None
   if mode == "steps":
-    value = int(a.number_input("steps per model", 1, MAX_STEPS, 500, 50, key="cmp_steps",
+    value = int(a.number_input("steps per model", 1, max_steps, 500, 50, key=f"{prefix}_steps",
                                persist_state=KEEP))
   elif mode == "seconds":
     value = float(a.number_input("seconds per model", 1.0, 3600.0, 30.0, 5.0, format="%g",
-                                 key="cmp_seconds", persist_state=KEEP,
+                                 key=f"{prefix}_seconds", persist_state=KEEP,
                                  help="Wall-clock time, compilation included; training stops at the "
                                       "first chunk of steps past it."))
   else:
-    a.caption("default steps: " + ", ".join(f"{m} {cc.models.get(m).default_steps}" for m in names))
-  seed = int(b.number_input("seed", 0, limits.MAX_APP_SEED, 0, 1, key="cmp_seed", persist_state=KEEP))
-  c1, c2 = st.columns(2)
-  go = c1.button("Compare", type="primary", icon=":material/play_arrow:", width="stretch",
-                 key="cmp_go")
-  stop = c2.button("Stop", icon=":material/stop:", width="stretch", key="cmp_stop",
-                   help="Stops the comparison; the models trained so far are kept, and the one in "
-                        "training as it was at its last chunk of steps.")
-with st.expander("advanced: hyper-parameters"):
-  hyper, hyper_errors = _hyper_widgets(ticked)
+    a.caption("default steps: " + ", ".join(f"{m} {n}" for m, n in defaults.items()))
+  seed = int(b.number_input("seed", 0, limits.MAX_APP_SEED, 0, 1, key=f"{prefix}_seed", persist_state=KEEP))
+  return mode, value, seed
 
-_link.share_box(_link.write_url(compare={"models": ticked, "mode": mode, "value": value,
-                                          "seed": seed, "hyper": hyper}))
-_finish_interrupted(stop)
-for msg in hyper_errors:
-  st.error(msg)
-if go or _link.run_requested("compare"):
-  if not ticked:
-    st.warning("Tick at least one model.")
-  elif hyper_errors:
-    st.error("Fix the hyper-parameters first.")
-  else:
-    _compare(target, ticked, mode, value, seed, hyper)
-_results()
+
+def _energy_entry() -> None:
+  """Models fitted to an energy known up to Z under one budget, next to MCMC with the same number of
+  energy evaluations (the Sample an energy page's views, with a time budget and a handout)."""
+  top = st.columns([2, 3])
+  with top[0]:
+    spec, energy = _energy.choose_energy("cmpe")
+  with top[1]:
+    if energy is not None:
+      _energy.preview(spec, energy, "cmpe")
+  names = list(_energy.MODEL_LABELS)
+  left, right = st.columns([3, 2], gap="large")
+  with left:
+    st.markdown("**models** (each fitted by its free energy; MCMC runs beside them)")
+    ticked = [m for m in names if st.checkbox(_energy.MODEL_LABELS[m], value=True, key=f"cmpe_use_{m}",
+                                              persist_state=KEEP)]
+    c = st.columns(2)
+    method = c[0].selectbox("MCMC baseline", list(_energy.METHOD_LABELS), format_func=_energy.METHOD_LABELS.get,
+                            key="cmpe_method", persist_state=KEEP,
+                            help="given as many evaluations of ∇E as the largest model budget spent on E")
+    step_size = float(c[1].number_input("MCMC step size (fixed)", 1e-6, 10.0, 0.1, 0.01, format="%g",
+                                        key="cmpe_step_size", persist_state=KEEP,
+                                        help="MALA: x − h ∇E + √(2h) ξ; HMC: the leapfrog step"))
+  with right:
+    mode, value, seed = _budget_widgets(
+        "cmpe", limits.MAX_ENERGY_STEPS, {m: cc.api.energy_model(m).default_steps for m in names})
+    go = st.button("Compare", type="primary", icon=":material/play_arrow:", width="stretch",
+                   key="cmpe_go", disabled=energy is None)
+  if spec is not None and ticked:
+    settings = {"models": ticked, "mode": mode, "value": value, "seed": seed, "method": method,
+                "step_size": step_size}
+    settings.update(_energy.spec_settings(spec))
+    _link.share_box(_link.write_url(energy=settings))
+  if (go or _link.run_requested("compare")) and energy is not None:
+    if not ticked:
+      st.warning("Tick at least one model.")
+    else:
+      budgets = {m: compare.budget_for(m, mode, value, energy=True) for m in ticked}
+      if _energy.train(spec, energy, budgets, seed, method, step_size, run_key="cmpe_run"):
+        st.session_state["cmpe_run"]["budget_text"] = (
+            BUDGET_TEXT[mode] + ("" if mode == "default" else f": {compare.budget_label(budgets[ticked[0]])}"))
+  run = st.session_state.get("cmpe_run")
+  if run is None:
+    st.info("No comparison on an energy yet: pick the energy, tick the models, choose a budget and "
+            "press **Compare**.")
+    return
+  if energy is None or run["spec"] != spec:
+    st.info("The results below are for another energy or other parameters; press **Compare** for this one.")
+  e = _energy.energy_for(run["spec"])
+  table, sections = _energy.show_results(
+      run, e, prefix="cmpe", caption=f"*{e.label}* · budget: {run['budget_text']} · seed {run['seed']}")
+  c1, c2 = st.columns(2)
+  name = _csv_name(f"energy_{e.label}")
+  c1.download_button("Download the table (CSV)", table.to_csv(index=False).encode(), file_name=name,
+                     mime="text/csv", on_click="ignore", key="cmpe_table_csv", icon=":material/download:")
+  link = _link.url_for(st.query_params.to_dict())
+  c2.download_button(
+      "Download a report (HTML)", on_click="ignore", key="cmpe_report", icon=":material/description:",
+      data=lambda: report.html_report(
+          f"Compare on the energy {e.label}", sections=sections, target=f"exp(−E) / Z, E = {e.label}",
+          settings={"models": ", ".join(run["models"]), "budget": run["budget_text"], "seed": run["seed"],
+                    "MCMC": f"{run['method']} ({run['plan']['n_chains']} chains, {run['plan']['n_steps']} transitions)"},
+          metrics=table.to_dict("records"), link=link),
+      file_name=name[:-len(".csv")] + "_report.html", mime="text/html",
+      help="One file for a handout: the table, the panels and curves (interactive, opens offline), the "
+           "settings and the link.")
+
+
+st.title("Compare models")
+entry = st.radio("compare on", [SAMPLES_ENTRY, _link.ENERGY_ENTRY], horizontal=True, key="cmp_on",
+                 persist_state=KEEP,
+                 help="the current target's samples (Target page), or a density known as exp(−E) / Z up to Z "
+                      "(the Sample an energy page's energies and formulas)")
+if entry == SAMPLES_ENTRY:
+  _samples_entry()
+else:
+  _energy_entry()

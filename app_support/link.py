@@ -1,9 +1,9 @@
 """Shareable links: the experiment in the URL query string (``cmm_core.share``) and back.
 
 ``restore_from_url`` runs once per session, in ``app.py`` before the page: it rebuilds the target
-of the link and presets the widgets of the Target, Train and Compare pages (by their keys). Each
-of those pages then calls ``write_url`` with its settings, so the address bar always holds the
-experiment on screen, and ``share_box`` shows the link ready to copy.
+of the link and presets the widgets of the Target, Train, Compare and Sample an energy pages (by
+their keys). Each of those pages then calls ``write_url`` with its settings, so the address bar
+always holds the experiment on screen, and ``share_box`` shows the link ready to copy.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from app_support import state as _state
 PROBLEMS_KEY = "url_problems"
 RUN_KEY = "url_run"  # "train", "compare" or "energy": the page that starts at once (a link with run=1)
 DRAW_TYPED = "type points"  # app_pages/target.py DRAW_MODES[1]
+ENERGY_ENTRY = "an energy"  # app_pages/compare.py: the "compare on" choice of an energy
 
 
 def _target_widgets(spec: dict) -> dict:
@@ -91,20 +92,33 @@ def _compare_widgets(compare: dict) -> dict:
 
 
 def _energy_widgets(e: dict) -> dict:
-  """Widget keys of the Sample an energy page -> values that show the link's settings."""
+  """Widget keys of the Sample an energy page (``en_*``), or of the Compare page's energy entry
+  (``cmpe_*``, a link with a budget), -> values that show the link's settings."""
   from app_support import energy as _energy
-  keys = {"en_source": _energy.SOURCE_LABELS[e["source"]]}
+  on_compare = e.get("mode") is not None
+  p = "cmpe" if on_compare else "en"
+  keys = {f"{p}_source": _energy.SOURCE_LABELS[e["source"]]}
   if e["source"] == "builtin":
-    keys["en_name"] = e["name"]
-    keys.update({f"en_p_{e['name']}_{k}": v for k, v in e["params"].items()})
+    keys[f"{p}_name"] = e["name"]
+    keys.update({f"{p}_p_{e['name']}_{k}": v for k, v in e["params"].items()})
   else:
-    keys["en_formula"] = e["text"]
-    keys.update({k: v for k, v in (("en_dim", e["dim"]), ("en_box", e["box"])) if v is not None})
+    keys[f"{p}_formula"] = e["text"]
+    keys.update({f"{p}_{k}": e[k] for k in ("dim", "box") if e[k] is not None})
+  for name in ("seed", "step_size") + (() if on_compare else ("steps",)):
+    if e[name] is not None:
+      keys[f"{p}_{name}"] = e[name]
+  if on_compare:
+    keys["cmp_on"] = ENERGY_ENTRY
+    if e["models"] is not None:
+      keys.update({f"cmpe_use_{m}": m in e["models"] for m in _energy.MODEL_LABELS})
+    keys["cmpe_budget"] = e["mode"]
+    if e["mode"] in ("steps", "seconds"):
+      keys[f"cmpe_{e['mode']}"] = int(e["value"]) if e["mode"] == "steps" else float(e["value"])
+    if e["method"] is not None:
+      keys["cmpe_method"] = e["method"]
+    return keys
   if e["models"] is not None:
     keys["en_models"] = [_energy.MODEL_LABELS[m] for m in e["models"]]
-  for key, name in (("en_steps", "steps"), ("en_seed", "seed"), ("en_step_size", "step_size")):
-    if e[name] is not None:
-      keys[key] = e[name]
   if e["method"] is not None:
     keys["en_method"] = _energy.METHOD_LABELS[e["method"]]
   return keys
@@ -136,7 +150,8 @@ def restore_from_url(page: str = "") -> None:
   if got["energy"] is not None:
     keys.update(_energy_widgets(got["energy"]))
   if got["run"]:
-    wanted = ("energy" if got["energy"] is not None else "train" if got["train"] is not None
+    wanted = ("train" if got["train"] is not None else
+              "energy" if got["energy"] is not None and got["energy"].get("mode") is None
               else "compare")
     if page == wanted:
       st.session_state[RUN_KEY] = wanted
@@ -165,7 +180,7 @@ def run_requested(page: str) -> bool:
 
 def write_url(train: dict | None = None, compare: dict | None = None, energy: dict | None = None) -> dict:
   """Puts the current target and the page's settings in the address bar (the Sample an energy
-  page: its energy and settings only); returns the params."""
+  page and Compare's energy entry: the energy and settings only); returns the params."""
   params = (share.encode(energy=energy) if energy is not None
             else share.encode(_state.get_target()["spec"], train, compare))
   if st.query_params.to_dict() != params:

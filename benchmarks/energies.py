@@ -26,6 +26,7 @@ import functools
 import pathlib
 import sys
 import time
+from typing import Optional
 
 HERE = pathlib.Path(__file__).resolve().parent
 for p in (str(HERE.parent), str(HERE)):
@@ -49,7 +50,7 @@ def _exact(energy):
 
 
 def fit_to_gap(model: str, energy, *, gap: float, max_seconds: float, eval_every: int, eval_n: int,
-               seed: int = 0) -> dict:
+               seed: int = 0, hyper: Optional[dict] = None) -> dict:
   """One model on one energy until its ELBO gap is at most ``gap`` (per site on a lattice)."""
   import cmm_core as cc
   from cmm_core import metrics
@@ -65,13 +66,15 @@ def fit_to_gap(model: str, energy, *, gap: float, max_seconds: float, eval_every
                   "iw_gap": energy.log_z - m.iw_log_z, "ess_fraction": m.ess / m.n})
     return not (m.gap / sites <= gap or clock >= max_seconds)
 
-  hyper = {"symmetry": "reflection"} if energy.L else {}   # both models: an even potential
+  # the app's settings for this energy (an even potential on lattices, the model's suggestion for a
+  # built-in), then the command line's --hyper
+  hyper = {**cc.api.energy_settings(model, energy)[0], **(hyper or {})}
   t0 = time.perf_counter()
   fitted = cc.fit_energy(model, energy, steps=cc.api.MAX_STEPS, seed=seed, chunk_size=eval_every,
                          callback=callback, **hyper)
   wall = time.perf_counter() - t0
   last = evals[-1]
-  out = {"model": model, "energy": energy.label, "dim": energy.dim, "reached": last["gap_per_site"] <= gap,
+  out = {"model": model, "energy": energy.label, "dim": energy.dim, "hyper": hyper, "reached": last["gap_per_site"] <= gap,
          "seconds_to_gap": last["train_seconds"] if last["gap_per_site"] <= gap else None,
          "steps": last["step"], "wall_seconds_with_evals": round(wall, 1), "last": last, "evals": evals}
   if energy.dim == 2 and energy.box is not None:
@@ -126,6 +129,23 @@ def to_markdown(out: dict) -> str:
   return "\n".join(lines) + "\n"
 
 
+def _hypers(items: list, models: list) -> dict:
+  """``["maflow.standardize=0"]`` -> ``{model: {name: value}}``, checked by the model's schema."""
+  import cmm_core as cc
+  from cmm_core import hyper
+  out = {m: {} for m in models}
+  for item in items:
+    key, _, text = item.partition("=")
+    model, _, name = key.partition(".")
+    if model not in out or not text:
+      raise SystemExit(f"--hyper {item!r}: write MODEL.NAME=VALUE for one of {models}")
+    entries = hyper.by_name(cc.api.energy_model(model).schema)
+    if name not in entries:
+      raise SystemExit(f"--hyper {item!r}: {model} has no {name!r}; it has {sorted(entries)}")
+    out[model][name] = hyper.parse(model, entries[name], text)
+  return out
+
+
 def main(argv=None) -> int:
   p = argparse.ArgumentParser(description=__doc__.splitlines()[0],
                               formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
@@ -139,17 +159,20 @@ def main(argv=None) -> int:
   p.add_argument("--eval-n", type=int, default=2048, help="samples per measurement")
   p.add_argument("--mala-step", type=float, default=0.1, help="MALA's fixed step size")
   p.add_argument("--no-mala", action="store_true")
+  p.add_argument("--hyper", action="append", default=[], metavar="MODEL.NAME=VALUE",
+                 help="a hyper-parameter of one model's energy route, e.g. maflow.standardize=0")
   p.add_argument("--out", default="benchmarks/results/energies.json")
   p.add_argument("--markdown", default=None)
   args = p.parse_args(argv)
   from cmm_core import energies
+  hypers = _hypers(args.hyper, args.models)
   fits, mala = [], []
   targets = [(energies.make(n), args.gap) for n in args.energies]
   targets += [(energies.make("ising", L=L), args.gap_per_site) for L in args.lattices]
   for energy, gap in targets:
     for model in args.models:
       r = fit_to_gap(model, energy, gap=gap, max_seconds=args.max_seconds, eval_every=args.eval_every,
-                     eval_n=args.eval_n)
+                     eval_n=args.eval_n, hyper=hypers[model])
       fits.append(r)
       print(f"[energies] {energy.label} {model}: reached {r['reached']} in {r['seconds_to_gap']} s, "
             f"{r['steps']} steps, last gap {r['last']['gap']:.4f}", file=sys.stderr, flush=True)
@@ -158,7 +181,8 @@ def main(argv=None) -> int:
       mala.append(r)
       print(f"[energies] {energy.label} MALA: reached {r['reached']} with {r['last']['n_steps']} "
             f"transitions", file=sys.stderr, flush=True)
-  config = {k: getattr(args, k) for k in ("gap", "gap_per_site", "max_seconds", "eval_every", "eval_n", "mala_step")}
+  config = {k: getattr(args, k) for k in ("gap", "gap_per_site", "max_seconds", "eval_every", "eval_n", "mala_step",
+                                          "hyper")}
   out = {"machine": machine_info(), "config": config, "fits": fits, "mala": mala}
   write_outputs(out, args.out, args.markdown, to_markdown, "energies")
   return 0

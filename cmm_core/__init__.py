@@ -41,7 +41,7 @@ else:
 __all__ = ["fit", "fit_energy", "load", "targets", "datasets", "energies", "image_metrics", "models",
            "metrics", "closed_form", "DataError", "TrainingError", "FittedModel"]
 
-_SUBMODULES = ("closed_form", "datasets", "energies", "image_metrics", "metrics", "models", "targets")
+_SUBMODULES = ("api", "closed_form", "datasets", "energies", "image_metrics", "metrics", "models", "targets")
 _NAMES = {"fit": "cmm_core.api", "fit_energy": "cmm_core.api", "load": "cmm_core.io",
           "DataError": "cmm_core.errors", "TrainingError": "cmm_core.errors",
           "FittedModel": "cmm_core.models.base"}

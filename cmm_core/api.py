@@ -11,7 +11,7 @@ from cmm_core import models, train
 from cmm_core.models.base import Callback, FittedModel, check_seed
 from cmm_core.validation import as_dataset
 
-__all__ = ["fit", "fit_energy", "energy_models", "MAX_STEPS"]
+__all__ = ["fit", "fit_energy", "energy_models", "energy_model", "energy_settings", "MAX_STEPS"]
 
 from cmm_core.limits import MAX_STEPS  # noqa: F401 (re-exported)
 
@@ -75,6 +75,23 @@ def energy_model(model: str) -> type:
     raise ValueError(f"model {model!r} cannot fit an energy; choose one of {sorted(_ENERGY_MODELS)}")
   module, name = _ENERGY_MODELS[model].split(":")
   return getattr(importlib.import_module(module), name)
+
+
+def energy_settings(model: str, energy) -> tuple[dict, str]:
+  """``(hyper, why)``: the settings the app and the benchmark use for ``model`` on ``energy``
+  beyond the defaults: an even potential (``symmetry="reflection"``) on a lattice (the Ising
+  model's Z2 symmetry), and the model's ``suggested`` settings measured for a built-in energy
+  (``{}`` and ``""`` when there are none)."""
+  cls = energy_model(model)
+  hyper, why = {}, []
+  if getattr(energy, "L", None):
+    hyper["symmetry"] = "reflection"
+    why.append("an even potential for the lattice's Z2 symmetry")
+  suggestion = cls.suggested.get(getattr(energy, "name", None)) if getattr(energy, "L", None) is None else None
+  if suggestion:
+    hyper.update(suggestion["hyper"])
+    why.append(suggestion["why"])
+  return hyper, "; ".join(why)
 
 
 def fit_energy(model: str, energy, *, steps: Optional[int] = None, seed: int = 0,

@@ -186,8 +186,9 @@ def _decode_link(link: str, pages: str) -> dict:
 
 
 def _energy_link(args) -> None:
-  """Sets ``args``' energy, model, steps and seed from a Sample an energy link (the command line's
-  own --model, --steps, --seed win)."""
+  """Sets ``args``' energy, model, steps and seed from a Sample an energy link, or a link of
+  Compare's energy entry (its budget: steps, or seconds as --max-seconds); the command line's own
+  --model, --steps, --seed, --max-seconds win."""
   if any(v is not None for v in (args.energy, args.formula, args.param, args.dim)):
     raise UsageError("--link brings its own energy: drop --energy, --formula, --param and --dim")
   e = _decode_link(args.link, "Sample an energy")["energy"]
@@ -202,7 +203,14 @@ def _energy_link(args) -> None:
     if len(e["models"]) > 1:
       raise UsageError(f"--link fits {', '.join(e['models'])}; pick one with --model")
     args.model = e["models"][0]
-  args.steps = args.steps if args.steps is not None else e["steps"]
+  steps = e["steps"]
+  if e["mode"] == "steps":            # a link of Compare's energy entry: its budget
+    steps = int(e["value"])
+  elif e["mode"] == "seconds":
+    from cmm_core.limits import MAX_ENERGY_STEPS
+    steps = MAX_ENERGY_STEPS
+    args.max_seconds = args.max_seconds if args.max_seconds is not None else float(e["value"])
+  args.steps = args.steps if args.steps is not None else steps
   args.seed = args.seed if args.seed is not None else e["seed"]
 
 

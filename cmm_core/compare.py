@@ -57,17 +57,20 @@ CACHEABLE = ("done", "diverged", "time budget")
 
 # -- budgets and keys ----------------------------------------------------------------------------
 
-def budget_for(model: str, mode: str, value: Optional[float] = None) -> dict:
+def budget_for(model: str, mode: str, value: Optional[float] = None, *, energy: bool = False) -> dict:
   """The budget of ``model`` under a comparison's budget ``mode``.
 
   Returns ``{"steps": int}`` (``"default"``: the model's ``default_steps``; ``"steps"``:
   ``value``) or ``{"steps": MAX_STEPS, "seconds": float}`` (``"seconds"``: train until ``value``
-  seconds have passed). Raises ValueError for a bad mode or value.
+  seconds have passed). ``energy``: the model's energy route (``cc.fit_energy``: its default
+  steps, at most ``limits.MAX_ENERGY_STEPS``). Raises ValueError for a bad mode or value.
   """
-  from cmm_core import models
-  from cmm_core.api import MAX_STEPS
+  from cmm_core import api, models
+  from cmm_core.limits import MAX_ENERGY_STEPS
+  MAX_STEPS = MAX_ENERGY_STEPS if energy else api.MAX_STEPS
   if mode == "default":
-    return {"steps": int(models.get(model).default_steps)}
+    cls = api.energy_model(model) if energy else models.get(model)
+    return {"steps": int(cls.default_steps)}
   number = (isinstance(value, (int, float, np.integer, np.floating))
             and not isinstance(value, (bool, np.bool_)))
   if mode == "steps":

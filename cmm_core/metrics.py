@@ -181,9 +181,17 @@ class FreeEnergyMetrics:
 
 def free_energy_metrics(fitted, energy, seed: int = 0, n: int = 4096) -> FreeEnergyMetrics:
   """ELBO, importance-weighted ``log Z`` and effective sample size of ``fitted`` (a model with a
-  ``log_prob``) against ``energy`` (:class:`cmm_core.energies.Energy`), on ``n`` samples."""
-  x = np.asarray(fitted.sample(n, seed=seed), np.float64)
-  log_w = -np.asarray(energy(x), np.float64) - np.asarray(fitted.log_prob(x), np.float64)
+  ``log_prob``) against ``energy`` (:class:`cmm_core.energies.Energy`), on ``n`` samples.
+
+  A model with ``sample_with_log_prob`` (maflow) gives its samples with the log-density of its own
+  sampler (exact for its RK4 map), so the bound holds for the samples it draws."""
+  if hasattr(fitted, "sample_with_log_prob"):
+    x, log_q = fitted.sample_with_log_prob(n, seed=seed)
+  else:
+    x = fitted.sample(n, seed=seed)
+    log_q = fitted.log_prob(x)
+  x = np.asarray(x, np.float64)
+  log_w = -np.asarray(energy(x), np.float64) - np.asarray(log_q, np.float64)
   log_w = log_w[np.isfinite(log_w)]
   if log_w.size == 0:
     raise ValueError("every sample's importance weight is NaN or infinite")

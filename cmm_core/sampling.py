@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-__all__ = ["mala", "mala_aux", "adapt_step_size", "TARGET_ACCEPT"]
+__all__ = ["mala", "mala_aux", "adapt_step_size", "rough_samples", "TARGET_ACCEPT"]
 
 TARGET_ACCEPT = 0.57
 
@@ -84,3 +87,33 @@ def mala_aux(value_grad, x, aux, step_size, key, n_steps: int, precond=None):
 def adapt_step_size(step_size, acceptance, rate: float = 0.1, lo: float = 1e-6, hi: float = 10.0):
   """Robbins-Monro style update of the MALA step size towards ``TARGET_ACCEPT``."""
   return jnp.clip(step_size * jnp.exp(rate * (acceptance - TARGET_ACCEPT)), lo, hi)
+
+
+_WARMUP_ROUNDS = 40     # rounds of _WARMUP_STEPS MALA steps, the step size adapted between rounds
+_WARMUP_STEPS = 5
+
+
+@functools.partial(jax.jit, static_argnums=(0, 2, 3))
+def _energy_warmup(energy, key, n_chains: int, dim: int):
+  k0, k_run = jax.random.split(key)
+  x0 = jax.random.normal(k0, (n_chains, dim))
+
+  def round_(carry, k):
+    x, h = carry
+    x, acc = mala(energy.fn, x, h, k, _WARMUP_STEPS)
+    return (x, adapt_step_size(h, acc, rate=1.0)), acc
+
+  (x, _), _ = jax.lax.scan(round_, (x0, jnp.asarray(0.1, jnp.float32)),
+                           jax.random.split(k_run, _WARMUP_ROUNDS))
+  return x
+
+
+def rough_samples(energy, key, n_chains: int = 4096):
+  """``[n_chains, dim]`` float64: ``n_chains`` MALA chains on ``exp(-E)`` from ``N(0, I)``, 200
+  steps, the step size adapted towards ``TARGET_ACCEPT`` every 5: a rough picture of where the
+  mass is (the energy models' starts). ValueError if a chain diverged."""
+  x = np.asarray(_energy_warmup(energy, key, int(n_chains), int(energy.dim)), np.float64)
+  if not np.all(np.isfinite(x)):
+    raise ValueError(f"MALA on the energy {energy.label!r} diverged from N(0, I): is exp(-E) "
+                     "integrable?")
+  return x

@@ -20,7 +20,8 @@ Query parameters (all optional):
   ``hp.<model>.<name>``.
 - Sample an energy page: ``energy=<built-in>`` with ``e.<param>`` (its parameters), or
   ``formula=<text>`` with ``dim`` and ``box`` (the half-width); ``fit=maflow,cmm`` (the models),
-  ``steps``, ``seed``, ``mcmc=mala|hmc`` and ``mcmc_step``.
+  ``steps``, ``seed``, ``mcmc=mala|hmc`` and ``mcmc_step``. The same with ``budget`` instead of
+  ``steps`` is the Compare page's energy entry (its models fitted under one budget).
 - ``run=1``: start training (Train page, Sample an energy page) or the comparison (Compare page) as
   the link opens.
 """
@@ -107,7 +108,8 @@ def encode(target_spec: Optional[Mapping] = None, train: Optional[Mapping] = Non
   values that differ from the defaults. A target with no link form (an upload, a drawing) gives
   no target parameters. ``energy``: the Sample an energy page's ``{"source": "builtin", "name",
   "params"}`` or ``{"source": "formula", "text", "dim", "box"}``, with ``"models"``, ``"steps"``,
-  ``"seed"``, ``"method"``, ``"step_size"`` (then no target)."""
+  ``"seed"``, ``"method"``, ``"step_size"`` (then no target); with ``"mode"`` (and ``"value"``) a
+  Compare budget in place of ``"steps"`` (the Compare page's energy entry)."""
   if energy:
     return _encode_energy(energy)
   out = _encode_target(target_spec) if target_spec else {}
@@ -116,8 +118,7 @@ def encode(target_spec: Optional[Mapping] = None, train: Optional[Mapping] = Non
     out.update(_hyper_params(train["model"], train.get("hyper"), "hp."))
   if compare:
     out["models"] = ",".join(compare["models"])
-    mode, value = compare.get("mode", "default"), compare.get("value")
-    out["budget"] = mode if mode == "default" else f"{mode}:{_num(value)}"
+    out["budget"] = _budget_text(compare.get("mode", "default"), compare.get("value"))
     out["seed"] = str(int(compare["seed"]))
     for m, values in sorted((compare.get("hyper") or {}).items()):
       out.update(_hyper_params(m, values, f"hp.{m}."))
@@ -133,9 +134,17 @@ def _encode_energy(e: Mapping) -> dict:
                 if k not in defaults or v != defaults[k]})   # the parameters that differ
   else:
     out = {"formula": e["text"], "dim": str(int(e["dim"])), "box": _num(float(e["box"]))}
-  out.update(fit=",".join(e["models"]), steps=str(int(e["steps"])), seed=str(int(e["seed"])),
-             mcmc=e["method"], mcmc_step=_num(float(e["step_size"])))
+  out["fit"] = ",".join(e["models"])
+  if e.get("mode") is not None:   # the Compare page's energy entry: a budget instead of steps
+    out["budget"] = _budget_text(e["mode"], e.get("value"))
+  else:
+    out["steps"] = str(int(e["steps"]))
+  out.update(seed=str(int(e["seed"])), mcmc=e["method"], mcmc_step=_num(float(e["step_size"])))
   return out
+
+
+def _budget_text(mode: str, value) -> str:
+  return mode if mode == "default" else f"{mode}:{_num(value)}"
 
 
 class _Reader:
@@ -296,6 +305,19 @@ def _decode_train(r: _Reader) -> Optional[dict]:
   return {"model": model, "steps": steps, "seed": seed, "hyper": _hypers(r, model, "hp.")}
 
 
+def _budget(r: _Reader, max_steps: int) -> tuple:
+  """``budget=default|steps:N|seconds:S`` -> ``(mode, value)`` (``("default", None)`` if refused)."""
+  mode, _, text = r.params.get("budget", "default").partition(":")
+  value = None
+  if mode == "steps":
+    value = r.number("budget", 1, max_steps, integer=True, text=text)
+  elif mode == "seconds":
+    value = r.number("budget", 1.0, MAX_SECONDS, text=text)
+  elif mode != "default":
+    r.bad("budget", "must be default, steps:N or seconds:S")
+  return ("default", None) if value is None else (mode, value)
+
+
 def _decode_compare(r: _Reader) -> Optional[dict]:
   from cmm_core.api import MAX_STEPS
   if "models" not in r.params:
@@ -304,16 +326,7 @@ def _decode_compare(r: _Reader) -> Optional[dict]:
   for m in r.params["models"].split(","):
     if m and _model_name(r, "models", m) and m not in picked:
       picked.append(m)
-  mode, _, text = r.params.get("budget", "default").partition(":")
-  value = None
-  if mode == "steps":
-    value = r.number("budget", 1, MAX_STEPS, integer=True, text=text)
-  elif mode == "seconds":
-    value = r.number("budget", 1.0, MAX_SECONDS, text=text)
-  elif mode != "default":
-    r.bad("budget", "must be default, steps:N or seconds:S")
-  if value is None:
-    mode = "default"
+  mode, value = _budget(r, MAX_STEPS)
   hyper = {m: h for m in picked if (h := _hypers(r, m, f"hp.{m}."))}
   seed = r.number("seed", 0, MAX_SEED, integer=True)
   return {"models": picked, "mode": mode, "value": value, "seed": seed, "hyper": hyper}
@@ -357,7 +370,9 @@ def _decode_energy(r: _Reader) -> Optional[dict]:
     method = r.bad("mcmc", f"must be one of {', '.join(MCMC_METHODS)}")
   out.update(models=models or None, steps=r.number("steps", 1, MAX_ENERGY_STEPS, integer=True),
              seed=r.number("seed", 0, MAX_SEED, integer=True), method=method,
-             step_size=r.number("mcmc_step", 1e-6, 10.0))
+             step_size=r.number("mcmc_step", 1e-6, 10.0), mode=None, value=None)
+  if "budget" in r.params:   # a link of the Compare page's energy entry
+    out["mode"], out["value"] = _budget(r, MAX_ENERGY_STEPS)
   return out
 
 
@@ -382,8 +397,8 @@ def decode(params: Mapping[str, Any]) -> dict:
     out = {"target": None, "train": None, "compare": None, "energy": _decode_energy(r)}
     out["run"] = bool(r.flag("run")) and out["energy"] is not None
     for key in r.params:
-      if key not in set(ENERGY_KEYS) | {"steps", "seed", "run"} and not key.startswith("e."):
-        r.bad(key, "not a setting of the Sample an energy page")
+      if key not in set(ENERGY_KEYS) | {"steps", "budget", "seed", "run"} and not key.startswith("e."):
+        r.bad(key, "not a setting of the Sample an energy page or Compare's energy entry")
     out["problems"] = r.problems
     return out
   out = {"target": _decode_target(r), "energy": None}

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import cmm_core as cc
-from cmm_core import compare, metrics
+from cmm_core import compare, limits, metrics
 from cmm_core.api import MAX_STEPS
 
 
@@ -114,6 +114,15 @@ def test_budgets():
   assert compare.budget_for("mm", "seconds", 5) == {"steps": MAX_STEPS, "seconds": 5.0}
   assert compare.budget_label({"steps": 30}) == "30 steps"
   assert compare.budget_label(compare.budget_for("mm", "seconds", 2.5)) == "2.5 s"
+  # the energy route: its own default steps and its own cap
+  assert compare.budget_for("cmm", "default", energy=True) == {
+      "steps": cc.api.energy_model("cmm").default_steps}
+  assert compare.budget_for("maflow", "seconds", 5, energy=True) == {
+      "steps": limits.MAX_ENERGY_STEPS, "seconds": 5.0}
+  with pytest.raises(ValueError, match="steps must be an integer"):
+    compare.budget_for("maflow", "steps", limits.MAX_ENERGY_STEPS + 1, energy=True)
+  with pytest.raises(ValueError, match="cannot fit an energy"):
+    compare.budget_for("sdot", "default", energy=True)
   for mode, value in [("steps", 0), ("steps", 2.5), ("seconds", -1), ("weeks", 1)]:
     with pytest.raises(ValueError):
       compare.budget_for("mm", mode, value)

@@ -47,6 +47,36 @@ def test_samples_match_exact_grid_samples(fits):
   assert ed <= floor + 0.01, (ed, floor)
 
 
+def test_the_reported_log_density_is_the_samplers_own(fits):
+  """free_energy_metrics scores maflow's samples by sample_with_log_prob: the points of sample()
+  and log N(z) - log |det D map(z)| of the RK4 map, checked here by central finite differences."""
+  fitted = fits["gaussian"]
+  x, log_q = fitted.sample_with_log_prob(8, seed=2)
+  np.testing.assert_allclose(x, fitted.sample(8, seed=2), atol=1e-5)
+  z = fitted.sample_base(8, seed=2).astype(np.float64)
+  h, d = 1e-2, fitted.dim
+  jac = np.stack([(fitted.transport(z + h * e) - fitted.transport(z - h * e)) / (2 * h)
+                  for e in np.eye(d)], -1)           # [n, d, d]: d map / d z_j in column j
+  fd = -0.5 * np.sum(z ** 2, 1) - 0.5 * d * np.log(2 * np.pi) - np.linalg.slogdet(jac)[1]
+  np.testing.assert_allclose(log_q, fd, atol=2e-3)
+  # a short fit's backward log_prob agrees with it (they part only after long training)
+  np.testing.assert_allclose(fitted.log_prob(x), log_q, atol=2e-3)
+
+
+def test_standardize_takes_the_coordinates_from_mala_on_the_energy():
+  from cmm_core import formula
+  mean, cov = [4.0, -2.0], [[9.0, 0.0], [0.0, 1.0]]
+  energy = formula.parse("(x1 - 4)^2 / 18 + (x2 + 2)^2 / 2", dim=2)
+  f = cc.fit_energy("maflow", energy, steps=2, seed=0, standardize=True)
+  np.testing.assert_allclose(f.extras["shift"], mean, atol=0.3)
+  assert f.extras["scale"] == pytest.approx(np.sqrt(np.trace(cov) / 2), rel=0.1)  # one scalar: rms
+  plain = cc.fit_energy("maflow", energy, steps=2, seed=0)  # the default: E's own coordinates
+  assert not plain.config["standardize"]
+  assert plain.extras["scale"] == 1.0 and not np.any(plain.extras["shift"])
+  even = cc.fit_energy("maflow", energy, steps=2, seed=0, symmetry="reflection", standardize=True)
+  assert not np.any(even.extras["shift"])   # an even potential keeps the origin
+
+
 def test_save_load_and_the_same_seed_give_the_same_model(fits, tmp_path):
   fitted = fits["gaussian"]
   fitted.save(tmp_path / "f.msgpack")
@@ -88,6 +118,13 @@ def test_command_line_fit_energy(tmp_path, capsys):
   assert cli.main(["fit-energy", "--link", link, "--hyper", "hidden=8", "--out", str(out_link), "-q"]) == 0
   capsys.readouterr()
   np.testing.assert_array_equal(cc.load(out_link).sample(32, seed=1), cc.load(out).sample(32, seed=1))
+  # Compare's energy entry: its budget of steps is the fit's steps
+  compare_link = "http://localhost:8501/compare?energy=ring&e.radius=1.5&fit=maflow&budget=steps:5&seed=0"
+  assert cli.main(["fit-energy", "--link", compare_link, "--hyper", "hidden=8", "--out",
+                   str(tmp_path / "c.msgpack"), "-q"]) == 0
+  capsys.readouterr()
+  np.testing.assert_array_equal(cc.load(tmp_path / "c.msgpack").sample(32, seed=1),
+                                cc.load(out).sample(32, seed=1))
   for bad in (["--energy", "nope"], ["--formula", "__import__('os')", "--dim", "2"],
               ["--energy", "ring", "--formula", "x1^2"], ["--model", "sdot", "--energy", "ring"],
               ["--link", "http://x/energy?energy=ring&fit=maflow,cmm"],   # two models: pick one
@@ -95,3 +132,14 @@ def test_command_line_fit_energy(tmp_path, capsys):
               ["--link", link, "--energy", "ring"]):
     assert cli.main(["fit-energy", *bad]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_energy_settings_an_even_potential_on_lattices_and_measured_ones_for_built_ins():
+  hyper, why = cc.api.energy_settings("maflow", energies.make("ising", L=4))
+  assert hyper == {"symmetry": "reflection"} and "Z2" in why
+  hyper, why = cc.api.energy_settings("maflow", energies.make("wave"))
+  assert hyper == {"standardize": True} and why
+  assert cc.api.energy_settings("maflow", energies.make("ring")) == ({}, "")
+  assert cc.api.energy_settings("cmm", energies.make("rings")) == ({}, "")
+  with pytest.raises(ValueError, match="cannot fit an energy"):
+    cc.api.energy_settings("sdot", energies.make("ring"))

@@ -144,13 +144,27 @@ def test_energy_settings_round_trip_and_bad_values():
   assert "e.periodic" not in params and params["e.L"] == "8"  # only what differs from the defaults
   got = share.decode(params)
   assert got["problems"] == [] and got["target"] is None and got["train"] is None
-  assert got["energy"] == {**settings, "params": {"L": 8, "T": 2.5}} and not got["run"]
+  assert got["energy"] == {**settings, "params": {"L": 8, "T": 2.5}, "mode": None, "value": None}
+  assert not got["run"]
   formula = {"source": "formula", "text": "(|x| - 2)^2 / 0.32", "dim": 2, "box": 4.0, "models": ["cmm"],
              "steps": 100, "seed": 0, "method": "mala", "step_size": 0.1}
   got = share.decode({**share.encode(energy=formula), "run": "1"})
-  assert got["energy"] == formula and got["run"]
+  assert got["energy"] == {**formula, "mode": None, "value": None} and got["run"]
   got = share.decode({"energy": "ising", "e.L": "99", "e.nope": "1", "fit": "sdot", "mcmc": "nuts",
                       "model": "cmm"})
   assert got["energy"]["params"] == {} and got["energy"]["models"] is None and got["energy"]["method"] is None
   assert len(got["problems"]) == 5 and all("ignored" in p for p in got["problems"])
   assert share.decode({"energy": "nope"})["energy"] is None
+
+
+def test_a_compare_energy_link_carries_a_budget_instead_of_steps():
+  settings = {"source": "builtin", "name": "ring", "params": {}, "models": ["maflow", "cmm"],
+              "mode": "seconds", "value": 20.0, "seed": 1, "method": "mala", "step_size": 0.1}
+  params = share.encode(energy=settings)
+  assert params["budget"] == "seconds:20" and "steps" not in params
+  got = share.decode({**params, "run": "1"})
+  assert got["problems"] == [] and got["run"]
+  assert got["energy"] == {**settings, "steps": None}
+  got = share.decode({"energy": "ring", "budget": "steps:99999"})  # over MAX_ENERGY_STEPS
+  assert got["energy"]["mode"] == "default" and len(got["problems"]) == 1
+  assert share.decode({"energy": "ring", "budget": "steps:300"})["energy"]["value"] == 300

@@ -27,7 +27,6 @@ import warnings
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 
 from cmm_core import hyper, potentials, sampling
@@ -36,26 +35,7 @@ from cmm_core.models.cmm import CMM, State, _optimizer, _potential
 __all__ = ["CMMEnergy"]
 
 _WARMUP_CHAINS = 4096   # MALA chains on the energy whose moments give the Gaussian guess
-_WARMUP_ROUNDS = 40     # rounds of _WARMUP_STEPS steps, the step size adapted between rounds
-_WARMUP_STEPS = 5
 _IS_POINTS = 1024       # Gaussian draws per step for the reported log Z_w
-
-
-@functools.partial(jax.jit, static_argnums=(0, 2, 3))
-def _energy_warmup(energy, key, n_chains: int, dim: int):
-  """``[n_chains, dim]`` MALA samples of ``exp(-E)`` from ``N(0, I)``, the step size adapted
-  towards ``sampling.TARGET_ACCEPT`` between rounds: a rough picture of where the mass is."""
-  k0, k_run = jax.random.split(key)
-  x0 = jax.random.normal(k0, (n_chains, dim))
-
-  def round_(carry, k):
-    x, h = carry
-    x, acc = sampling.mala(energy.fn, x, h, k, _WARMUP_STEPS)
-    return (x, sampling.adapt_step_size(h, acc, rate=1.0)), acc
-
-  (x, _), _ = jax.lax.scan(round_, (x0, jnp.asarray(0.1, jnp.float32)),
-                           jax.random.split(k_run, _WARMUP_ROUNDS))
-  return x
 
 
 def _log_z_gaussian_is(f, chains, key):
@@ -88,6 +68,7 @@ class CMMEnergy(CMM):
       hyper.Choice("symmetry", "none", ("none", "reflection"),
                    '"reflection": an even potential w(x) = w(-x), for E(x) = E(-x) (the Ising model)'),)
   default_steps = 1000
+  suggested = {}   # no measured settings per energy (not cmm's data targets)
   # XLA:CPU (jaxlib 0.10.2) deadlocks, idle, in this step's training chunk from d = 16 with 256
   # chains (the conjugates feeding the Hessians' gradient inside the chunk's loop); its
   # concurrency-optimised scheduler is the cause: without it the chunk runs (docs/energies.md)
@@ -115,10 +96,7 @@ class CMMEnergy(CMM):
                     "imported, or XLA_FLAGS turns it on): XLA:CPU may deadlock in this fit from d = 16 "
                     f"(docs/energies.md). Import cmm_core first, or set XLA_FLAGS="
                     f"{cmm_core.XLA_SCHEDULER_FLAG}.", RuntimeWarning)
-    rough = np.asarray(_energy_warmup(self.energy, k_warm, _WARMUP_CHAINS, d), np.float64)
-    if not np.all(np.isfinite(rough)):
-      raise ValueError(f"MALA on the energy {self.energy.label!r} diverged from N(0, I): is "
-                       "exp(-E) integrable?")
+    rough = sampling.rough_samples(self.energy, k_warm, _WARMUP_CHAINS)
     static, state = super().init(k_init, rough, total_steps)
     static = dataclasses.replace(static, extra=static.extra + (("energy", self.energy),))
     return static, state
