@@ -50,7 +50,7 @@ def _exact(energy):
 
 
 def fit_to_gap(model: str, energy, *, gap: float, max_seconds: float, eval_every: int, eval_n: int,
-               seed: int = 0, hyper: Optional[dict] = None) -> dict:
+               seed: int = 0, hyper: Optional[dict] = None, steps: Optional[int] = None) -> dict:
   """One model on one energy until its ELBO gap is at most ``gap`` (per site on a lattice)."""
   import cmm_core as cc
   from cmm_core import metrics
@@ -70,7 +70,9 @@ def fit_to_gap(model: str, energy, *, gap: float, max_seconds: float, eval_every
   # built-in), then the command line's --hyper
   hyper = {**cc.api.energy_settings(model, energy)[0], **(hyper or {})}
   t0 = time.perf_counter()
-  fitted = cc.fit_energy(model, energy, steps=cc.api.MAX_STEPS, seed=seed, chunk_size=eval_every,
+  # steps: the fit's planned length (its learning-rate schedule decays over it); by default so many
+  # that the rate stays at its start for the whole run
+  fitted = cc.fit_energy(model, energy, steps=steps or cc.api.MAX_STEPS, seed=seed, chunk_size=eval_every,
                          callback=callback, **hyper)
   wall = time.perf_counter() - t0
   last = evals[-1]
@@ -159,6 +161,8 @@ def main(argv=None) -> int:
   p.add_argument("--eval-n", type=int, default=2048, help="samples per measurement")
   p.add_argument("--mala-step", type=float, default=0.1, help="MALA's fixed step size")
   p.add_argument("--no-mala", action="store_true")
+  p.add_argument("--steps", type=int, default=None,
+                 help="each fit's planned steps (its learning rate decays over them; default: constant)")
   p.add_argument("--hyper", action="append", default=[], metavar="MODEL.NAME=VALUE",
                  help="a hyper-parameter of one model's energy route, e.g. maflow.standardize=0")
   p.add_argument("--out", default="benchmarks/results/energies.json")
@@ -172,7 +176,7 @@ def main(argv=None) -> int:
   for energy, gap in targets:
     for model in args.models:
       r = fit_to_gap(model, energy, gap=gap, max_seconds=args.max_seconds, eval_every=args.eval_every,
-                     eval_n=args.eval_n, hyper=hypers[model])
+                     eval_n=args.eval_n, hyper=hypers[model], steps=args.steps)
       fits.append(r)
       print(f"[energies] {energy.label} {model}: reached {r['reached']} in {r['seconds_to_gap']} s, "
             f"{r['steps']} steps, last gap {r['last']['gap']:.4f}", file=sys.stderr, flush=True)
@@ -182,7 +186,7 @@ def main(argv=None) -> int:
       print(f"[energies] {energy.label} MALA: reached {r['reached']} with {r['last']['n_steps']} "
             f"transitions", file=sys.stderr, flush=True)
   config = {k: getattr(args, k) for k in ("gap", "gap_per_site", "max_seconds", "eval_every", "eval_n", "mala_step",
-                                          "hyper")}
+                                          "hyper", "steps")}
   out = {"machine": machine_info(), "config": config, "fits": fits, "mala": mala}
   write_outputs(out, args.out, args.markdown, to_markdown, "energies")
   return 0

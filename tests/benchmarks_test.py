@@ -78,10 +78,11 @@ def test_restart_measures_a_second_process_reading_the_cache(tmp_path):
 
 def test_energies_end_to_end(tmp_path):
   out, md = _run("energies", "--models", "maflow", "--energies", "gaussian", "--max-seconds", "20",
-                 "--eval-n", "512", tmp_path=tmp_path)
+                 "--eval-n", "512", "--hyper", "maflow.standardize=1", tmp_path=tmp_path)
   assert all(k in out["machine"] for k in MACHINE)
   (fit,) = out["fits"]
   assert (fit["model"], fit["energy"], fit["dim"]) == ("maflow", "gaussian", 2)
+  assert fit["hyper"] == {"standardize": True} and out["config"]["hyper"] == ["maflow.standardize=1"]
   # it stops at the first measurement within the gap, or at the time budget
   last = fit["last"]
   assert fit["reached"] == (last["gap"] <= 0.05)

@@ -143,3 +143,19 @@ def test_energy_settings_an_even_potential_on_lattices_and_measured_ones_for_bui
   assert cc.api.energy_settings("cmm", energies.make("rings")) == ({}, "")
   with pytest.raises(ValueError, match="cannot fit an energy"):
     cc.api.energy_settings("sdot", energies.make("ring"))
+
+
+def test_tempering_trains_on_beta_e_and_reports_the_true_free_energy():
+  ring = energies.make("ring")
+  plain = cc.fit_energy("maflow", ring, steps=20, seed=0, chunk_size=10, hidden=8)
+  # beta = 1 from the start: the same gradients, so the same fit
+  flat = cc.fit_energy("maflow", ring, steps=20, seed=0, chunk_size=10, hidden=8, anneal_steps=10,
+                       anneal_from=1.0)
+  assert [h["loss"] for h in flat.history] == [h["loss"] for h in plain.history]
+  # tempered: another fit; the history's loss is F of exp(-E), not of exp(-beta E) (which at
+  # beta = 0.01 would sit near log q alone, far below -log Z)
+  hot = cc.fit_energy("maflow", ring, steps=20, seed=0, chunk_size=10, hidden=8, anneal_steps=20,
+                      anneal_from=0.01)
+  assert not np.array_equal(hot.sample(16, seed=0), plain.sample(16, seed=0))
+  m = metrics.free_energy_metrics(hot, ring, seed=0, n=2048)
+  assert hot.history[-1]["loss"] == pytest.approx(-m.elbo, abs=0.3)

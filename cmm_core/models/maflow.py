@@ -750,7 +750,12 @@ class MAFlowEnergy(MAFlow):
   schema = tuple(
       dataclasses.replace(h, default=_ENERGY_STANDARDIZE,
                           help="flow coordinates standardised by a short MALA run on exp(-E)")
-      if h.name == "standardize" else h for h in MAFlow.schema)
+      if h.name == "standardize" else h for h in MAFlow.schema) + (
+      hyper.Int("anneal_steps", 0, 0, 1_000_000,
+                "tempering: the loss uses beta E, beta rising linearly from anneal_from to 1 over "
+                "these first steps (0 = off)"),
+      hyper.Float("anneal_from", 0.2, 0.01, 1.0, "beta at step 0 when anneal_steps > 0"),
+  )
 
   # measured with benchmarks/energies.py (docs/energies.md); api.energy_settings applies them
   suggested = {
@@ -790,15 +795,22 @@ class MAFlowEnergy(MAFlow):
     noise = jax.random.rademacher(k_noise, z.shape, dtype=z.dtype) if mode == "hutchinson" else None
     lam = float(c.get("kinetic", 0.0))
     log_jac = spec.dim * jnp.log(state.scale)
+    n_anneal, b0 = int(c["anneal_steps"]), float(c["anneal_from"])
+    if n_anneal > 0:   # tempering: the step's target is exp(-beta E), beta -> 1 over n_anneal steps
+      done = optax.tree_utils.tree_get_all_with_path(state.opt_state, "count")[0][1]
+      beta = jnp.minimum(1.0, b0 + (1.0 - b0) * done.astype(jnp.float32) / n_anneal)
+    else:
+      beta = jnp.ones(())
 
     def loss_fn(p):
       out = integrate(field, p, z, t0=0.0, dt=spec.step_size, n_steps=spec.n_steps, noise=noise,
                       kinetic=lam > 0)
       x = state.shift + state.scale * out[0]             # the flow's output in E's coordinates
       log_q = std_normal_log_density(z) + out[1] - log_jac  # out[1]: the change of log p going forward
-      free = log_q + energy.fn(x)                       # [b]: log q(x) + E(x)
+      e_x = energy.fn(x)
+      free = log_q + e_x                                # [b]: log q(x) + E(x), reported
       kin = jnp.mean(out[2]) if lam > 0 else jnp.zeros(())
-      return jnp.mean(free) + lam * kin, (jnp.mean(free), jnp.std(free), kin)
+      return jnp.mean(log_q + beta * e_x) + lam * kin, (jnp.mean(free), jnp.std(free), kin)
 
     (_, (free, spread, kin)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)

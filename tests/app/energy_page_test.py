@@ -113,6 +113,8 @@ def test_ising_shows_spin_images():
   row = table[table["quantity"] == "free energy per site F / N"].iloc[0]
   assert row["exact"] == "-2.33605"
   assert any("Free energy per site" in m.value for m in at.markdown)
+  # the settings the page adds to the defaults, and why (cc.api.energy_settings)
+  assert any("symmetry=reflection" in c.value and "Z2" in c.value for c in at.caption)
   # another parameter: the old results are marked as such
   at.number_input(key="en_p_ising_L").set_value(3)
   at.run()
