@@ -249,12 +249,14 @@ def show_results(run: dict, e, prefix: str = "en", caption: str = "") -> tuple:
     st.caption(caption)
   summaries = {name: panels.fit_summary(m["fitted"]) for name, m in run["models"].items()}
   for name, s in summaries.items():
-    st.markdown(f"**{name}** on *{e.label}* · {s['steps']} steps · {s['seconds']:.1f} s · status **{s['status']}**")
+    timed = s["status"] == "stopped" and (s["message"] or "").startswith("time budget")
+    status = "time budget" if timed else s["status"]   # as Compare's table says of a seconds budget
+    st.markdown(f"**{name}** on *{e.label}* · {s['steps']} steps · {s['seconds']:.1f} s · status **{status}**")
     hyper, why = run.get("settings", {}).get(name, ({}, ""))
     if hyper:
       st.caption(f"{name} settings beyond its defaults: " + ", ".join(f"{k}={v}" for k, v in hyper.items())
                  + f" ({why}).")
-    if s["status"] == "stopped" and (s["message"] or "").startswith("time budget"):
+    if timed:
       st.caption(f"{name}: {s['message']}.")   # a Compare time budget: the plan, not a problem
     elif s["status"] in ("diverged", "stopped"):
       st.warning(f"{name}: " + (s["message"] or f"training {s['status']}."))
