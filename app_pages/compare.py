@@ -534,19 +534,23 @@ def _energy_entry() -> None:
         "cmpe", limits.MAX_ENERGY_STEPS, {m: cc.api.energy_model(m).default_steps for m in names})
     go = st.button("Compare", type="primary", icon=":material/play_arrow:", width="stretch",
                    key="cmpe_go", disabled=energy is None)
+  params = None
   if spec is not None and ticked:
     settings = {"models": ticked, "mode": mode, "value": value, "seed": seed, "method": method,
                 "step_size": step_size}
     settings.update(_energy.spec_settings(spec))
-    _link.share_box(_link.write_url(energy=settings))
+    params = _link.write_url(energy=settings)
+    _link.share_box(params)
   if (go or _link.run_requested("compare")) and energy is not None:
     if not ticked:
       st.warning("Tick at least one model.")
     else:
       budgets = {m: compare.budget_for(m, mode, value, energy=True) for m in ticked}
       if _energy.train(spec, energy, budgets, seed, method, step_size, run_key="cmpe_run"):
-        st.session_state["cmpe_run"]["budget_text"] = (
-            BUDGET_TEXT[mode] + ("" if mode == "default" else f": {compare.budget_label(budgets[ticked[0]])}"))
+        st.session_state["cmpe_run"].update(
+            budget_text=BUDGET_TEXT[mode] + ("" if mode == "default" else
+                                            f": {compare.budget_label(budgets[ticked[0]])}"),
+            link=_link.url_for(params))   # the handout's link: these settings, not later ones
   run = st.session_state.get("cmpe_run")
   if run is None:
     st.info("No comparison on an energy yet: pick the energy, tick the models, choose a budget and "
@@ -561,14 +565,13 @@ def _energy_entry() -> None:
   name = _csv_name(f"energy_{e.label}")
   c1.download_button("Download the table (CSV)", table.to_csv(index=False).encode(), file_name=name,
                      mime="text/csv", on_click="ignore", key="cmpe_table_csv", icon=":material/download:")
-  link = _link.url_for(st.query_params.to_dict())
   c2.download_button(
       "Download a report (HTML)", on_click="ignore", key="cmpe_report", icon=":material/description:",
       data=lambda: report.html_report(
           f"Compare on the energy {e.label}", sections=sections, target=f"exp(−E) / Z, E = {e.label}",
           settings={"models": ", ".join(run["models"]), "budget": run["budget_text"], "seed": run["seed"],
                     "MCMC": f"{run['method']} ({run['plan']['n_chains']} chains, {run['plan']['n_steps']} transitions)"},
-          metrics=table.to_dict("records"), link=link),
+          metrics=table.to_dict("records"), link=run["link"]),
       file_name=name[:-len(".csv")] + "_report.html", mime="text/html",
       help="One file for a handout: the table, the panels and curves (interactive, opens offline), the "
            "settings and the link.")

@@ -291,7 +291,8 @@ def show_results(run: dict, e, prefix: str = "en", caption: str = "") -> tuple:
         base = viz.latent_figure(m["latent"], m["samples"], title="flow base samples z (colour: where they go)")
       cols[1].plotly_chart(base, key=f"{prefix}_base_{name}")
       row.append(base)
-    sections.append((f"{MODEL_LABELS.get(name, name)}: samples and base", row))
+    if row:   # nothing drawn in 1D (no samples panel, no base)
+      sections.append((f"{MODEL_LABELS.get(name, name)}: samples and base", row))
     if i == 0 and run["mcmc_samples"] is not None:
       fig = samples_figure(run, e, run["mcmc_samples"], mlabel, figures.COLORS["map"])
       if fig is not None:

@@ -51,6 +51,7 @@ def test_the_energy_entry_fits_under_a_time_budget_next_to_mcmc():
   assert evals == fitted.history[-1]["step"] * fitted.config["batch_size"]
   assert 0 < run["mcmc"]["grad_evals"] <= evals  # MCMC within the same budget
   assert "same time for all: 4 s" in run["budget_text"]
+  assert "budget=seconds:4" in run["link"] and "fit=maflow" in run["link"]  # the handout's link
   table = at.table[0].value.reset_index()
   assert list(table.columns) == ["quantity", "maflow", "MALA", "exact"]
   labels = [b.proto.label for b in at.get("download_button")]
