@@ -1,9 +1,13 @@
-"""App-only helpers of the "Sample an energy" page: the chosen energy (cached by its spec, so a
-rerun reuses the same ``Energy`` object and therefore JAX's compilations), and the evaluation run
-after training (each model's metrics, the MCMC baseline with the same budget, exact references).
+"""App-only helpers of the "Sample an energy" page and of the Compare page's energy entry: the
+energy widgets (:func:`choose_energy`, :func:`preview`), the chosen energy (cached by its spec, so a
+rerun reuses the same ``Energy`` object and therefore JAX's compilations), the run (:func:`train`:
+the fits under their budgets, then :func:`evaluate`: each model's metrics, the MCMC baseline with
+the same budget, exact references) and its results (:func:`show_results`). Widget and chart keys
+start with a prefix: ``"en"`` on the energy page, ``"cmpe"`` on Compare.
 
-Keys in ``st.session_state``: ``"energy_run"``, the last run of the page (see :func:`evaluate`),
-with the ``spec`` of the energy it was trained on; ``"energy_objects"``, ``{spec: Energy}`` for the
+Keys in ``st.session_state``: ``"energy_run"`` (energy page) and ``"cmpe_run"`` (Compare), the last
+run (see :func:`evaluate` and :func:`train`), with the ``spec`` of the energy it was trained on;
+``"energy_objects"``, ``{spec: Energy}`` for the
 last few specs (per session: a cross-session resource cache would share objects between users).
 
 A spec is a hashable tuple: ``("builtin", name, ((param, value), ...))`` or
@@ -20,9 +24,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+import cmm_core as cc
 from cmm_core import energies, formula, mcmc, metrics
 from cmm_core.viz import energy as viz, figures, panels
 from cmm_core.limits import MAX_FORMULA_DIM  # noqa: F401  (the page's largest formula dimension)
+from app_support import state as _state
 
 FORMULA_BOX = 4.0  # default half-width of a typed 2D formula's box
 MCMC_CHAINS_PER_BATCH = 1  # MCMC chains per flow batch point (chains = the flow's batch size)
@@ -374,8 +380,6 @@ def train(spec: tuple, e, budgets: dict, seed: int, method: str, step_size: floa
   compilation included), with a progress bar and the live free-energy curves, then :func:`evaluate`
   (MCMC with the same budget of energy evaluations). The run goes to ``st.session_state[run_key]``;
   returns False after an error message (nothing stored)."""
-  import cmm_core as cc
-  from app_support import state as _state
   models = list(budgets)
   progress = st.progress(0.0, text="compiling the training step (the first chunk takes longest)…")
   live = st.empty()

@@ -744,7 +744,9 @@ class MAFlowEnergy(MAFlow):
   scalar scale come from a short MALA run on ``exp(-E)`` (4,096 chains, as cmm's start), so its
   untrained map already spreads ``N(mean, scale^2 I)`` over the energy's mass; otherwise in the
   energy's own coordinates. ``symmetry="reflection"`` gives an even potential (the Ising model's
-  Z2 symmetry; the mean is then 0). ``cc.fit_energy("maflow", ...)``.
+  Z2 symmetry; the mean is then 0). ``anneal_steps``: tempering, the loss on ``beta E`` with beta
+  rising linearly from ``anneal_from`` to 1 over those first steps (the history's loss stays ``F``
+  of ``E`` itself). ``cc.fit_energy("maflow", ...)``.
   """
 
   schema = tuple(
