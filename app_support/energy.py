@@ -266,6 +266,14 @@ def show_results(run: dict, e, prefix: str = "en", caption: str = "") -> tuple:
       st.caption(f"{name}: {s['message']}.")   # a Compare time budget: the plan, not a problem
     elif s["status"] in ("diverged", "stopped"):
       st.warning(f"{name}: " + (s["message"] or f"training {s['status']}."))
+  for name, m in run["models"].items():
+    fm = m["flow"]["metrics"]
+    if fm.density_suspect:
+      st.warning(f"{name}: the importance-weighted log Z is {fm.iw_log_z - fm.log_z:.2f} nats above the "
+                 "exact log Z, which a correct density almost never gives: its log q is too low on some "
+                 "samples, so its ELBO and gap are optimistic. For maflow the trained RK4 map likely "
+                 "folds; more RK4 steps (n_steps) or the kinetic penalty keep it invertible "
+                 "(docs/energies.md).")
   if run["mcmc_error"]:
     st.warning(f"MCMC: {run['mcmc_error']}")
   plan = run["plan"]

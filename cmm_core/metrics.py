@@ -178,6 +178,17 @@ class FreeEnergyMetrics:
   log_z: Optional[float]
   gap: Optional[float]
 
+  # log mean w above log Z by this much has probability <= exp(-1) for a correct density (Markov)
+  IMPLAUSIBLE_EXCESS = 1.0
+
+  @property
+  def density_suspect(self) -> bool:
+    """True when the importance-weighted ``log Z`` exceeds the exact one by more than
+    ``IMPLAUSIBLE_EXCESS`` nats: for a correct density ``P(mean w >= e Z) <= 1/e``, so the
+    model's ``log q`` is likely too low on some samples and its ELBO too high (for maflow: an
+    RK4 map that folds; docs/energies.md)."""
+    return self.log_z is not None and self.iw_log_z - self.log_z > self.IMPLAUSIBLE_EXCESS
+
 
 def free_energy_metrics(fitted, energy, seed: int = 0, n: int = 4096) -> FreeEnergyMetrics:
   """ELBO, importance-weighted ``log Z`` and effective sample size of ``fitted`` (a model with a

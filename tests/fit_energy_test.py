@@ -159,3 +159,25 @@ def test_tempering_trains_on_beta_e_and_reports_the_true_free_energy():
   assert not np.array_equal(hot.sample(16, seed=0), plain.sample(16, seed=0))
   m = metrics.free_energy_metrics(hot, ring, seed=0, n=2048)
   assert hot.history[-1]["loss"] == pytest.approx(-m.elbo, abs=0.3)
+
+
+def test_an_importance_weighted_log_z_far_above_the_exact_one_flags_the_density():
+  import dataclasses
+  from cmm_core import formula
+
+  class _Normal:   # samples N(0, I) with a log-density that is right, or too low by `off`
+    def __init__(self, off):
+      self.off = off
+
+    def sample(self, n, seed=0):
+      return np.random.default_rng(seed).standard_normal((n, 2))
+
+    def log_prob(self, x):
+      return -0.5 * np.sum(x ** 2, 1) - np.log(2 * np.pi) - self.off
+
+  energy = dataclasses.replace(formula.parse("x1^2 / 2 + x2^2 / 2", dim=2), log_z=float(np.log(2 * np.pi)))
+  right = metrics.free_energy_metrics(_Normal(0.0), energy, n=1024)
+  assert abs(right.iw_log_z - energy.log_z) < 1e-6 and not right.density_suspect
+  low = metrics.free_energy_metrics(_Normal(2.0), energy, n=1024)
+  assert low.iw_log_z - energy.log_z == pytest.approx(2.0) and low.density_suspect
+  assert low.gap == pytest.approx(-2.0)   # the "gap" it would report: negative, optimistic
