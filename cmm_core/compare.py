@@ -61,26 +61,26 @@ def budget_for(model: str, mode: str, value: Optional[float] = None, *, energy: 
   """The budget of ``model`` under a comparison's budget ``mode``.
 
   Returns ``{"steps": int}`` (``"default"``: the model's ``default_steps``; ``"steps"``:
-  ``value``) or ``{"steps": MAX_STEPS, "seconds": float}`` (``"seconds"``: train until ``value``
+  ``value``) or ``{"steps": the step cap, "seconds": float}`` (``"seconds"``: train until ``value``
   seconds have passed). ``energy``: the model's energy route (``cc.fit_energy``: its default
   steps, at most ``limits.MAX_ENERGY_STEPS``). Raises ValueError for a bad mode or value.
   """
   from cmm_core import api, models
   from cmm_core.limits import MAX_ENERGY_STEPS
-  MAX_STEPS = MAX_ENERGY_STEPS if energy else api.MAX_STEPS
+  max_steps = MAX_ENERGY_STEPS if energy else api.MAX_STEPS
   if mode == "default":
     cls = api.energy_model(model) if energy else models.get(model)
     return {"steps": int(cls.default_steps)}
   number = (isinstance(value, (int, float, np.integer, np.floating))
             and not isinstance(value, (bool, np.bool_)))
   if mode == "steps":
-    if not number or not 1 <= value <= MAX_STEPS or int(value) != value:  # bounds first: int(inf)
-      raise ValueError(f"steps must be an integer in [1, {MAX_STEPS}], got {value!r}")
+    if not number or not 1 <= value <= max_steps or int(value) != value:  # bounds first: int(inf)
+      raise ValueError(f"steps must be an integer in [1, {max_steps}], got {value!r}")
     return {"steps": int(value)}
   if mode == "seconds":
     if not number or not 0 < value <= MAX_BUDGET_SECONDS:
       raise ValueError(f"seconds must be a positive number (at most a day), got {value!r}")
-    return {"steps": int(MAX_STEPS), "seconds": float(value)}
+    return {"steps": int(max_steps), "seconds": float(value)}
   raise ValueError(f"unknown budget mode {mode!r}; choose one of {list(BUDGET_MODES)}")
 
 
