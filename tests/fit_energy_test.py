@@ -69,10 +69,14 @@ def test_standardize_takes_the_coordinates_from_mala_on_the_energy():
   energy = formula.parse("(x1 - 4)^2 / 18 + (x2 + 2)^2 / 2", dim=2)
   f = cc.fit_energy("maflow", energy, steps=2, seed=0, standardize=True)
   np.testing.assert_allclose(f.extras["shift"], mean, atol=0.3)
-  assert f.extras["scale"] == pytest.approx(np.sqrt(np.trace(cov) / 2), rel=0.1)  # one scalar: rms
+  rms = np.sqrt(np.trace(cov) / 2)  # the energy route's default: one scalar, the rms
+  np.testing.assert_allclose(f.extras["scale"], rms * np.eye(2), rtol=0.1, atol=1e-6)
+  full = cc.fit_energy("maflow", energy, steps=2, seed=0, standardize=True, standardize_by="covariance")
+  np.testing.assert_allclose(full.extras["scale"], np.linalg.cholesky(cov), rtol=0.1, atol=0.1)
   plain = cc.fit_energy("maflow", energy, steps=2, seed=0)  # the default: E's own coordinates
   assert not plain.config["standardize"]
-  assert plain.extras["scale"] == 1.0 and not np.any(plain.extras["shift"])
+  np.testing.assert_array_equal(plain.extras["scale"], np.eye(2))
+  assert not np.any(plain.extras["shift"])
   even = cc.fit_energy("maflow", energy, steps=2, seed=0, symmetry="reflection", standardize=True)
   assert not np.any(even.extras["shift"])   # an even potential keeps the origin
 

@@ -29,7 +29,7 @@ import numpy as np
 from cmm_core import hyper as hyper_lib
 
 __all__ = ["FittedModel", "Model", "Static", "check_points", "check_n", "check_seed", "MAX_SAMPLES",
-           "MAX_SEED"]
+           "MAX_SEED", "UNITS_STD_RATIO", "columns_in_different_units"]
 
 from cmm_core.limits import MAX_SAMPLES, MAX_SEED  # noqa: F401 (re-exported)
 
@@ -125,6 +125,17 @@ def check_seed(seed, name: str = "seed") -> int:
       0 <= seed <= MAX_SEED):
     raise ValueError(f"{name} must be an integer in [0, {MAX_SEED}], got {seed!r}")
   return int(seed)
+
+
+UNITS_STD_RATIO = 10.0  # columns whose standard deviations differ by more than this: different units
+
+
+def columns_in_different_units(x) -> bool:
+  """Whether the columns of ``x`` ``[n, d]`` have standard deviations more than
+  :data:`UNITS_STD_RATIO` apart (grams next to millimetres): the models that standardise with one
+  scalar switch to one scale per column (or the covariance) then."""
+  std = np.std(np.asarray(x, np.float64), axis=0)
+  return bool(np.max(std) > UNITS_STD_RATIO * max(float(np.min(std)), 1e-300))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -31,9 +31,15 @@ Options of the one-layer potential for hard targets (measured in ``docs/maflow.m
 The flow from the G-invariant N(0, I) is then G-equivariant and the density G-invariant (a
 symmetric model does not centre the data, so G acts about the origin of the data space).
 
-The data are standardised internally, ``u = (y - mean) / scale`` with one scalar scale (so
-rotations stay rotations); every public method works in the data space as given and
-``log_prob`` includes ``-d log scale``.
+The data are standardised internally, ``u = L^{-1} (y - mean)``: ``standardize_by`` picks ``L``,
+the Cholesky factor of the data's covariance (``"covariance"``: the untrained flow is then the
+fitted Gaussian), the columns' standard deviations (``"coordinate"``) or one scalar (``"scalar"``;
+always with ``symmetry="rotation"``, so rotations stay rotations). ``"auto"`` (the default) takes
+the covariance above 16 dimensions or when the columns' standard deviations differ by more than
+10x (units), one scalar otherwise (on the 2D toys it fits as well or better: docs/maflow.md). A change of
+variables, not of the model: every public method works in the data space as given and ``log_prob``
+includes ``-log det L``. Columns in grams next to millimetres (penguins) need it: with one scalar
+the millimetre columns are 1e-3 of the flow's unit.
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ import numpy as np
 import optax
 
 from cmm_core import batching, hyper, sampling, sharding
-from cmm_core.models.base import FittedModel, Model, check_n, check_seed
+from cmm_core.models.base import FittedModel, Model, check_n, check_seed, columns_in_different_units
 
 __all__ = ["MAFlow", "MAFlowEnergy", "MAFlowFitted", "group_matrices"]
 
@@ -63,7 +69,57 @@ class MAFlowState(NamedTuple):
   params: Any
   opt_state: Any
   shift: jnp.ndarray   # [d] data mean (zeros when not centred)
-  scale: jnp.ndarray   # scalar data scale
+  scale: jnp.ndarray   # [d, d] lower-triangular L: y = shift + L u
+  whiten: jnp.ndarray  # [d, d] L^{-1}: u = L^{-1} (y - shift)
+
+
+STANDARDIZE_BY = ("auto", "covariance", "coordinate", "scalar")
+_MIN_RELATIVE_STD = 1e-6  # a constant column's scale, relative to the largest column's
+_CORRELATION_JITTER = 1e-6  # added to the correlation matrix's diagonal (collinear columns)
+_AUTO_MAX_SCALAR_DIM = 16  # "auto": the covariance above this dimension
+
+
+def resolve_standardize_by(x: np.ndarray, mode: str) -> str:
+  """``mode`` with ``"auto"`` replaced for points ``x`` ``[n, d]`` (see the module docstring)."""
+  if mode != "auto":
+    return mode
+  wide = x.shape[1] > _AUTO_MAX_SCALAR_DIM
+  return "covariance" if wide or columns_in_different_units(x) else "scalar"
+
+
+def standardization(x: np.ndarray, mode: str, centre: bool) -> tuple[np.ndarray, np.ndarray]:
+  """``(shift [d], L [d, d])`` with ``x ~ shift + L u``, ``u`` standardised, from points ``x``
+  ``[n, d]``: ``mode`` one of :data:`STANDARDIZE_BY` but "auto"; ``centre=False`` keeps the origin (a symmetric
+  potential) and takes second moments about it. Constant columns get a small positive scale."""
+  x = np.asarray(x, np.float64)
+  d = x.shape[1]
+  shift = x.mean(0) if centre else np.zeros(d)
+  r = x - shift
+  second = r.T @ r / max(len(r), 1)                       # [d, d]
+  top = float(np.sqrt(max(np.max(np.diag(second)), 0.0))) or 1.0
+  floor = (_MIN_RELATIVE_STD * top) ** 2
+  if mode == "scalar":
+    scale = np.sqrt(max(float(np.mean(np.diag(second))), floor)) * np.eye(d)
+  elif mode == "coordinate":
+    scale = np.diag(np.sqrt(np.maximum(np.diag(second), floor)))
+  elif mode == "covariance":  # through the correlation matrix: equivariant to the columns' units
+    std = np.sqrt(np.maximum(np.diag(second), floor))
+    corr = second / np.outer(std, std)
+    scale = std[:, None] * np.linalg.cholesky(corr + _CORRELATION_JITTER * np.eye(d))
+  else:
+    raise ValueError(f"standardize_by must be one of {STANDARDIZE_BY}, got {mode!r}")
+  return shift, scale
+
+
+def _state_affine(shift: np.ndarray, scale: np.ndarray) -> tuple:
+  """``(shift, L, L^{-1})`` as float32 arrays for :class:`MAFlowState`."""
+  return (jnp.asarray(shift, jnp.float32), jnp.asarray(scale, jnp.float32),
+          jnp.asarray(np.linalg.inv(scale), jnp.float32))
+
+
+def _log_det(scale) -> jnp.ndarray:
+  """``log det L`` of a lower-triangular ``L`` with a positive diagonal."""
+  return jnp.sum(jnp.log(jnp.diagonal(scale)))
 
 
 # ----------------------------------------------------------------------------
@@ -405,12 +461,12 @@ def _compiled(spec: _Spec) -> dict:
 
 @functools.lru_cache(maxsize=32)
 def _flow_log_density(spec: _Spec):
-  """``fn((params, shift, scale), y [d]) -> []``: ``log p_T(y) + d log scale`` (MAFlowFitted)."""
+  """``fn((params, shift, whiten), y [d]) -> []``: ``log p_T(y) + log det L`` (MAFlowFitted)."""
   field = make_field(spec, "exact")
 
   def fn(args, y):
-    params, shift, scale = args
-    return flow_log_prob(field, spec, params, ((y - shift) / scale)[None])[0]
+    params, shift, whiten = args
+    return flow_log_prob(field, spec, params, (whiten @ (y - shift))[None])[0]
 
   return fn
 
@@ -442,9 +498,19 @@ class MAFlowFitted(FittedModel):
   def _shift(self) -> np.ndarray:
     return np.asarray(self.extras["shift"], np.float32).reshape(self.dim)
 
-  @property
-  def _scale(self) -> float:
-    return float(self.extras["scale"])
+  @functools.cached_property
+  def _scale(self) -> np.ndarray:
+    """``L`` ``[d, d]`` (models saved with one scalar scale read as ``scale * I``)."""
+    scale = np.asarray(self.extras["scale"], np.float64)
+    return scale * np.eye(self.dim) if scale.ndim == 0 else scale.reshape(self.dim, self.dim)
+
+  @functools.cached_property
+  def _whiten(self) -> np.ndarray:
+    return np.linalg.inv(self._scale)
+
+  @functools.cached_property
+  def _log_det_scale(self) -> float:
+    return float(np.sum(np.log(np.diag(self._scale))))
 
   def _batched(self, fn, x: np.ndarray, *args, axis: int = 0, select=None) -> np.ndarray:
     """Applies a jitted ``fn(params, x [b, d], *args)`` in padded chunks (few compilations).
@@ -463,10 +529,10 @@ class MAFlowFitted(FittedModel):
     return np.concatenate(outs, axis=axis)
 
   def _to_std(self, y: np.ndarray) -> np.ndarray:
-    return ((y - self._shift) / self._scale).astype(np.float32)
+    return ((y - self._shift) @ self._whiten.T).astype(np.float32)
 
   def _from_std(self, u: np.ndarray) -> np.ndarray:
-    return (self._shift + self._scale * np.asarray(u)).astype(np.float32)
+    return (self._shift + np.asarray(u, np.float64) @ self._scale.T).astype(np.float32)
 
   # -- the protocol --------------------------------------------------------
   def sample_base(self, n: int, seed: int = 0) -> np.ndarray:
@@ -495,7 +561,7 @@ class MAFlowFitted(FittedModel):
       us.append(np.asarray(u)[:chunk.shape[0]])
       lps.append(np.asarray(lp, np.float64)[:chunk.shape[0]])
     return (self._from_std(np.concatenate(us)),
-            np.concatenate(lps) - self.dim * math.log(self._scale))
+            np.concatenate(lps) - self._log_det_scale)
 
   def transport(self, x) -> np.ndarray:
     """The time-T flow map, base -> data: ``[n, d]`` -> ``[n, d]``."""
@@ -517,22 +583,22 @@ class MAFlowFitted(FittedModel):
     """Exact ``log p_t(y)`` in data space, ``[n, d]`` -> ``[n]``, by backward RK4.
 
     ``time`` (default ``T``) is rounded to the nearest multiple of ``step_size``; ``time=0``
-    gives the base pushed by the standardisation, ``N(shift, scale^2 I)``.
+    gives the base pushed by the standardisation, ``N(shift, L L^T)``.
     """
     y = self._points(y, "y")
     k = self.n_steps if time is None else self.step_index(time)
     lp = self._batched(self._fns["pullback"], self._to_std(y), jnp.asarray(k, jnp.int32), select=1)
-    return lp.astype(np.float64) - self.dim * math.log(self._scale)
+    return lp.astype(np.float64) - self._log_det_scale
 
   def log_density_fn(self):
     """A JAX-traceable unnormalised data log-density, for gradient-based samplers.
 
     Returns:
       ``(fn, args)``: ``fn(args, y [d]) -> []`` equals :meth:`log_prob` up to the constant
-      ``d log scale`` (backward RK4 with the exact Laplacian) and is differentiable in ``y``;
+      ``log det L`` (backward RK4 with the exact Laplacian) and is differentiable in ``y``;
       ``fn`` depends on the flow's structure only (jitted code is shared).
     """
-    args = (self._params, jnp.asarray(self._shift, jnp.float32), jnp.asarray(self._scale, jnp.float32))
+    args = (self._params, jnp.asarray(self._shift, jnp.float32), jnp.asarray(self._whiten, jnp.float32))
     return _flow_log_density(self.spec), args
 
   # -- extras --------------------------------------------------------------
@@ -551,7 +617,7 @@ class MAFlowFitted(FittedModel):
     """Positions along the flow from base points ``x`` ``[n, d]``: ``[n_frames, n, d]``.
 
     Frames are equally spaced in ``[0, T]`` (linear interpolation between RK4 steps) and in data
-    coordinates: frame 0 is ``shift + scale * x`` (the base in data units), the last frame is
+    coordinates: frame 0 is ``shift + L x`` (the base in data units), the last frame is
     ``transport(x)``.
     """
     if isinstance(n_frames, bool) or not isinstance(n_frames, (int, np.integer)) or not 2 <= n_frames <= 1000:
@@ -569,7 +635,7 @@ class MAFlowFitted(FittedModel):
     return np.linspace(0.0, self.end_time, int(n_frames))
 
   def potential(self, y, time: float = 0.0) -> np.ndarray:
-    """``phi(u, t)`` at ``u = (y - shift) / scale`` (standardised units), ``[n, d]`` -> ``[n]``."""
+    """``phi(u, t)`` at ``u = L^{-1} (y - shift)`` (standardised units), ``[n, d]`` -> ``[n]``."""
     y = self._points(y, "y")
     return np.asarray(self._fns["phi"](self._params, jnp.asarray(self._to_std(y)), float(time)))
 
@@ -618,6 +684,9 @@ class MAFlow(Model):
                    "a symmetric potential (rotation: 2D)"),
       hyper.Int("symmetry_order", 4, 2, 64, "k for a rotation by 2 pi / k"),
       hyper.Bool("standardize", True, "fit the standardised data (the outputs stay in data space)"),
+      hyper.Choice("standardize_by", "auto", STANDARDIZE_BY,
+                   "standardise by the data's covariance, each column's std, or one scalar; auto: "
+                   "the covariance above 16-D or for columns in different units (rotation: scalar)"),
       hyper.Float("init_scale", 0.1, 1e-4, 10.0, "size of the initial potential's output weights"),
       hyper.Float("weight_scale", 5.0, 1e-3, 100.0,
                   "first-layer weights at init (sharp features resolve separate modes)"),
@@ -665,14 +734,20 @@ class MAFlow(Model):
     c = self.config
     d = int(data.shape[1])
     self._check_dim(d)
-    data_np = np.asarray(data, np.float64)
-    shift = data_np.mean(0) if (c["standardize"] and c["symmetry"] == "none") else np.zeros(d)
-    scale = float(np.sqrt(np.mean((data_np - shift) ** 2))) if c["standardize"] else 1.0
+    shift, scale, by = self._standardization(np.asarray(data, np.float64), d)
     static = self.static(data, total_steps if c["lr_decay"] < 1.0 else 0,
-                         laplacian=self.laplacian_mode(d))
+                         laplacian=self.laplacian_mode(d), standardize_by=by)
     params = init_params(_spec(c, d), key, c["init_scale"], c["weight_scale"])
-    return static, MAFlowState(params, optimizer(static).init(params), jnp.asarray(shift, jnp.float32),
-                               jnp.asarray(scale, jnp.float32))
+    return static, MAFlowState(params, optimizer(static).init(params), *_state_affine(shift, scale))
+
+  def _standardization(self, points, d: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """``(shift [d], L [d, d], mode)`` from ``points`` ``[n, d]`` (None: no standardisation),
+    ``mode`` the resolved ``standardize_by`` ("none" without standardisation)."""
+    c = self.config
+    if not c["standardize"] or points is None:
+      return np.zeros(d), np.eye(d), "none"
+    mode = "scalar" if c["symmetry"] == "rotation" else resolve_standardize_by(points, c["standardize_by"])
+    return (*standardization(points, mode, centre=c["symmetry"] == "none"), mode)
 
   # -- one step --------------------------------------------------------------
   def step(self, static, state: MAFlowState, key, data):
@@ -680,11 +755,11 @@ class MAFlow(Model):
     field, tx = make_field(spec, mode), optimizer(static)
     k_batch, k_noise = jax.random.split(key)
     idx = jax.random.randint(k_batch, (int(c["batch_size"]),), 0, data.shape[0])
-    u = sharding.constrain_batch((data[idx] - state.shift) / state.scale)  # multi-device: split
+    u = sharding.constrain_batch((data[idx] - state.shift) @ state.whiten.T)  # multi-device: split
     noise = None
     if mode == "hutchinson":
       noise = jax.random.rademacher(k_noise, u.shape, dtype=u.dtype)
-    log_jac = spec.dim * jnp.log(state.scale)
+    log_jac = _log_det(state.scale)
     lam = float(c.get("kinetic", 0.0))
 
     def loss_fn(p):
@@ -702,13 +777,16 @@ class MAFlow(Model):
     metrics = {"loss": nll, "grad_norm": optax.global_norm(grads)}
     if lam > 0:
       metrics["kinetic"] = kin
-    return MAFlowState(params, opt_state, state.shift, state.scale), metrics
+    return state._replace(params=params, opt_state=opt_state), metrics
 
   def finalize(self, static, state: MAFlowState, history, info) -> MAFlowFitted:
     extras = {"dim": static.dim, "shift": np.asarray(state.shift, np.float32),
-              "scale": float(state.scale), "laplacian_train": static.get("laplacian")}
-    return MAFlowFitted(config=static.config, params=state.params, extras=extras,
-                        history=history, info=info)
+              "scale": np.asarray(state.scale, np.float32), "laplacian_train": static.get("laplacian")}
+    config = static.config
+    if config["standardize_by"] == "auto" and config["standardize"]:  # the fitted config: what ran
+      config = {**config, "standardize_by": static.get("standardize_by")}
+      info = {**info, "auto": {"standardize_by": config["standardize_by"]}}
+    return MAFlowFitted(config=config, params=state.params, extras=extras, history=history, info=info)
 
 
 def lr_schedule(static):
@@ -740,19 +818,19 @@ class MAFlowEnergy(MAFlow):
   the flow, ``log q(x)`` from the flow's exact log-density along the way, and the loss
   ``F = E_q[log q(x) + E(x)] >= -log Z`` (the variational free energy; ``-F`` is the ELBO).
 
-  ``standardize``: the flow runs in coordinates ``u = (x - mean) / scale`` whose mean and one
-  scalar scale come from a short MALA run on ``exp(-E)`` (4,096 chains, as cmm's start), so its
-  untrained map already spreads ``N(mean, scale^2 I)`` over the energy's mass; otherwise in the
-  energy's own coordinates. ``symmetry="reflection"`` gives an even potential (the Ising model's
+  ``standardize``: the flow runs in coordinates ``u = L^{-1} (x - mean)`` whose mean and scale
+  (``standardize_by``, here one scalar by default) come from a short MALA run on ``exp(-E)`` (4,096
+  chains, as cmm's start), so its untrained map already spreads ``N(mean, L L^T)`` over the energy's
+  mass; otherwise in the energy's own coordinates. ``symmetry="reflection"`` gives an even potential (the Ising model's
   Z2 symmetry; the mean is then 0). ``anneal_steps``: tempering, the loss on ``beta E`` with beta
   rising linearly from ``anneal_from`` to 1 over those first steps (the history's loss stays ``F``
   of ``E`` itself). ``cc.fit_energy("maflow", ...)``.
   """
 
-  schema = tuple(
+  schema = hyper.replace(tuple(
       dataclasses.replace(h, default=_ENERGY_STANDARDIZE,
                           help="flow coordinates standardised by a short MALA run on exp(-E)")
-      if h.name == "standardize" else h for h in MAFlow.schema) + (
+      if h.name == "standardize" else h for h in MAFlow.schema), standardize_by="scalar") + (
       hyper.Int("anneal_steps", 0, 0, 1_000_000,
                 "tempering: the loss uses beta E, beta rising linearly from anneal_from to 1 over "
                 "these first steps (0 = off)"),
@@ -776,18 +854,15 @@ class MAFlowEnergy(MAFlow):
   def init(self, key, data, total_steps=None):
     c, d = self.config, int(self.energy.dim)
     self._check_dim(d)
-    shift, scale = np.zeros(d), 1.0
+    rough = None
     if c["standardize"]:
       k_warm, key = jax.random.split(key)
       rough = sampling.rough_samples(self.energy, k_warm, _ENERGY_WARMUP_CHAINS)
-      if c["symmetry"] == "none":
-        shift = rough.mean(0)
-      scale = float(np.sqrt(np.mean((rough - shift) ** 2)))
+    shift, scale, by = self._standardization(rough, d)
     static = self.static(np.zeros((1, d)), total_steps if c["lr_decay"] < 1.0 else 0,
-                         laplacian=self.laplacian_mode(d), energy=self.energy)
+                         laplacian=self.laplacian_mode(d), energy=self.energy, standardize_by=by)
     params = init_params(_spec(c, d), key, c["init_scale"], c["weight_scale"])
-    return static, MAFlowState(params, optimizer(static).init(params), jnp.asarray(shift, jnp.float32),
-                               jnp.asarray(scale, jnp.float32))
+    return static, MAFlowState(params, optimizer(static).init(params), *_state_affine(shift, scale))
 
   def step(self, static, state: MAFlowState, key, data):
     c, spec, mode = static.config, _spec(static.config, static.dim), static.get("laplacian")
@@ -796,7 +871,7 @@ class MAFlowEnergy(MAFlow):
     z = sharding.constrain_batch(jax.random.normal(k_z, (int(c["batch_size"]), spec.dim)))
     noise = jax.random.rademacher(k_noise, z.shape, dtype=z.dtype) if mode == "hutchinson" else None
     lam = float(c.get("kinetic", 0.0))
-    log_jac = spec.dim * jnp.log(state.scale)
+    log_jac = _log_det(state.scale)
     n_anneal, b0 = int(c["anneal_steps"]), float(c["anneal_from"])
     if n_anneal > 0:   # tempering: the step's target is exp(-beta E), beta -> 1 over n_anneal steps
       done = optax.tree_utils.tree_get_all_with_path(state.opt_state, "count")[0][1]
@@ -807,7 +882,7 @@ class MAFlowEnergy(MAFlow):
     def loss_fn(p):
       out = integrate(field, p, z, t0=0.0, dt=spec.step_size, n_steps=spec.n_steps, noise=noise,
                       kinetic=lam > 0)
-      x = state.shift + state.scale * out[0]             # the flow's output in E's coordinates
+      x = state.shift + out[0] @ state.scale.T          # the flow's output in E's coordinates
       log_q = std_normal_log_density(z) + out[1] - log_jac  # out[1]: the change of log p going forward
       e_x = energy.fn(x)
       free = log_q + e_x                                # [b]: log q(x) + E(x), reported
@@ -821,4 +896,4 @@ class MAFlowEnergy(MAFlow):
     metrics = {"loss": free, "free_energy_spread": spread, "grad_norm": optax.global_norm(grads)}
     if lam > 0:
       metrics["kinetic"] = kin
-    return MAFlowState(params, opt_state, state.shift, state.scale), metrics
+    return state._replace(params=params, opt_state=opt_state), metrics

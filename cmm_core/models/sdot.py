@@ -11,6 +11,9 @@ semi-dual of entropic OT from ``g_theta # latent`` to the data is
 ``c(x, y) = |x - y|^2 / s^2``, ``s^2 = mean |y - mean(y)|^2`` (the data's total variance; so
 ``epsilon`` is relative to the data's scale). Internally everything lives in normalised
 coordinates ``(y - mean(y)) / s``, where this cost is ott-jax's plain squared Euclidean cost.
+Columns in different units (standard deviations more than 10x apart: grams next to millimetres)
+get one scale per column instead, ``s_j = sqrt(d) std_j`` (the same total): with one scalar the
+cost would ignore the millimetre columns. The generator still models the data as given.
 
 One training step (pure, runs inside ``jax.lax.scan``):
 
@@ -52,7 +55,8 @@ from ott.problems.linear import semidiscrete_linear_problem
 from ott.solvers.linear import semidiscrete
 
 from cmm_core import hyper, metrics as metrics_lib, sharding
-from cmm_core.models.base import FittedModel, Model, check_n, check_points, check_seed
+from cmm_core.models.base import (FittedModel, Model, check_n, check_points, check_seed,
+                                  columns_in_different_units)
 
 __all__ = ["SDOT", "SDOTFitted", "Generator", "ACTIVATIONS", "LATENTS", "semidual_objective",
            "c_transform", "generator_loss", "fit_dual", "epsilon_sweep"]
@@ -251,7 +255,7 @@ class SDOTFitted(FittedModel):
   def _fns(self):
     net = self._net
     center = jnp.asarray(self.extras["center"], jnp.float32)
-    scale = float(self.extras["scale"])
+    scale = jnp.asarray(self.extras["scale"], jnp.float32)  # [] (saved before) or [d]
     y = (jnp.asarray(self.extras["data"], jnp.float32) - center) / scale
     eps = self.epsilon
 
@@ -324,7 +328,8 @@ class SDOTState(NamedTuple):
   opt_state: Any         # Adam on the generator
   dual: _DualState       # psi, its average, its optimiser state
   center: jnp.ndarray    # [d] the data's mean
-  scale: jnp.ndarray     # [] the data's RMS distance to it (the cost's unit)
+  scale: jnp.ndarray     # [d] the cost's unit per column: the data's RMS distance to its mean, or
+                         # sqrt(d) std_j for columns in different units
   data: jnp.ndarray      # [m, d] the data points the dual weights belong to
 
 
@@ -390,8 +395,10 @@ class SDOT(Model):
     data_np = np.asarray(data, np.float64)
     m, d = data_np.shape
     center = data_np.mean(0)
-    scale = float(np.sqrt(np.mean(np.sum((data_np - center) ** 2, 1))))
-    scale = scale if scale > 0 else 1.0
+    scale = np.full(d, float(np.sqrt(np.mean(np.sum((data_np - center) ** 2, 1)))))
+    if columns_in_different_units(data_np):
+      scale = np.sqrt(d) * np.std(data_np, axis=0)
+    scale = np.where(scale > 0, scale, max(float(np.max(scale)), 1.0))
     k = int(c["latent_dim"] or d)
     # the generator's schedule spans its steps; the psi optimiser's rate depends on m (asgd)
     static = self.static(data, total_steps if c["lr_decay"] < 1.0 else 0, latent_dim=k, n_points=m)
@@ -442,7 +449,7 @@ class SDOT(Model):
         "psi_objective": objective,
         "psi_grad_norm": psi_grad_norm,
         "generator_grad_norm": optax.global_norm(grads),
-        "energy_distance": state.scale * metrics_lib._energy(x, y[idx]),
+        "energy_distance": metrics_lib._energy(x * state.scale, y[idx] * state.scale),
     }
     return state._replace(params=params, opt_state=opt_state, dual=dual), metrics
 
@@ -452,7 +459,7 @@ class SDOT(Model):
         "dim": static.dim, "latent_dim": static.get("latent_dim"), "latent": c["latent"],
         "hidden": list(c["hidden"]), "activation": c["activation"], "fourier": c["fourier"],
         "fourier_scale": c["fourier_scale"], "center": np.asarray(state.center, np.float32),
-        "scale": float(state.scale), "data": np.asarray(state.data, np.float32),
+        "scale": np.asarray(state.scale, np.float32), "data": np.asarray(state.data, np.float32),
         "psi": np.asarray(state.dual.psi_avg, np.float32),
     }
     return SDOTFitted(config=c, params=state.params, extras=extras, history=history, info=info)

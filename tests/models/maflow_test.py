@@ -131,6 +131,45 @@ def test_standardisation_is_included_in_log_prob():
   np.testing.assert_allclose(fitted.transport(z), y, atol=1e-5)
 
 
+def test_a_full_standardization_is_included_in_log_prob():
+  # the zero potential with L lower-triangular: the flow is y = shift + L z, log_prob = N(shift, L L^T)
+  shift, chol = np.array([1.0, -2.0]), np.array([[3.0, 0.0], [1.5, 0.5]])
+  fitted = _random_fitted(d=2, shift=shift, scale=chol, init_scale=1.0)
+  fitted.params["v"] = np.zeros_like(fitted.params["v"])
+  z = np.random.default_rng(1).normal(size=(50, 2)).astype(np.float32)
+  y = shift + z @ chol.T
+  expected = -0.5 * np.sum(z ** 2, 1) - np.log(2 * np.pi) - np.log(3.0 * 0.5)
+  np.testing.assert_allclose(fitted.log_prob(y), expected, atol=1e-5)
+  np.testing.assert_allclose(fitted.transport(z), y, atol=1e-5)
+  np.testing.assert_allclose(fitted.inverse_transport(y), z, atol=1e-5)
+  x, lq = fitted.sample_with_log_prob(20, seed=2)
+  np.testing.assert_allclose(lq, fitted.log_prob(x), atol=1e-4)
+
+
+@pytest.mark.parametrize("by", ["coordinate", "covariance"])
+def test_standardization_makes_the_fit_equivariant_to_column_units(by):
+  # the same seed on data and on its columns rescaled: the same model up to the change of variables
+  x = cc.targets.make("two_moons", 512, seed=0)
+  a, b = np.array([1e3, 1e-2]), np.array([1e4, -5.0])
+  f = cc.fit("maflow", x, steps=3, seed=0, standardize_by=by)
+  g = cc.fit("maflow", x * a + b, steps=3, seed=0, standardize_by=by)
+  np.testing.assert_allclose(g.log_prob(x[:64] * a + b), f.log_prob(x[:64]) - np.sum(np.log(a)),
+                             atol=2e-3)
+  np.testing.assert_allclose(g.sample(64, seed=1), f.sample(64, seed=1) * a + b, rtol=2e-3)
+
+
+def test_auto_standardization_follows_the_columns_units():
+  x = cc.targets.make("two_moons", 256, seed=0)
+  toy = cc.fit("maflow", x, steps=1, seed=0)
+  assert toy.info["auto"] == {"standardize_by": "scalar"} and toy.config["standardize_by"] == "scalar"
+  units = cc.fit("maflow", x * np.array([1.0, 500.0]), steps=1, seed=0)
+  assert units.info["auto"] == {"standardize_by": "covariance"}
+  np.testing.assert_allclose(units.extras["scale"], np.linalg.cholesky(np.cov(x.T * [[1.0], [500.0]],
+                                                                              bias=True)), rtol=1e-3)
+  fixed = cc.fit("maflow", x, steps=1, seed=0, standardize_by="coordinate")
+  assert "auto" not in fixed.info and np.count_nonzero(fixed.extras["scale"]) == 2
+
+
 def test_segments_select_one_potential_per_time_slice():
   fitted = _random_fitted(segments=2, radial=3)
   spec, p = fitted.spec, fitted._params
@@ -191,7 +230,7 @@ def test_kinetic_and_lr_decay_in_training():
 
 def test_models_saved_before_the_new_options_still_load(tmp_path):
   fitted = _random_fitted()
-  for key in ("lr_decay", "segments", "radial", "kinetic"):
+  for key in ("lr_decay", "segments", "radial", "kinetic", "standardize_by"):
     del fitted.config[key]
   path = tmp_path / "old.msgpack"
   fitted.save(path)
@@ -262,7 +301,7 @@ def test_trajectories_go_from_base_to_transport(gaussian_fit):
   frames = fitted.trajectories(x, 7)
   assert frames.shape == (7, 50, 2)
   shift, scale = fitted.extras["shift"], fitted.extras["scale"]
-  np.testing.assert_allclose(frames[0], shift + scale * x, atol=1e-5)
+  np.testing.assert_allclose(frames[0], shift + x @ np.asarray(scale).T, atol=1e-5)
   np.testing.assert_allclose(frames[-1], fitted.transport(x), atol=1e-5)
   assert fitted.base_log_density(x).shape == (50,)
   np.testing.assert_allclose(fitted.base_log_density(np.zeros((1, 2))), [-np.log(2 * np.pi)], rtol=1e-6)

@@ -141,8 +141,8 @@ def test_laguerre_cells(small_fit):
   y, psi = fitted.data(), fitted.psi()
   x = fitted.sample(300, seed=4)
   out = fitted.laguerre(x, chunk=128)
-  s = fitted.extras["scale"]
-  cost = np.sum((x[:, None] - y[None]) ** 2, -1) / s ** 2
+  s = fitted.extras["scale"]  # [d]: one scale per column (equal ones here)
+  cost = np.sum(((x[:, None] - y[None]) / s) ** 2, -1)
   np.testing.assert_array_equal(out["cell"], np.argmax(psi[None] - cost, 1))
   assert np.all((out["max_prob"] > 0) & (out["max_prob"] <= 1 + 1e-6))
   assert np.all(out["entropy"] >= -1e-5)

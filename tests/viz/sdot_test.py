@@ -79,7 +79,7 @@ def test_laguerre_cells_are_the_argmin(fits):
   xx, yy = np.meshgrid(gx, gy)
   pts = np.stack([xx.ravel(), yy.ravel()], 1)
   y, psi, s = fitted.data(), fitted.psi(), fitted.extras["scale"]
-  cost = np.sum((pts[:, None] - y[None]) ** 2, -1) / s ** 2
+  cost = np.sum(((pts[:, None] - y[None]) / s) ** 2, -1)
   expected = np.argmax(psi[None] - cost, 1).reshape(30, 30)
   agree = np.mean(np.asarray(heat.text) == expected)
   assert agree > 0.99, agree  # float32 ties aside
