@@ -319,7 +319,7 @@ def _row(result: dict, view, problem, one_range: bool) -> None:
   if result["status"] in ("diverged", "stopped"):
     st.warning(result["message"] or f"Training {result['status']}.")
   elif result["status"] == "time budget":
-    st.caption(result["message"])
+    st.caption(panels.budget_note({**panels.fit_summary(fitted), "message": result["message"]}))
   for w in (fitted.info.get("warnings") or []):
     st.caption(f":material/info: {w}")
   for e in s.get("errors", []):

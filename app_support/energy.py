@@ -263,7 +263,7 @@ def show_results(run: dict, e, prefix: str = "en", caption: str = "") -> tuple:
       st.caption(f"{name} settings beyond its defaults: " + ", ".join(f"{k}={v}" for k, v in hyper.items())
                  + f" ({why}).")
     if timed:
-      st.caption(f"{name}: {s['message']}.")   # a Compare time budget: the plan, not a problem
+      st.caption(f"{name}: {panels.budget_note(s)}.")   # a Compare time budget: the plan, not a problem
     elif s["status"] in ("diverged", "stopped"):
       st.warning(f"{name}: " + (s["message"] or f"training {s['status']}."))
   for name, m in run["models"].items():

@@ -80,13 +80,19 @@ def energy_model(model: str) -> type:
 def energy_settings(model: str, energy) -> tuple[dict, str]:
   """``(hyper, why)``: the settings the app and the benchmark use for ``model`` on ``energy``
   beyond the defaults: an even potential (``symmetry="reflection"``) on a lattice (the Ising
-  model's Z2 symmetry), and the model's ``suggested`` settings measured for a built-in energy
-  (``{}`` and ``""`` when there are none)."""
+  model's Z2 symmetry) and, from a side of ``lattice_min_side``, the model's ``lattice_suggested``
+  settings; the model's ``suggested`` settings measured for a built-in energy (``{}`` and ``""``
+  when there are none)."""
   cls = energy_model(model)
   hyper, why = {}, []
-  if getattr(energy, "L", None):
+  side = getattr(energy, "L", None)
+  if side:
     hyper["symmetry"] = "reflection"
     why.append("an even potential for the lattice's Z2 symmetry")
+    lattice = getattr(cls, "lattice_suggested", None)
+    if lattice and side >= cls.lattice_min_side:
+      hyper.update(lattice["hyper"])
+      why.append(lattice["why"])
   suggestion = cls.suggested.get(getattr(energy, "name", None)) if getattr(energy, "L", None) is None else None
   if suggestion:
     hyper.update(suggestion["hyper"])

@@ -337,7 +337,9 @@ def _cmd_fit_energy(args) -> int:
       raise UsageError(f"unknown energy {args.energy!r}; choose one of: {', '.join(energies.names())}")
     energy, source = energies.make(args.energy, **params), args.energy
   cls = cc.api.energy_model(args.model)
-  hyper = parse_hyper(args.model, args.hyper, cls.schema)
+  given = parse_hyper(args.model, args.hyper, cls.schema)
+  settings, why = cc.api.energy_settings(args.model, energy)  # as the app: lattices, measured ones
+  hyper = {**settings, **given}   # --hyper wins
   cls(energy, **hyper)  # the energy route's own settings and cross-parameter rules, before any output
   out = _check_out(args.out or f"{args.model}_{source}.msgpack", (".msgpack",))
   steps = cls.default_steps if args.steps is None else args.steps
@@ -354,6 +356,10 @@ def _cmd_fit_energy(args) -> int:
   if not args.quiet:
     _err(f"fitting {args.model} to the energy {energy.label} ({energy.dim}D), {steps} steps, "
          f"seed {args.seed}")
+    used = {k: v for k, v in settings.items() if k not in given}
+    if used:
+      _err("settings beyond the defaults, as the app uses them: "
+           + ", ".join(f"{k}={v}" for k, v in used.items()) + f" ({why})")
   t0 = time.perf_counter()
   fitted = cc.fit_energy(args.model, energy, steps=steps, seed=args.seed, callback=progress,
                          max_seconds=args.max_seconds, **hyper)

@@ -105,6 +105,18 @@ def test_bad_arguments_are_clear_errors():
     cc.fit_energy("maflow", ring, learning_rate=-1.0)
 
 
+def test_command_line_fit_energy_uses_the_apps_settings(tmp_path, capsys):
+  from cmm_core import cli
+  out = tmp_path / "ising.msgpack"
+  assert cli.main(["fit-energy", "--energy", "ising", "--param", "L=4", "--steps", "2", "--hyper",
+                   "hidden=8", "--out", str(out)]) == 0
+  assert "symmetry=reflection" in capsys.readouterr().err   # said, as the page says it
+  assert cc.load(out).config["symmetry"] == "reflection"
+  assert cli.main(["fit-energy", "--energy", "ising", "--param", "L=4", "--steps", "2", "--hyper",
+                   "hidden=8", "--hyper", "symmetry=none", "--out", str(out), "-q"]) == 0
+  assert cc.load(out).config["symmetry"] == "none"         # --hyper wins
+
+
 def test_command_line_fit_energy(tmp_path, capsys):
   from cmm_core import cli
   out = tmp_path / "ring.msgpack"
@@ -141,6 +153,9 @@ def test_command_line_fit_energy(tmp_path, capsys):
 def test_energy_settings_an_even_potential_on_lattices_and_measured_ones_for_built_ins():
   hyper, why = cc.api.energy_settings("maflow", energies.make("ising", L=4))
   assert hyper == {"symmetry": "reflection"} and "Z2" in why
+  hyper, why = cc.api.energy_settings("maflow", energies.make("ising", L=8))  # 64-D: finer RK4
+  assert hyper == {"symmetry": "reflection", "n_steps": 20, "step_size": 0.1} and "folds" in why
+  assert cc.api.energy_settings("cmm", energies.make("ising", L=8))[0] == {"symmetry": "reflection"}
   hyper, why = cc.api.energy_settings("maflow", energies.make("wave"))
   assert hyper == {"standardize": True} and why
   assert cc.api.energy_settings("maflow", energies.make("ring")) == ({}, "")

@@ -26,6 +26,7 @@ __all__ = [
     "panel_data",
     "history_arrays",
     "fit_summary",
+    "budget_note",
     "covariance_from_axes",
     "data_summary",
 ]
@@ -237,7 +238,7 @@ def history_arrays(history: Sequence[dict]) -> dict:
 
 def fit_summary(fitted) -> dict:
   """Facts for the metrics line: ``steps``, ``seconds``, ``status``, ``message``, ``final_loss``,
-  ``warnings`` and ``model``.
+  ``warnings``, ``model``, and ``start_seconds`` / ``seconds_per_step`` (see :func:`_start_and_pace`).
 
   A fit captured during training (status ``"running"``) reports the last recorded step.
   """
@@ -257,7 +258,31 @@ def fit_summary(fitted) -> dict:
       "message": str(info.get("message", "") or ""),
       "final_loss": float(hist["loss"][-1]) if hist["loss"].size else math.nan,
       "warnings": [str(w) for w in info.get("warnings", []) or []],
+      **_start_and_pace(hist),
   }
+
+
+def budget_note(summary: dict) -> str:
+  """The line under a fit that a time budget stopped: the message and how much of the budget went to
+  compiling, e.g. "time budget of 8 s reached at step 10; about 7.1 s of it compiled the training
+  step (the first chunk), then 9 ms per step"."""
+  text = summary["message"] or "time budget reached"
+  start, pace = summary.get("start_seconds"), summary.get("seconds_per_step")
+  if start is None or pace is None:
+    return text + "; all of it went to compiling and the first chunk of steps"
+  return (f"{text}; about {start:.1f} s of it compiled the training step (the first chunk, once per "
+          f"setting), then {1e3 * pace:.0f} ms per step")
+
+
+def _start_and_pace(hist: dict) -> dict:
+  """``start_seconds`` (the first chunk's time beyond its steps at the later pace: compilation and
+  start-up) and ``seconds_per_step`` (the median pace of the later chunks), None with fewer than two
+  chunks."""
+  steps, seconds = hist["step"], hist["seconds"]
+  if steps.size < 2:
+    return {"start_seconds": None, "seconds_per_step": None}
+  pace = float(np.median(np.diff(seconds) / np.maximum(np.diff(steps), 1)))
+  return {"start_seconds": max(0.0, float(seconds[0] - steps[0] * pace)), "seconds_per_step": pace}
 
 
 def covariance_from_axes(stds: Sequence[float], angle_degrees: float = 0.0) -> np.ndarray:

@@ -168,6 +168,22 @@ def test_fit_summary():
   assert s["status"] == "stopped" and "stopped" in s["message"] and s["seconds"] == 3.0
 
 
+def test_start_and_pace_and_the_budget_note():
+  # chunks of 10 steps at 5 ms each after a first chunk that also compiled for 3 s
+  history = [{"step": 10 * k, "seconds": 3.0 + 0.05 * k, "loss": 1.0} for k in range(1, 6)]
+  model = GaussianCMM(np.zeros(1), np.eye(1))
+  model.history = history
+  model.info.update(status="stopped", message="time budget of 3 s reached at step 50", steps_done=50)
+  s = panels.fit_summary(model)
+  assert s["seconds_per_step"] == pytest.approx(0.005) and s["start_seconds"] == pytest.approx(3.0)
+  note = panels.budget_note(s)
+  assert note.startswith("time budget of 3 s reached at step 50; about 3.0 s of it compiled")
+  assert "5 ms per step" in note
+  model.history = history[:1]  # one chunk: nothing to separate
+  s = panels.fit_summary(model)
+  assert s["start_seconds"] is None and "all of it went to compiling" in panels.budget_note(s)
+
+
 def test_covariance_from_axes():
   np.testing.assert_allclose(panels.covariance_from_axes([2.0]), [[4.0]])
   cov = panels.covariance_from_axes([2.0, 0.5], 90.0)
