@@ -64,8 +64,49 @@ def digits_split():
   return target_spec.hold_out(cc.datasets.load("digits"))
 
 
-def references(train: np.ndarray, heldout: np.ndarray) -> dict:
-  """The energy distances a fit is read against: a fitted Gaussian's and the training rows'."""
+INPAINT_ROWS = 200  # held-out digits whose bottom half each model completes (one completion each)
+
+
+def digits_labels() -> tuple[np.ndarray, np.ndarray]:
+  """The labels of :func:`digits_split`'s training and held-out rows (the same split)."""
+  import cmm_core as cc
+  from cmm_core import target_spec
+  return target_spec.hold_out(cc.datasets.labels("digits"))
+
+
+def bottom_half_mask(m: int) -> np.ndarray:
+  """``[m, 64]``: True on the top four pixel rows (observed), False on the bottom four."""
+  mask = np.zeros((m, 64), bool)
+  mask[:, :32] = True
+  return mask
+
+
+def image_figures(samples: np.ndarray, train: np.ndarray, heldout: np.ndarray, inpaint_fn) -> dict:
+  """The issue's image figures: c2st and NN ratio of ``samples`` ``[n, 64]`` (image_metrics), and
+  the share of :data:`INPAINT_ROWS` held-out digits, bottom half hidden and completed by
+  ``inpaint_fn(x [m, 64] with NaN, mask [m, 64]) -> [m, 64]``, that a digit classifier trained on
+  the training rows reads as their label; with the seconds the completion took."""
+  from cmm_core import image_metrics
+  train_labels, heldout_labels = digits_labels()
+  out = image_metrics.image_scores(samples, train, heldout, seed=0)
+  clf = image_metrics.fit_classifier(train, train_labels, seed=0)
+  x = heldout[:INPAINT_ROWS].copy()
+  mask = bottom_half_mask(len(x))
+  x[~mask] = np.nan
+  t = time.perf_counter()
+  try:
+    done = inpaint_fn(x, mask)
+  except NotImplementedError:
+    return {**out, "inpaint_accuracy": None}
+  out["inpaint_seconds"] = time.perf_counter() - t
+  out["inpaint_accuracy"] = clf.accuracy(done, heldout_labels[:INPAINT_ROWS])
+  out["classifier_heldout_accuracy"] = clf.accuracy(heldout, heldout_labels)
+  return out
+
+
+def references(train: np.ndarray, heldout: np.ndarray, scores: bool = True) -> dict:
+  """The energy distances a fit is read against: a fitted Gaussian's and the training rows'; with
+  ``scores``, the Gaussian's image figures (its samples, its conditional for the inpainting)."""
   from cmm_core import metrics
   gauss = [np.random.default_rng(s).multivariate_normal(train.mean(0), np.cov(train.T), size=N_SAMPLES)
            for s in range(N_SEEDS)]
@@ -73,10 +114,17 @@ def references(train: np.ndarray, heldout: np.ndarray) -> dict:
            for s in range(N_SEEDS)]
   gauss_eds = [metrics.energy_distance(g, heldout) for g in gauss]
   floor_eds = [metrics.energy_distance(f, heldout) for f in floor]
-  return {"gaussian_ed": float(np.median(gauss_eds)), "gaussian_eds": gauss_eds,
-          "floor_ed": float(np.median(floor_eds)), "floor_eds": floor_eds,
-          "gaussian_nll": _gaussian_nll(train, heldout),
-          "gaussian_looks": looks(gauss[0], train, heldout)}
+  out = {"gaussian_ed": float(np.median(gauss_eds)), "gaussian_eds": gauss_eds,
+         "floor_ed": float(np.median(floor_eds)), "floor_eds": floor_eds,
+         "gaussian_nll": _gaussian_nll(train, heldout),
+         "gaussian_looks": looks(gauss[0], train, heldout)}
+  if scores:
+    from cmm_core import image_metrics, inpaint
+    mean, cov = image_metrics.gaussian_baseline(train)
+    samples = image_metrics.gaussian_samples(mean, cov, 2 * N_SAMPLES, seed=0)
+    out["gaussian_images"] = image_figures(
+        samples, train, heldout, lambda x, mask: inpaint.gaussian_inpaint(mean, cov, x, mask, seed=0))
+  return out
 
 
 def _gaussian_nll(train, heldout) -> float:
@@ -104,7 +152,8 @@ def looks(samples: np.ndarray, train: np.ndarray, heldout: np.ndarray) -> dict:
           "examples": [np.round(s).astype(int).reshape(8, 8).tolist() for s in samples[:4]]}
 
 
-def run_model(model: str, budget: float, steps, hyper: dict, chunk_size: int, seed: int) -> dict:
+def run_model(model: str, budget: float, steps, hyper: dict, chunk_size: int, seed: int,
+              scores: bool = True) -> dict:
   import cmm_core as cc
   from cmm_core import metrics
   train, heldout = digits_split()
@@ -154,6 +203,11 @@ def run_model(model: str, budget: float, steps, hyper: dict, chunk_size: int, se
     out["bits_per_dim"] = out["nll"] / (64 * math.log(2)) if out["nll"] is not None else None
   except NotImplementedError:
     out["nll"] = None
+  if scores and len(good) > 1:
+    two = np.concatenate([samples, draws[1]])
+    two = two[np.all(np.isfinite(two), 1)]
+    out["images"] = image_figures(two, train, heldout,
+                                  lambda x, mask: fitted.inpaint(x, mask, seed=0))
   out["load_average"] = {"start": load_start, "end": [round(v, 2) for v in os.getloadavg()]}
   return out
 
@@ -183,7 +237,7 @@ def time_dims(model: str, dims, chunk_size: int, timed_chunks: int) -> list[dict
 def _child(args, model) -> dict:
   cmd = [sys.executable, __file__, "--child", model, "--budget", str(args.budget),
          "--chunk-size", str(args.chunk_size), "--seed", str(args.seed),
-         "--hyper", json.dumps(args.hyper)]
+         "--hyper", json.dumps(args.hyper)] + (["--no-scores"] if args.no_scores else [])
   if args.steps:
     cmd += ["--steps", str(args.steps)]
   proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -191,6 +245,14 @@ def _child(args, model) -> dict:
   if proc.returncode or not lines:
     return {"model": model, "error": proc.stderr[-3000:]}
   return json.loads(lines[-1][len("RESULT "):])
+
+
+def _image_cells(v) -> str:
+  if not v:
+    return "- | - | - |"
+  acc = v.get("inpaint_accuracy")
+  return (f"{v['c2st']:.3f} | {v['nn_ratio']:.2f} | "
+          + ("-" if acc is None else f"{acc:.0%} ({v['inpaint_seconds']:.0f} s)") + " |")
 
 
 def markdown(out: dict) -> str:
@@ -203,11 +265,11 @@ def markdown(out: dict) -> str:
               f"{ref.get('gaussian_ed', float('nan')):.4f}, NLL {ref.get('gaussian_nll', float('nan')):.1f}; "
               f"floor (1000 training rows): ED {ref.get('floor_ed', float('nan')):.4f}.", "",
               "| model | steps | s/step | compile s | fit s | 1000 samples s | NLL (nats) | bits/dim "
-              "| NLL s | ED | mean / std RMS gap |",
-              "|---|---|---|---|---|---|---|---|---|---|---|"]
+              "| NLL s | ED | mean / std RMS gap | c2st | NN ratio | inpainting read right |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in out["runs"]:
       if "error" in r:
-        lines.append(f"| {r['model']} | failed | | | | | | | | | |")
+        lines.append(f"| {r['model']} | failed | | | | | | | | | | | | |")
         continue
       f = lambda v, spec="{:.3g}": "-" if v is None else spec.format(v)
       lk = r.get("looks") or {}
@@ -217,7 +279,12 @@ def markdown(out: dict) -> str:
           f"{f(r['sample_seconds_first'], '{:.1f}')} ({f(r['sample_seconds'], '{:.1f}')}) | "
           f"{f(r.get('nll'), '{:.1f}')} | {f(r.get('bits_per_dim'), '{:.3f}')} | "
           f"{f(r.get('nll_seconds'), '{:.1f}')} | {f(r['ed'], '{:.4f}')} | "
-          f"{f(lk.get('mean_rms_gap'), '{:.2f}')} / {f(lk.get('std_rms_gap'), '{:.2f}')} |")
+          f"{f(lk.get('mean_rms_gap'), '{:.2f}')} / {f(lk.get('std_rms_gap'), '{:.2f}')} | "
+          + _image_cells(r.get("images")))
+    g = ref.get("gaussian_images")
+    if g:
+      lines.append("| fitted Gaussian (its conditional for inpainting) | | | | | | | | | | | "
+                   + _image_cells(g))
   if out.get("dims"):
     lines += ["", "| model | " + " | ".join(f"d={d}" for d in out["config"]["dim_list"])
               + " | exponent (d 8-64) |", "|---" * (len(out["config"]["dim_list"]) + 2) + "|"]
@@ -239,13 +306,15 @@ def main(argv=None):
   ap.add_argument("--dims", action="store_true", help="the per-d timing of the high-d path instead")
   ap.add_argument("--dim-list", type=int, nargs="+", default=DIMS)
   ap.add_argument("--timed-chunks", type=int, default=3)
+  ap.add_argument("--no-scores", action="store_true",
+                  help="skip the image figures (c2st, NN ratio, inpainting accuracy)")
   ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
   ap.add_argument("--out", default=None)
   ap.add_argument("--markdown", default=None)
   args = ap.parse_args(argv)
   if args.child:
     r = run_model(args.child, args.budget, args.steps, args.hyper.get(args.child, {}),
-                  args.chunk_size, args.seed)
+                  args.chunk_size, args.seed, scores=not args.no_scores)
     print("RESULT " + json.dumps(r), flush=True)
     return
   import os
@@ -255,7 +324,7 @@ def main(argv=None):
     out["dims"] = [r for m in args.models for r in time_dims(m, args.dim_list, 10, args.timed_chunks)]
   else:
     train, heldout = digits_split()
-    out["references"] = references(train, heldout)
+    out["references"] = references(train, heldout, scores=not args.no_scores)
     print(json.dumps({k: v for k, v in out["references"].items() if k != "gaussian_looks"}), flush=True)
     out["runs"] = []
     for m in args.models:

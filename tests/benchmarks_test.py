@@ -6,6 +6,7 @@ import pathlib
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -95,3 +96,28 @@ def test_energies_end_to_end(tmp_path):
   assert mala["reached"] == (mala["last"]["energy_distance"] <= mala["energy_distance_floor"] + 0.01)
   assert "| gaussian | maflow |" in md
   assert "| gaussian | yes |" in md or "| gaussian | no |" in md  # MALA's row
+
+
+def test_digits_image_figures_of_the_gaussian_baseline(monkeypatch):
+  # the reference figures: a fitted Gaussian's c2st about 0.79-0.83, its conditional's
+  # completions of the bottom half read right about 64% of the time, the classifier ~97% on clean digits
+  monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+  import digits
+  from cmm_core import image_metrics, inpaint
+  train, heldout = digits.digits_split()
+  mask = digits.bottom_half_mask(3)
+  assert mask.shape == (3, 64) and mask[:, :32].all() and not mask[:, 32:].any()
+  mean, cov = image_metrics.gaussian_baseline(train)
+  samples = image_metrics.gaussian_samples(mean, cov, 2000, seed=0)
+  seen = {}
+
+  def complete(x, m):
+    seen["hidden"] = np.isnan(x).sum()
+    return inpaint.gaussian_inpaint(mean, cov, x, m, seed=0)
+
+  v = digits.image_figures(samples, train, heldout, complete)
+  assert seen["hidden"] == digits.INPAINT_ROWS * 32       # the bottom half, hidden
+  assert 0.75 <= v["c2st"] <= 0.9 and 1.2 <= v["nn_ratio"] <= 2.5
+  assert 0.5 <= v["inpaint_accuracy"] <= 0.8 and v["classifier_heldout_accuracy"] >= 0.95
+  copies = train[:200]                                    # copies of training rows: NN ratio 0
+  assert digits.image_figures(copies, train, heldout, complete)["nn_ratio"] == 0.0
