@@ -161,7 +161,8 @@ def _dequantize_box(table) -> bool:
     return False
   return st.checkbox("dequantise: add uniform noise in [0, 1) to the whole-number pixels",
                      value=True, key="tgt_upload_dequantize",
-                     help="The same noise (a fixed seed) at every load, as for the shipped digits.")
+                     help="The same noise (a fixed seed) at every load, as for the shipped digits; "
+                          "training redraws it at every step.")
 
 
 def _refused(e: DataError) -> None:
@@ -200,7 +201,8 @@ def _upload() -> None:
     st.caption(f"Ignored non-numeric column(s): {', '.join(map(str, ignored))}.")
   if not picked:
     return
-  if shape is not None and _dequantize_box(table):
+  dequantized = shape is not None and _dequantize_box(table)
+  if dequantized:
     table = table + np.random.default_rng(datasets.DEQUANTIZE_SEED).uniform(size=table.shape)
   try:
     data, sel = targets.select_columns(table, picked, names=columns, standardize=std,
@@ -219,6 +221,8 @@ def _upload() -> None:
           "n": int(data.shape[0]), "n_heldout": 0 if heldout is None else int(heldout.shape[0])}
   if shape is not None:
     spec["image_shape"] = list(shape)
+  if dequantized:
+    spec["dequantize"] = True   # fits redraw the noise at every step (cc.fit's dequantize)
   _state.set_target(target_spec.table_label(up.name, picked, std, spec["n"], spec["n_heldout"]),
                     data, spec, columns=picked, heldout=heldout)
   st.caption(_state.heldout_note(spec))

@@ -117,6 +117,7 @@ def _train(model: str, steps: int, seed: int, hyper: dict, target: dict) -> None
                          on_start=lambda: box.progress(0.0, text=compiling)) as ticket:
       wait = {"place": ticket.place, "seconds": ticket.waited}
       fitted = cc.fit(model, target["data"], steps=steps, seed=seed, callback=callback,
+                      dequantize=target_spec.dequantized_counts(target.get("spec") or {}),
                       **_state.LIVE_CHUNK, **hyper)
   except ValueError as e:  # DataError and TrainingError are ValueErrors with a user message
     box.empty()

@@ -153,7 +153,7 @@ def looks(samples: np.ndarray, train: np.ndarray, heldout: np.ndarray) -> dict:
 
 
 def run_model(model: str, budget: float, steps, hyper: dict, chunk_size: int, seed: int,
-              scores: bool = True) -> dict:
+              scores: bool = True, dequantize: bool = True) -> dict:
   import cmm_core as cc
   from cmm_core import metrics
   train, heldout = digits_split()
@@ -162,12 +162,13 @@ def run_model(model: str, budget: float, steps, hyper: dict, chunk_size: int, se
   import os
   load_start = [round(v, 2) for v in os.getloadavg()]
   t0 = time.perf_counter()
+  # as the app fits the digits: their dequantisation noise redrawn at every step
   fitted = cc.fit(model, train, steps=steps, seed=seed, max_seconds=budget, chunk_size=chunk_size,
-                  callback=timer, **hyper)
+                  callback=timer, dequantize=dequantize, **hyper)
   fit_s = time.perf_counter() - t0
   per_step = [c / n for c, n in zip(timer.chunks, timer.sizes)]
   sps = float(np.median(per_step)) if per_step else None
-  out = {"model": model, "hyper": hyper, "config": {k: list(v) if isinstance(v, tuple) else v
+  out = {"model": model, "hyper": hyper, "dequantize": dequantize, "config": {k: list(v) if isinstance(v, tuple) else v
                                                     for k, v in fitted.config.items()},
          "auto": fitted.info.get("auto"), "status": fitted.info.get("status"),
          "steps_done": fitted.info.get("steps_done"), "fit_seconds": fit_s,
@@ -237,7 +238,8 @@ def time_dims(model: str, dims, chunk_size: int, timed_chunks: int) -> list[dict
 def _child(args, model) -> dict:
   cmd = [sys.executable, __file__, "--child", model, "--budget", str(args.budget),
          "--chunk-size", str(args.chunk_size), "--seed", str(args.seed),
-         "--hyper", json.dumps(args.hyper)] + (["--no-scores"] if args.no_scores else [])
+         "--hyper", json.dumps(args.hyper)] + (["--no-scores"] if args.no_scores else []) + (
+             ["--fixed-noise"] if args.fixed_noise else [])
   if args.steps:
     cmd += ["--steps", str(args.steps)]
   proc = subprocess.run(cmd, capture_output=True, text=True)
@@ -308,13 +310,16 @@ def main(argv=None):
   ap.add_argument("--timed-chunks", type=int, default=3)
   ap.add_argument("--no-scores", action="store_true",
                   help="skip the image figures (c2st, NN ratio, inpainting accuracy)")
+  ap.add_argument("--fixed-noise", action="store_true",
+                  help="train on the one dequantisation draw (default: redrawn every step, as the app)")
   ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
   ap.add_argument("--out", default=None)
   ap.add_argument("--markdown", default=None)
   args = ap.parse_args(argv)
   if args.child:
     r = run_model(args.child, args.budget, args.steps, args.hyper.get(args.child, {}),
-                  args.chunk_size, args.seed, scores=not args.no_scores)
+                  args.chunk_size, args.seed, scores=not args.no_scores,
+                  dequantize=not args.fixed_noise)
     print("RESULT " + json.dumps(r), flush=True)
     return
   import os

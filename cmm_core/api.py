@@ -19,7 +19,7 @@ from cmm_core.limits import MAX_STEPS  # noqa: F401 (re-exported)
 def fit(model: str, data, *, steps: Optional[int] = None, seed: int = 0,
         callback: Optional[Callback] = None, max_seconds: Optional[float] = None,
         chunk_size: int = 50, devices: Optional[int] = None,
-        chunk_seconds: Optional[float] = None, **hyper) -> FittedModel:
+        chunk_seconds: Optional[float] = None, dequantize: bool = False, **hyper) -> FittedModel:
   """Fits the factorization ``model`` to ``data`` ``[n, d]``.
 
   Args:
@@ -38,6 +38,9 @@ def fit(model: str, data, *, steps: Optional[int] = None, seed: int = 0,
       when there are several (falling back, with a warning, when they do not divide the
       batch size), ``k`` = the first ``k`` (the batch size must divide by ``k``), 1 = one device.
       The fit is the same up to float rounding.
+    dequantize: the data are integer counts plus ``U[0, 1)`` noise drawn once (the digits as
+      :func:`cmm_core.datasets.load` gives them, not standardised): every step redraws the noise
+      on ``floor(data)`` (a regulariser; ``info["dequantize"]`` records it). docs/images.md.
     **hyper: the model's hyper-parameters (``cc.models.get(model).schema``; ``python -m cmm_core list``).
 
   Returns:
@@ -50,11 +53,13 @@ def fit(model: str, data, *, steps: Optional[int] = None, seed: int = 0,
   data = as_dataset(data)
   steps, seed, chunk_size, devices, chunk_seconds = _run_args(
       cls, steps, seed, callback, max_seconds, chunk_size, devices, chunk_seconds)
+  if not isinstance(dequantize, (bool, np.bool_)):
+    raise ValueError(f"dequantize must be True or False, got {dequantize!r}")
   m = cls(**hyper)
   prepared, info = m.prepare(data)
   return train.run(m, prepared, steps=steps, seed=seed, callback=callback,
                    chunk_size=chunk_size, max_seconds=max_seconds, info=info, devices=devices,
-                   chunk_seconds=chunk_seconds)
+                   chunk_seconds=chunk_seconds, dequantize=bool(dequantize))
 
 
 # model id -> "module:Class" of the models that fit an energy

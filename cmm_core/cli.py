@@ -240,7 +240,8 @@ def _link_settings(args) -> dict:
   source = spec.get("name") or spec["kind"].replace(" ", "_").lower()
   return {"model": model, "steps": train.get("steps"),
           "seed": train.get("seed") if train.get("seed") is not None else (compare or {}).get("seed"),
-          "hyper": hyper, "data": built.data, "label": built.label, "source": source}
+          "hyper": hyper, "data": built.data, "label": built.label, "source": source,
+          "dequantize": target_spec.dequantized_counts(built.spec)}
 
 
 def _cmd_fit(args) -> int:
@@ -288,7 +289,8 @@ def _cmd_fit(args) -> int:
   interrupted = False
   try:
     fitted = cc.fit(args.model, data, steps=steps, seed=args.seed, callback=progress,
-                    max_seconds=args.max_seconds, **hyper)
+                    max_seconds=args.max_seconds, dequantize=bool(link and link["dequantize"]),
+                    **hyper)
   except KeyboardInterrupt:
     if last["fitted"] is None:
       _err("interrupted before the first chunk of steps; nothing saved")

@@ -275,6 +275,8 @@ def run_compare(target: dict, jobs: Sequence[dict], *, seed: int = 0, heldout=No
   data = np.asarray(target["data"])
   reference = data if heldout is None else heldout
   images_of = data if target_spec.image_shape(target.get("spec") or {}) is not None else None
+  # counts dequantised once (the digits): every step redraws the noise (cc.fit's dequantize)
+  fit_args = {**(chunking or {}), "dequantize": target_spec.dequantized_counts(target.get("spec") or {})}
   stopped = False
   for job in jobs:
     model = job["model"]
@@ -298,7 +300,7 @@ def run_compare(target: dict, jobs: Sequence[dict], *, seed: int = 0, heldout=No
 
     with (contextlib.nullcontext() if slot is None else slot(model)) as ticket:
       result = _fit_one(job, key, data, reference, seed, on_chunk, on_fitted, metrics_seed,
-                        chunking, lambda: user_stopped, images_of)
+                        fit_args, lambda: user_stopped, images_of)
     if cache is not None and result["status"] in CACHEABLE:
       cache[key] = result
     if hasattr(ticket, "place") and hasattr(ticket, "waited"):  # this run's wait, not cached

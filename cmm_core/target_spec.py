@@ -31,6 +31,7 @@ from typing import Callable, Optional
 import numpy as np
 
 __all__ = ["Kind", "BuiltTarget", "build", "fresh_draw", "hold_out", "kind_of", "toy_label", "image_shape",
+           "dequantized_counts",
            "columns_label", "table_label", "HELDOUT_SEED_OFFSET", "HOLDOUT_SHARE", "MIN_ROWS_TO_HOLD_OUT"]
 
 HELDOUT_SEED_OFFSET = 10_007  # fresh draws use seed + this: never the training draw's seed
@@ -104,6 +105,23 @@ def hold_out(rows, share: float = HOLDOUT_SHARE) -> tuple[np.ndarray, Optional[n
   out = np.zeros(n, bool)
   out[np.random.default_rng(HELDOUT_SEED_OFFSET).choice(n, size=k, replace=False)] = True
   return rows[~out], rows[out]
+
+
+def dequantized_counts(spec: dict) -> bool:
+  """Whether the target's rows are integer counts plus ``U[0, 1)`` noise drawn once (a shipped data
+  set :func:`cmm_core.datasets.dequantized` says so, or an upload whose spec has ``"dequantize"``),
+  in their own units (not standardised): fits pass ``dequantize=True`` to ``cc.fit`` then, so
+  every step redraws the noise."""
+  from cmm_core import datasets
+  try:
+    kind = kind_of(spec)
+  except ValueError:
+    return False
+  if spec.get("standardize"):
+    return False
+  if kind is Kind.REAL:
+    return spec.get("name") in datasets.names() and datasets.dequantized(spec["name"])
+  return kind is Kind.UPLOAD and bool(spec.get("dequantize"))
 
 
 def image_shape(spec: dict) -> Optional[tuple[int, int]]:

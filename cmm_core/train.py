@@ -28,9 +28,11 @@ _CHUNK_CACHE: dict = {}
 _CHUNK_CACHE_SIZE = 16
 _CHUNK_LOCK = threading.Lock()  # the app's sessions fit in parallel threads
 FIRST_TIMED_CHUNK = 10  # steps of the first two chunks of a ``chunk_seconds`` fit (before a timing)
+DEQUANTIZE_TAG = 0x5EED  # folded into a step's key for its fresh dequantisation noise
 
 
-def compiled_chunk(model: Model, static: Static, chunk: int, n_devices: int = 1):
+def compiled_chunk(model: Model, static: Static, chunk: int, n_devices: int = 1,
+                   dequantize: bool = False):
   """Returns a jitted ``f(state, key, data, n_active, start) -> (state, metrics [chunk])``.
 
   Runs ``model.step(static, ...)`` for steps ``start .. start + n_active - 1``
@@ -44,14 +46,22 @@ def compiled_chunk(model: Model, static: Static, chunk: int, n_devices: int = 1)
   its arguments and ``static`` holds everything it reads besides arrays, so fits with the same
   settings share it whatever their data (refitting in the app skips compilation).
   ``n_devices > 1``: the step is partitioned over the first ``n_devices`` devices
-  (:mod:`cmm_core.sharding`).
+  (:mod:`cmm_core.sharding`). ``dequantize``: ``data`` holds whole numbers (integer counts) and
+  each step sees ``data + U[0, 1)`` with fresh noise (drawn with ``fold_in(step key,
+  DEQUANTIZE_TAG)``, so the model's own draws are those of a plain fit).
   """
-  key = (type(model).__module__, type(model).__qualname__, static, chunk, n_devices)
+  key = (type(model).__module__, type(model).__qualname__, static, chunk, n_devices, bool(dequantize))
   with _CHUNK_LOCK:
     if key in _CHUNK_CACHE:
       _CHUNK_CACHE[key] = _CHUNK_CACHE.pop(key)  # most recently used last
       return _CHUNK_CACHE[key]
   step = functools.partial(model.step, static)
+  if dequantize:
+    plain = step
+
+    def step(state, key, counts):
+      noise = jax.random.uniform(jax.random.fold_in(key, DEQUANTIZE_TAG), counts.shape, counts.dtype)
+      return plain(state, key, counts + noise)
   if n_devices > 1:
     run_chunk = _make_chunk(step, chunk, sharding.mesh(n_devices), int(model.config["batch_size"]))
   else:
@@ -98,7 +108,8 @@ def _make_chunk(step_fn, chunk: int, mesh=None, batch_size: int = 0):
 def run(model: Model, data: np.ndarray, *, steps: int, seed: int = 0,
         callback: Optional[Callback] = None, chunk_size: int = 50,
         max_seconds: Optional[float] = None, info: Optional[dict] = None,
-        devices: Optional[int] = None, chunk_seconds: Optional[float] = None) -> FittedModel:
+        devices: Optional[int] = None, chunk_seconds: Optional[float] = None,
+        dequantize: bool = False) -> FittedModel:
   """Trains ``model`` on ``data`` ``[n, d]`` for ``steps`` steps and returns the fit.
 
   Args:
@@ -118,6 +129,9 @@ def run(model: Model, data: np.ndarray, *, steps: int, seed: int = 0,
       about that many seconds (the steps of the previous chunk timed, the first chunk
       ``FIRST_TIMED_CHUNK`` steps), so callbacks come at a steady rate whatever the model's speed
       (the app's live redraws). The fit is the same as with any other chunking.
+    dequantize: ``data`` are integer counts dequantised once (``counts + U[0, 1)``, as
+      :func:`cmm_core.datasets.load` gives the digits): ``init`` sees them as given, every step
+      sees ``floor(data)`` plus fresh ``U[0, 1)`` noise (see :func:`compiled_chunk`).
 
   Raises:
     ValueError: ``devices`` is impossible (more than visible, or not dividing the batch size).
@@ -138,7 +152,10 @@ def run(model: Model, data: np.ndarray, *, steps: int, seed: int = 0,
   key = jax.random.PRNGKey(seed)
   key, init_key = jax.random.split(key)
   static, state = model.init(init_key, data_j, total_steps=steps)
-  run_chunk = compiled_chunk(model, static, chunk, n_dev)
+  run_chunk = compiled_chunk(model, static, chunk, n_dev, dequantize)
+  if dequantize:
+    data_j = jnp.floor(data_j)   # the counts; each step adds its own noise
+    info["dequantize"] = "fresh U[0, 1) noise on the counts at every step"
   mesh = None
   if n_dev > 1:
     mesh = sharding.mesh(n_dev)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 
+import cmm_core as cc
 from cmm_core import datasets, share, target_spec, targets
 from cmm_core.target_spec import Kind
 
@@ -72,3 +73,16 @@ def test_every_link_target_kind_builds():
     assert spec is not None, query
     built = target_spec.build(spec)
     assert built.data.ndim == 2 and len(built.data) >= 2, query
+
+
+def test_dequantized_counts_are_the_digits_as_given_and_dequantised_uploads():
+  digits = {"kind": "real", "name": "digits", "columns": None, "standardize": False}
+  assert target_spec.dequantized_counts(digits)
+  assert not target_spec.dequantized_counts({**digits, "standardize": True})  # no longer counts
+  assert not target_spec.dequantized_counts({"kind": "real", "name": "old_faithful", "standardize": False})
+  assert target_spec.dequantized_counts({"kind": "upload", "file": "x.csv", "dequantize": True})
+  assert not target_spec.dequantized_counts({"kind": "upload", "file": "x.csv"})
+  assert not target_spec.dequantized_counts({"kind": "toy2d", "name": "two_moons"})
+  assert not target_spec.dequantized_counts({"kind": "nonsense"})
+  with pytest.raises(ValueError, match="dequantize must be True or False"):
+    cc.fit("maflow", np.zeros((10, 2)) + np.arange(10)[:, None], steps=1, dequantize="yes")

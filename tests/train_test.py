@@ -123,3 +123,34 @@ def test_timed_chunks_give_the_same_fit_without_recompiling(seconds, expected):
 def test_bad_chunk_seconds(bad):
   with pytest.raises(ValueError, match="chunk_seconds"):
     train.run(_Quadratic(), np.zeros((4, 1), np.float32), steps=3, chunk_seconds=bad)
+
+
+class _SeesData(_Quadratic):
+  """Records what each step's data look like: the fraction above the counts, and a checksum."""
+
+  def step(self, static, state, key, data):
+    frac = data - jnp.floor(data)
+    return state, {"loss": jnp.mean(data), "frac_min": jnp.min(frac), "frac_max": jnp.max(frac),
+                   "frac_mean": jnp.mean(frac), "counts": jnp.sum(jnp.floor(data))}
+
+
+def test_dequantize_redraws_the_noise_on_the_counts_at_every_step():
+  rng = np.random.default_rng(0)
+  counts = rng.integers(0, 17, size=(500, 4)).astype(np.float32)
+  once = counts + rng.uniform(size=counts.shape).astype(np.float32)   # as datasets.load gives them
+  out = train.run(_SeesData(), once, steps=6, chunk_size=3, dequantize=True)
+  h = out.history
+  assert out.info["dequantize"].startswith("fresh U[0, 1) noise")
+  # every step sees the same counts plus noise in [0, 1) with mean 1/2 ...
+  rows = h
+  assert all(r["counts"] == pytest.approx(counts.sum()) for r in rows)
+  assert all(0.0 <= r["frac_min"] and r["frac_max"] < 1.0 for r in rows)
+  assert all(abs(r["frac_mean"] - 0.5) < 0.02 for r in rows)
+  # ... fresh at each step (chunks average their steps: draw one step per chunk to compare)
+  per_step = [train.run(_SeesData(), once, steps=k, chunk_size=1, dequantize=True).history[-1]["loss"]
+              for k in (1, 2, 3)]
+  assert len(set(per_step)) == 3
+  again = train.run(_SeesData(), once, steps=3, chunk_size=1, dequantize=True).history[-1]["loss"]
+  assert again == per_step[-1]   # the same seed, the same noise
+  plain = train.run(_SeesData(), once, steps=1, chunk_size=1).history[-1]["loss"]
+  assert plain == pytest.approx(float(np.mean(once)))   # off: the data as given

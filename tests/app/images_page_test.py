@@ -27,6 +27,7 @@ def test_digits_from_the_target_page_to_the_image_views():
   ok(at.run(timeout=TRAIN_TIMEOUT), errors=True)
   fitted = at.session_state["fit"]["fitted"]
   assert fitted.dim == 64 and fitted.history[-1]["step"] == 5
+  assert "fresh U[0, 1) noise" in fitted.info["dequantize"]  # the counts' noise redrawn every step
   ids = " ".join(str(c.proto.id) for c in at.get("plotly_chart"))
   for key in ("tr_img_base", "tr_img_mapped", "tr_img_nearest", "tr_img_path", "tr_img_data"):
     assert key in ids, key
@@ -117,6 +118,7 @@ def test_compare_on_the_digits_shows_image_rows_and_image_scores():
   ok(at, errors=True)
   df = at.dataframe[0].value
   assert {"c2st", "NN ratio", "bits/dim"} <= set(df.columns)
+  assert "dequantize" in at.session_state["cmp_run"]["results"]["maflow"]["fitted"].info
   assert 0.4 <= float(df["c2st"][0]) <= 1.0 and float(df["NN ratio"][0]) > 0
   ids = " ".join(str(c.proto.id) for c in at.get("plotly_chart"))
   assert "cmp_panel_maflow_base" in ids and "cmp_panel_maflow_samples" in ids
