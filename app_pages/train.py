@@ -219,7 +219,9 @@ def _draw_image_views(entry: dict, shape: tuple) -> None:
                 "training images (0.5 = indistinguishable; a Gaussian fitted to the digits scores "
                 "about 0.83). NN ratio: median distance from a sample to its nearest training image "
                 "over the same for held-out images (about 1: as novel as new images; 0: copies). "
-                "bits/dim: the held-out NLL per pixel (of the dequantised density).")
+                "bits/dim: the held-out NLL per pixel (of the dequantised density)."
+                + (" Training drew fresh dequantisation noise at every step." if fitted.info.get("dequantize")
+                   else ""))
   labels = registry.labels_for(fitted.model)
   if view["n_nonfinite"]:
     st.warning(f"{view['n_nonfinite']} base sample(s) or their images were NaN/inf.")
