@@ -82,6 +82,7 @@ def test_an_upload_of_square_images_is_fitted_whole_and_dequantised():
   assert target_spec.image_shape(tgt["spec"]) == (8, 8) and tgt["data"].shape == (120, 64)
   frac = tgt["data"] - np.floor(tgt["data"])
   assert 0.3 < frac.mean() < 0.7  # uniform noise on whole numbers (constant pixels would be refused)
+  assert target_spec.dequantized_counts(tgt["spec"])  # so fits redraw that noise at every step
   assert "tgt_preview_images" in " ".join(str(c.proto.id) for c in at.get("plotly_chart"))
   # not images: a column picker with the first ten columns, no image views
   at.checkbox(key="tgt_upload_images_64").uncheck()
@@ -109,6 +110,7 @@ def test_an_upload_of_rectangular_images_takes_the_shape_the_user_picks():
   ok(at.run(), errors=True)
   tgt = at.session_state["target"]
   assert target_spec.image_shape(tgt["spec"]) == (3, 8) and tgt["data"].shape[1] == 24
+  assert not target_spec.dequantized_counts(tgt["spec"])  # not whole numbers: nothing to redraw
   assert "tgt_preview_images" in " ".join(str(c.proto.id) for c in at.get("plotly_chart"))
 
 
