@@ -98,7 +98,7 @@ def energy_settings(model: str, energy) -> tuple[dict, str]:
     if lattice and side >= cls.lattice_min_side:
       hyper.update(lattice["hyper"])
       why.append(lattice["why"])
-  suggestion = cls.suggested.get(getattr(energy, "name", None)) if getattr(energy, "L", None) is None else None
+  suggestion = None if side else cls.suggested.get(getattr(energy, "name", None))
   if suggestion:
     hyper.update(suggestion["hyper"])
     why.append(suggestion["why"])
