@@ -70,7 +70,8 @@ def _suggestion_box(model: str, target: dict) -> None:
   """When the model has measured settings for this built-in target, offer them in one click."""
   spec = target.get("spec") or {}
   toy = spec.get("kind") in (target_spec.Kind.TOY_1D, target_spec.Kind.TOY_2D)
-  name = spec.get("name") if toy else None
+  whole = spec.get("kind") == target_spec.Kind.REAL and target_spec.image_shape(spec)  # digits, whole
+  name = spec.get("name") if toy or whole else None
   suggestion = cc.models.get(model).suggested.get(name)
   if suggestion is None:
     return

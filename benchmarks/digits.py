@@ -153,7 +153,7 @@ def looks(samples: np.ndarray, train: np.ndarray, heldout: np.ndarray) -> dict:
 
 
 def run_model(model: str, budget: float, steps, hyper: dict, chunk_size: int, seed: int,
-              scores: bool = True, dequantize: bool = True) -> dict:
+              scores: bool = True, dequantize: bool = True, inpaint_steps=None) -> dict:
   import cmm_core as cc
   from cmm_core import metrics
   train, heldout = digits_split()
@@ -208,7 +208,9 @@ def run_model(model: str, budget: float, steps, hyper: dict, chunk_size: int, se
     two = np.concatenate([samples, draws[1]])
     two = two[np.all(np.isfinite(two), 1)]
     out["images"] = image_figures(two, train, heldout,
-                                  lambda x, mask: fitted.inpaint(x, mask, seed=0))
+                                  lambda x, mask: fitted.inpaint(x, mask, seed=0, steps=inpaint_steps))
+    from cmm_core import inpaint
+    out["images"]["inpaint_steps"] = inpaint_steps or inpaint.DEFAULT_STEPS
   out["load_average"] = {"start": load_start, "end": [round(v, 2) for v in os.getloadavg()]}
   return out
 
@@ -242,6 +244,8 @@ def _child(args, model) -> dict:
              ["--fixed-noise"] if args.fixed_noise else [])
   if args.steps:
     cmd += ["--steps", str(args.steps)]
+  if args.inpaint_steps:
+    cmd += ["--inpaint-steps", str(args.inpaint_steps)]
   proc = subprocess.run(cmd, capture_output=True, text=True)
   lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
   if proc.returncode or not lines:
@@ -312,6 +316,8 @@ def main(argv=None):
                   help="skip the image figures (c2st, NN ratio, inpainting accuracy)")
   ap.add_argument("--fixed-noise", action="store_true",
                   help="train on the one dequantisation draw (default: redrawn every step, as the app)")
+  ap.add_argument("--inpaint-steps", type=int, default=None,
+                  help="MALA transitions per completed digit (default: inpaint.DEFAULT_STEPS)")
   ap.add_argument("--child", default=None, help=argparse.SUPPRESS)
   ap.add_argument("--out", default=None)
   ap.add_argument("--markdown", default=None)
@@ -319,7 +325,7 @@ def main(argv=None):
   if args.child:
     r = run_model(args.child, args.budget, args.steps, args.hyper.get(args.child, {}),
                   args.chunk_size, args.seed, scores=not args.no_scores,
-                  dequantize=not args.fixed_noise)
+                  dequantize=not args.fixed_noise, inpaint_steps=args.inpaint_steps)
     print("RESULT " + json.dumps(r), flush=True)
     return
   import os

@@ -47,7 +47,7 @@ DEFAULT_STEPS = 400
 GUESS_SAMPLES = 2048
 """Model samples behind the Gaussian start and preconditioner."""
 _CHUNK = 1024            # rows per compiled batch of chains
-_BUCKETS = (8, 32, 128, 512, _CHUNK)  # rows padded to these sizes (few compilations)
+_BUCKETS = (4, 8, 32, 128, 512, _CHUNK)  # batch sizes of the chains (few compilations)
 
 
 class InpaintResult(NamedTuple):
@@ -235,6 +235,20 @@ def _out_dtype(x: np.ndarray):
 
 # -- the model's conditional by MALA ------------------------------------------------------------
 
+def _row_pieces(n: int) -> list[tuple[int, int, int]]:
+  """``(start, stop, batch size)`` pieces covering ``n`` rows: each the largest of :data:`_BUCKETS`
+  that the remaining rows fill, the last (fewer than the smallest) padded to it. A padded chain
+  costs as much as a real one, so at most ``_BUCKETS[0] - 1`` are run (200 rows: 128 + 32 + 32 +
+  8, not 512)."""
+  pieces, start = [], 0
+  while start < n:
+    rest = n - start
+    size = max([b for b in _BUCKETS if b <= rest], default=_BUCKETS[0])
+    pieces.append((start, min(n, start + size), size))
+    start += size
+  return pieces
+
+
 def _gaussian_guess(fitted) -> tuple[np.ndarray, np.ndarray]:
   """``(mean [d], cov [d, d])`` of :data:`GUESS_SAMPLES` samples of the model, once per model."""
   cached = fitted.__dict__.get("_inpaint_guess")
@@ -341,10 +355,9 @@ def run(fitted, x, mask, *, seed: int = 0, steps=None) -> InpaintResult:
     mu = mean + np.einsum("mij,mj->mi", reg[index], xa - mean)
     base = jax.random.key(seed)
     n_warm = steps // 2
-    for start in range(0, active.size, _CHUNK):
-      rows = active[start:start + _CHUNK]
-      sl = slice(start, start + rows.size)
-      size = batching.bucket(rows.size, _BUCKETS)
+    for start, stop, size in _row_pieces(active.size):
+      rows = active[start:stop]
+      sl = slice(start, stop)
       padded = lambda a: batching.pad_rows(a, size)
       keys = jax.vmap(lambda i: jax.random.fold_in(base, i))(jnp.asarray(padded(rows), jnp.uint32))
       y, acc, h = _chains(log_density, args, keys,

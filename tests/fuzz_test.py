@@ -541,9 +541,10 @@ def _edge_config(model: str, j: int) -> dict:
     # the likelihood is evaluated through w on the data side: keep one or the other, in turn
     hyper_.update(potential="data") if (j // 2) % 2 else hyper_.update(objective="semidual")
   if model == "maflow":
-    if hyper_["potential"] != "single" and (hyper_["segments"] > 1 or hyper_["radial"] > 0):
-      # segments and radial units need the one-layer potential: keep one side or the other, in turn
-      hyper_.update(potential="single") if (j // 2) % 2 else hyper_.update(segments=1, radial=0)
+    if hyper_["potential"] == "mlp" and (hyper_["segments"] > 1 or hyper_["radial"] > 0):
+      # segments and radial units need the one-layer potential ("single", or "auto" resolves to it):
+      # drop them here, the other configurations hold their upper bounds
+      hyper_.update(segments=1, radial=0)
     hyper_["n_steps"] = hyper_["segments"] * max(1, hyper_["n_steps"] // hyper_["segments"])
   # small data and batches: the fit's size is not what is checked
   batch = {"batch_size": 16} if model in ("cmm", "mm", "brenier") else {}

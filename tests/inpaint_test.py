@@ -133,6 +133,15 @@ def test_sdot_says_why_it_cannot_inpaint():
     fitted.inpaint(np.zeros((1, 2)), np.array([[True, False]]))
 
 
+@pytest.mark.parametrize("n", [1, 3, 4, 5, 9, 200, 1024, 2500])
+def test_row_pieces_cover_the_rows_with_little_padding(n):
+  pieces = ip._row_pieces(n)
+  assert pieces[0][0] == 0 and pieces[-1][1] == n
+  assert all(a[1] == b[0] for a, b in zip(pieces, pieces[1:]))  # contiguous, in order
+  assert all(size in ip._BUCKETS and 0 < stop - start <= size for start, stop, size in pieces)
+  assert sum(size for *_, size in pieces) - n < ip._BUCKETS[0]    # padding: only the last piece
+
+
 def test_fully_observed_rows_need_no_model_work():
   fitted = _random_flow()
   x = np.array([[1 / 3, 2 / 3], [np.pi, -1e-20]], np.float32)

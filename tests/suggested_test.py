@@ -9,7 +9,7 @@ import cmm_core as cc
 def test_suggested_settings_name_targets_and_pass_validation(model):
   cls = cc.models.get(model)
   for target, suggestion in cls.suggested.items():
-    assert target in cc.targets.names(), target
+    assert target in cc.targets.names() + cc.datasets.names(), target
     assert set(suggestion) == {"steps", "hyper", "why"}, target
     assert isinstance(suggestion["steps"], int) and suggestion["steps"] > 0
     assert suggestion["why"].strip()

@@ -184,8 +184,9 @@ class Model(abc.ABC):
   """The :class:`FittedModel` subclass that ``finalize`` returns (and ``cc.load`` reads)."""
 
   suggested: ClassVar[dict] = {}
-  """Settings measured to fit some built-in targets much better than the defaults:
-  ``{target name: {"steps": int, "hyper": {...}, "why": str}}`` (the Train page offers them)."""
+  """Settings measured to fit some built-in targets (toys, or data sets fitted whole) much better
+  than the defaults: ``{target name: {"steps": int, "hyper": {...}, "why": str}}`` (the Train page
+  offers them)."""
 
   def __init_subclass__(cls, **kwargs):
     super().__init_subclass__(**kwargs)

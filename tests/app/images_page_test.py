@@ -22,6 +22,7 @@ def test_digits_from_the_target_page_to_the_image_views():
   goto(at, "app_pages/train.py")
   at.selectbox(key="tr_model").set_value("maflow")
   at.run()
+  assert any("time_dependent=True" in i.value for i in at.info)  # the settings measured on the digits
   at.number_input(key="tr_steps_maflow").set_value(5)
   at.button(key="tr_train").click()
   ok(at.run(timeout=TRAIN_TIMEOUT), errors=True)

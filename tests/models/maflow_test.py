@@ -161,13 +161,28 @@ def test_standardization_makes_the_fit_equivariant_to_column_units(by):
 def test_auto_standardization_follows_the_columns_units():
   x = cc.targets.make("two_moons", 256, seed=0)
   toy = cc.fit("maflow", x, steps=1, seed=0)
-  assert toy.info["auto"] == {"standardize_by": "scalar"} and toy.config["standardize_by"] == "scalar"
+  assert toy.info["auto"] == {"standardize_by": "scalar", "potential": "single"}
+  assert toy.config["standardize_by"] == "scalar"
   units = cc.fit("maflow", x * np.array([1.0, 500.0]), steps=1, seed=0)
-  assert units.info["auto"] == {"standardize_by": "covariance"}
+  assert units.info["auto"]["standardize_by"] == "covariance"
   np.testing.assert_allclose(units.extras["scale"], np.linalg.cholesky(np.cov(x.T * [[1.0], [500.0]],
                                                                               bias=True)), rtol=1e-3)
-  fixed = cc.fit("maflow", x, steps=1, seed=0, standardize_by="coordinate")
+  fixed = cc.fit("maflow", x, steps=1, seed=0, standardize_by="coordinate", potential="single")
   assert "auto" not in fixed.info and np.count_nonzero(fixed.extras["scale"]) == 2
+
+
+def test_auto_potential_is_the_mlp_above_16_dimensions():
+  # the choice is in the fitted config (what ran, what a saved model reloads with) and in info
+  rng = np.random.default_rng(0)
+  for d, expected, laplacian in ((16, "single", "exact"), (17, "mlp", "hutchinson")):
+    f = cc.fit("maflow", rng.normal(size=(128, d)), steps=1, seed=0, batch_size=16)
+    assert f.config["potential"] == f.info["auto"]["potential"] == expected, d
+    assert f.extras["laplacian_train"] == laplacian
+    assert f.spec.potential == expected
+  # the one-layer-only options keep the one-layer potential in any dimension
+  f = cc.fit("maflow", rng.normal(size=(128, 17)), steps=1, seed=0, batch_size=16, radial=2)
+  assert f.config["potential"] == "single"
+  assert cc.models.get("maflow").defaults["potential"] == "auto"
 
 
 def test_segments_select_one_potential_per_time_slice():
