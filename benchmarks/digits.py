@@ -104,6 +104,26 @@ def image_figures(samples: np.ndarray, train: np.ndarray, heldout: np.ndarray, i
   return out
 
 
+def knn_conditional_accuracy(train: np.ndarray, heldout: np.ndarray, ks=(1, 3, 5, 10, 20)) -> dict:
+  """How well the data's own conditional reads, approximately: each of :data:`INPAINT_ROWS`
+  held-out digits completed with the bottom half of one of the ``k`` training digits nearest by the
+  top half (drawn at random, ``default_rng(0)``), read by the same classifier: ``{k: share}``."""
+  from cmm_core import image_metrics
+  train_labels, heldout_labels = digits_labels()
+  clf = image_metrics.fit_classifier(train, train_labels, seed=0)
+  x = heldout[:INPAINT_ROWS]
+  d2 = ((x[:, None, :32] - train[None, :, :32]) ** 2).sum(-1)
+  order = np.argsort(d2, 1)
+  out = {}
+  for k in ks:
+    rng = np.random.default_rng(0)
+    pick = order[np.arange(len(x)), rng.integers(0, k, len(x))]
+    done = x.copy()
+    done[:, 32:] = train[pick, 32:]
+    out[str(k)] = clf.accuracy(done, heldout_labels[:INPAINT_ROWS])
+  return out
+
+
 def references(train: np.ndarray, heldout: np.ndarray, scores: bool = True) -> dict:
   """The energy distances a fit is read against: a fitted Gaussian's and the training rows'; with
   ``scores``, the Gaussian's image figures (its samples, its conditional for the inpainting)."""
@@ -124,6 +144,7 @@ def references(train: np.ndarray, heldout: np.ndarray, scores: bool = True) -> d
     samples = image_metrics.gaussian_samples(mean, cov, 2 * N_SAMPLES, seed=0)
     out["gaussian_images"] = image_figures(
         samples, train, heldout, lambda x, mask: inpaint.gaussian_inpaint(mean, cov, x, mask, seed=0))
+    out["knn_conditional_accuracy"] = knn_conditional_accuracy(train, heldout)
   return out
 
 
@@ -291,6 +312,11 @@ def markdown(out: dict) -> str:
     if g:
       lines.append("| fitted Gaussian (its conditional for inpainting) | | | | | | | | | | | "
                    + _image_cells(g))
+    knn = ref.get("knn_conditional_accuracy")
+    if knn:
+      lines += ["", "The data's own conditional, approximately (bottom half of one of the k training "
+                "digits nearest by the top half): " + ", ".join(f"k = {k}: {v:.0%}" for k, v in knn.items())
+                + "."]
   if out.get("dims"):
     lines += ["", "| model | " + " | ".join(f"d={d}" for d in out["config"]["dim_list"])
               + " | exponent (d 8-64) |", "|---" * (len(out["config"]["dim_list"]) + 2) + "|"]

@@ -121,3 +121,13 @@ def test_digits_image_figures_of_the_gaussian_baseline(monkeypatch):
   assert 0.5 <= v["inpaint_accuracy"] <= 0.8 and v["classifier_heldout_accuracy"] >= 0.95
   copies = train[:200]                                    # copies of training rows: NN ratio 0
   assert digits.image_figures(copies, train, heldout, complete)["nn_ratio"] == 0.0
+
+
+def test_digits_knn_conditional_reads_like_the_true_conditional(monkeypatch):
+  # completing with the nearest training digit's bottom half reads right far more often than the
+  # Gaussian conditional (about 64%); drawing among more neighbours blurs it towards the marginal
+  monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+  import digits
+  train, heldout = digits.digits_split()
+  acc = digits.knn_conditional_accuracy(train, heldout, ks=(1, 200))
+  assert acc["1"] >= 0.8 and acc["200"] <= acc["1"] - 0.1, acc
