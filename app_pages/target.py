@@ -135,7 +135,7 @@ def _image_upload_shape(n_columns: int):
   sides >= 2; ticked at first only when the count is a square number (the shape is then inferred)."""
   from cmm_core.viz import images
   shapes = images.candidate_shapes(n_columns)
-  if n_columns < 16 or n_columns > limits.MAX_DIM or not shapes:
+  if n_columns < 16 or n_columns > limits.MAX_IMAGE_PIXELS or not shapes:
     return None
   square = images.infer_shape(n_columns)
   yes = st.checkbox("each row is an image (pixels row by row)", value=square is not None,

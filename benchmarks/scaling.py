@@ -85,6 +85,19 @@ def time_point(model: str, n: int, d: int, chunk_size: int, timed_chunks: int) -
           "wall_seconds": wall}
 
 
+EXPONENT_MIN_D = 32  # every model's "auto" settings have switched to their high-d path
+
+
+def fitted_exponent(pairs) -> "tuple[float, int, int] | None":
+  """``(slope, d_lo, d_hi)`` of ``log t`` against ``log d`` over the pairs ``(d, t)`` with
+  ``d >= EXPONENT_MIN_D`` and a time; None with fewer than two such points."""
+  pts = [(d, t) for d, t in pairs if d >= EXPONENT_MIN_D and t]
+  if len(pts) < 2:
+    return None
+  ds, ts = np.array([p[0] for p in pts], float), np.array([p[1] for p in pts], float)
+  return float(np.polyfit(np.log(ds), np.log(ts), 1)[0]), int(ds.min()), int(ds.max())
+
+
 def points(args) -> list[tuple[str, int, int]]:
   """(sweep, n, d) in order; a point in both sweeps is listed (and timed) once, in the n sweep."""
   if args.full_grid:
@@ -113,11 +126,15 @@ def markdown(out: dict) -> str:
     c = r.get("compile_seconds")
     return f"{1000 * r['seconds_per_step']:.3g}" + (f" ({c:.0f})" if c is not None else "")
 
-  def table(title, key_vals, pick):
-    lines.extend([f"## {title}", "", "| model | " + " | ".join(str(v) for v in key_vals) + " |",
-                  "|---|" + "---|" * len(key_vals)])
+  def table(title, key_vals, pick, exponent=False):
+    head = "| model | " + " | ".join(str(v) for v in key_vals) + (" | exponent |" if exponent else " |")
+    lines.extend([f"## {title}", "", head, "|---|" + "---|" * (len(key_vals) + exponent)])
     for m in cfg["models"]:
-      lines.append(f"| {m} | " + " | ".join(cell(pick(m, v)) for v in key_vals) + " |")
+      row = f"| {m} | " + " | ".join(cell(pick(m, v)) for v in key_vals) + " |"
+      if exponent:
+        fit = fitted_exponent([(v, (pick(m, v) or {}).get("seconds_per_step")) for v in key_vals])
+        row += " - |" if fit is None else f" {fit[0]:.2f} (d {fit[1]}-{fit[2]}) |"
+      lines.append(row)
     lines.append("")
 
   def find(m, n, d):
@@ -128,7 +145,11 @@ def markdown(out: dict) -> str:
       table(f"d = {d}: ms per step by n", cfg["ns"], lambda m, n, d=d: find(m, n, d))
   else:
     table(f"By data size n (d = {cfg['d_fixed']})", cfg["ns"], lambda m, n: find(m, n, cfg["d_fixed"]))
-    table(f"By dimension d (n = {cfg['n_fixed']})", cfg["ds"], lambda m, d: find(m, cfg["n_fixed"], d))
+    table(f"By dimension d (n = {cfg['n_fixed']})", cfg["ds"], lambda m, d: find(m, cfg["n_fixed"], d),
+          exponent=True)
+    lines.append(f"exponent: the slope of log(time per step) against log(d) by least squares over the "
+                 f"measured d >= {EXPONENT_MIN_D} (where every model runs its high-d 'auto' settings; below, the 2D-tuned dense paths and fixed "
+                 f"costs).")
   return "\n".join(lines)
 
 

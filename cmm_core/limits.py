@@ -5,7 +5,7 @@ Each is refused with a ``DataError`` or ``ValueError`` whose message states the 
 The modules that enforce a cap import it from here (``targets.MAX_N`` is ``limits.MAX_N``).
 """
 
-__all__ = ["MAX_FILE_BYTES", "MAX_TABLE_COLUMNS", "MAX_N", "MAX_ROWS", "MAX_DIM", "MIN_ROWS",
+__all__ = ["MAX_FILE_BYTES", "MAX_TABLE_COLUMNS", "MAX_N", "MAX_ROWS", "MAX_DIM", "MAX_IMAGE_PIXELS", "MIN_ROWS",
            "MAX_ABS", "MAX_COLUMNS", "MAX_STEPS", "MAX_SAMPLES", "MAX_SEED", "MAX_MODEL_BYTES",
            "MAX_BUDGET_SECONDS", "MAX_LAYERS", "MAX_WIDTH", "MAX_APP_SEED", "MAX_POINTS",
            "MAX_SPREAD", "MAX_SECONDS", "SIZES", "MAX_ENERGY_STEPS", "MAX_FORMULA_DIM"]
@@ -15,7 +15,9 @@ MAX_FILE_BYTES = 50 * 2**20
 MAX_TABLE_COLUMNS = 1000  # columns a file may have (a fit takes at most MAX_DIM of them)
 MAX_N = 1_000_000         # points drawn from a toy, a Gaussian, a drawing or typed points
 MAX_ROWS = MAX_N          # rows a file may have: as many points as a toy may draw
-MAX_DIM = 64              # dimension of the data a model is fitted to
+MAX_DIM = 256             # dimension of the data a model is fitted to (docs/scaling.md: d = 2..256)
+MAX_IMAGE_PIXELS = 64     # pixels of an uploaded image the app offers image views for (8 x 8: the
+                          # views and the inpainting are sized for the digits)
 MIN_ROWS = 10             # fewest rows a model is fitted to
 MAX_ABS = 1e6  # larger values are refused: float32 training loses precision far from the origin
 MAX_COLUMNS = 10          # the most columns the app lets a user fit at once

@@ -131,3 +131,11 @@ def test_digits_knn_conditional_reads_like_the_true_conditional(monkeypatch):
   train, heldout = digits.digits_split()
   acc = digits.knn_conditional_accuracy(train, heldout, ks=(1, 200))
   assert acc["1"] >= 0.8 and acc["200"] <= acc["1"] - 0.1, acc
+
+
+def test_scaling_exponent_is_the_log_log_slope_from_32_on(monkeypatch):
+  monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+  import scaling
+  t = {16: 5.0, 32: 1.0, 64: 4.0, 128: 16.0, 256: None}  # d^2 from 32 on; d = 16 and a gap ignored
+  assert scaling.fitted_exponent(t.items()) == pytest.approx((2.0, 32, 128))
+  assert scaling.fitted_exponent([(2, 1.0), (32, 1.0)]) is None

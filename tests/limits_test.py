@@ -90,7 +90,7 @@ def test_dimension_rows_and_values():
   with pytest.raises(DataError) as e:
     validation.as_dataset(rng.standard_normal((20, validation.MAX_DIM + 1)))
   _message(e, f"{validation.MAX_DIM + 1} columns", f"at most {validation.MAX_DIM}")
-  assert validation.as_dataset(rng.standard_normal((20, validation.MAX_DIM))).shape[1] == 64
+  assert validation.as_dataset(rng.standard_normal((20, validation.MAX_DIM))).shape[1] == validation.MAX_DIM
   with pytest.raises(DataError) as e:
     validation.as_dataset(rng.standard_normal((validation.MIN_ROWS - 1, 2)))
   _message(e, f"{validation.MIN_ROWS - 1} row(s)", f"at least {validation.MIN_ROWS}")

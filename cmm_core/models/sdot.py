@@ -357,6 +357,9 @@ class SDOT(Model):
       hyper.Int("fourier", 64, 0, 1024, "random Fourier features of the latent (0: a plain MLP)"),
       hyper.Float("fourier_scale", 1.0, 0.0, 100.0,
                   "their frequencies' standard deviation (cycles per latent unit)", lo_open=True),
+      hyper.Choice("linear_init", "auto", ("auto", "pca", "random"),
+                   "the Fourier generator's linear part at init: random, or the data's top principal "
+                   "axes (the untrained generator is then the fitted Gaussian); auto: pca above 16-D"),
       hyper.Float("learning_rate", 3e-3, 0.0, 1.0, "Adam on the generator (initial)", log=True,
                   lo_open=True),
       hyper.Float("lr_decay", 0.01, 0.0, 1.0,
@@ -401,8 +404,14 @@ class SDOT(Model):
     scale = np.where(scale > 0, scale, max(float(np.max(scale)), 1.0))
     k = int(c["latent_dim"] or d)
     # the generator's schedule spans its steps; the psi optimiser's rate depends on m (asgd)
-    static = self.static(data, total_steps if c["lr_decay"] < 1.0 else 0, latent_dim=k, n_points=m)
+    linear_init = c["linear_init"]
+    if linear_init == "auto":
+      linear_init = "pca" if d > _PCA_INIT_MIN_DIM and c["fourier"] > 0 else "random"
+    static = self.static(data, total_steps if c["lr_decay"] < 1.0 else 0, latent_dim=k, n_points=m,
+                         linear_init=linear_init)
     params = _generator(static).init(key, jnp.zeros((1, k), jnp.float32))
+    if static.get("linear_init") == "pca":
+      params = _pca_linear_part(params, (data_np - center) / scale, k, c["latent"], len(c["hidden"]))
     psi = jnp.zeros((m,), jnp.float32)
     dual = _DualState(psi, psi, _psi_optimizer(c["psi_optimizer"], c["psi_learning_rate"], m).init(psi))
     return static, SDOTState(params, _generator_optimizer(static).init(params), dual,
@@ -455,6 +464,9 @@ class SDOT(Model):
 
   def finalize(self, static, state: SDOTState, history, info) -> SDOTFitted:
     c = static.config
+    if c["linear_init"] == "auto":  # the fitted config: what ran
+      c = {**c, "linear_init": static.get("linear_init")}
+      info = {**info, "auto": {"linear_init": c["linear_init"]}}
     extras = {
         "dim": static.dim, "latent_dim": static.get("latent_dim"), "latent": c["latent"],
         "hidden": list(c["hidden"]), "activation": c["activation"], "fourier": c["fourier"],
@@ -463,6 +475,25 @@ class SDOT(Model):
         "psi": np.asarray(state.dual.psi_avg, np.float32),
     }
     return SDOTFitted(config=c, params=state.params, extras=extras, history=history, info=info)
+
+
+_PCA_INIT_MIN_DIM = 16  # linear_init "auto": the principal axes above this dimension
+
+
+def _pca_linear_part(params, y: np.ndarray, k: int, latent: str, n_hidden: int):
+  """``params`` with the Fourier generator's linear part ``z -> z A`` set so that ``z A`` has the
+  covariance of ``y`` ``[m, d]`` (normalised data) on its top ``min(k, d)`` principal axes: the
+  untrained generator (its MLP part starts at zero) is then the fitted Gaussian, or its top-``k``
+  projection. ``A [k, d]`` rows ``sqrt(lambda_i) u_i / std(latent)``; rows past ``d`` are zero."""
+  lam, vecs = np.linalg.eigh(np.cov(np.asarray(y, np.float64).T, bias=True).reshape(y.shape[1], -1))
+  order = np.argsort(lam)[::-1][:k]
+  latent_std = 1.0 / math.sqrt(3.0) if latent == "uniform" else 1.0
+  a = np.zeros((k, y.shape[1]))
+  a[:len(order)] = (vecs[:, order] * np.sqrt(np.maximum(lam[order], 0.0))).T / latent_std
+  name = f"Dense_{n_hidden}"  # after the hidden layers: the linear part (see Generator)
+  inner = dict(params["params"])
+  inner[name] = {"kernel": jnp.asarray(a, jnp.float32), "bias": jnp.zeros(y.shape[1], jnp.float32)}
+  return {**params, "params": inner}
 
 
 def _generator(static) -> Generator:

@@ -202,12 +202,35 @@ def test_bad_hyper_parameters_are_refused():
          ("psi_optimizer", "lbfgs"),
          ("psi_steps", 0), ("psi_average", 1.0), ("batch_size", 4), ("max_data", 10),
          ("fourier", -1), ("fourier", 2.5), ("fourier_scale", 0.0), ("generator_steps", 0),
-         ("generator_steps", 1.5)]
+         ("generator_steps", 1.5), ("linear_init", "zeros")]
   for name, value in bad:
     with pytest.raises(ValueError, match=name):
       cc.fit("sdot", data, steps=5, **{name: value})
   with pytest.raises(ValueError, match="unknown hyper-parameter"):
     cc.fit("sdot", data, steps=5, lam=0.1)
+
+
+@pytest.mark.parametrize("latent, k", [("normal", 5), ("uniform", 5), ("normal", 3), ("uniform", 7)])
+def test_pca_linear_part_starts_at_the_fitted_gaussian(latent, k):
+  # the untrained Fourier generator pushes the latent to the data's covariance on its top k axes
+  rng = np.random.default_rng(0)
+  a = rng.normal(size=(5, 5)) * np.array([3.0, 1.0, 0.5, 0.2, 0.1])
+  y = rng.normal(size=(4000, 5)) @ a.T
+  net = sdot.Generator(dim=5, hidden=(8,), fourier=4)
+  params = sdot._pca_linear_part(net.init(jax.random.PRNGKey(0), jnp.zeros((1, k))), y, k, latent, 1)
+  z = sdot.sample_latent(jax.random.PRNGKey(1), 200_000, k, latent)
+  cov_g = np.cov(np.asarray(net.apply(params, z)).T)
+  lam, vecs = np.linalg.eigh(np.cov(y.T, bias=True))
+  top = vecs[:, -min(k, 5):]
+  want = top @ np.diag(lam[-min(k, 5):]) @ top.T
+  np.testing.assert_allclose(cov_g, want, atol=0.02 * lam.max())
+
+
+def test_linear_init_auto_uses_the_principal_axes_above_16_dimensions():
+  rng = np.random.default_rng(0)
+  for d, fourier, expected in ((16, 64, "random"), (17, 64, "pca"), (17, 0, "random")):
+    f = cc.fit("sdot", rng.normal(size=(128, d)), steps=1, seed=0, batch_size=16, fourier=fourier)
+    assert f.config["linear_init"] == f.info["auto"]["linear_init"] == expected, (d, fourier)
 
 
 def test_fourier_generator_starts_linear_and_keeps_its_frequencies(small_run, tmp_path):
