@@ -432,7 +432,7 @@ REFUSED = {
     "utf16 text": ("1,2\n3,4\n".encode("utf-16"), "a.csv", "binary|UTF-8"),
     "pickle extension": (b"\x80\x04K\x01.", "model.pkl", "pickle"),
     "excel": (b"PK\x03\x04junk", "book.xlsx", "Excel"),
-    "too many columns": (_csv(np.random.default_rng(2).normal(size=(20, 70))), None, "64"),
+    "too many columns": (_csv(np.random.default_rng(2).normal(size=(20, 260))), None, "256"),
 }
 
 
