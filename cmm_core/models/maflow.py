@@ -759,16 +759,21 @@ class MAFlow(Model):
 
   # -- init ------------------------------------------------------------------
   def init(self, key, data, total_steps=None):
-    c = self.config
     d = int(data.shape[1])
     self._check_dim(d)
     shift, scale, by = self._standardization(np.asarray(data, np.float64), d)
+    static, params = self._start(key, data, total_steps, by)
+    return static, MAFlowState(params, optimizer(static).init(params), *_state_affine(shift, scale))
+
+  def _start(self, key, data, total_steps, standardize_by: str, **extra):
+    """``(static, params)`` of a fit on ``data`` ``[n, d]``: the settings resolved for ``d``
+    (:meth:`resolve`, recorded for ``finalize``) and the initial parameters."""
+    c, d = self.config, int(data.shape[1])
     config, auto = self.resolve(d)
     static = self.static(data, total_steps if c["lr_decay"] < 1.0 else 0, config=config,
-                         laplacian=self.laplacian_mode(d), standardize_by=by,
-                         auto=tuple(sorted(auto.items())))
-    params = init_params(_spec(config, d), key, c["init_scale"], c["weight_scale"])
-    return static, MAFlowState(params, optimizer(static).init(params), *_state_affine(shift, scale))
+                         laplacian=self.laplacian_mode(d), standardize_by=standardize_by,
+                         auto=tuple(sorted(auto.items())), **extra)
+    return static, init_params(_spec(config, d), key, c["init_scale"], c["weight_scale"])
 
   def _standardization(self, points, d: int) -> tuple[np.ndarray, np.ndarray, str]:
     """``(shift [d], L [d, d], mode)`` from ``points`` ``[n, d]`` (None: no standardisation),
@@ -897,11 +902,7 @@ class MAFlowEnergy(MAFlow):
       k_warm, key = jax.random.split(key)
       rough = sampling.rough_samples(self.energy, k_warm, _ENERGY_WARMUP_CHAINS)
     shift, scale, by = self._standardization(rough, d)
-    config, auto = self.resolve(d)
-    static = self.static(np.zeros((1, d)), total_steps if c["lr_decay"] < 1.0 else 0, config=config,
-                         laplacian=self.laplacian_mode(d), energy=self.energy, standardize_by=by,
-                         auto=tuple(sorted(auto.items())))
-    params = init_params(_spec(config, d), key, c["init_scale"], c["weight_scale"])
+    static, params = self._start(key, np.zeros((1, d)), total_steps, by, energy=self.energy)
     return static, MAFlowState(params, optimizer(static).init(params), *_state_affine(shift, scale))
 
   def step(self, static, state: MAFlowState, key, data):
