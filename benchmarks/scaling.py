@@ -148,8 +148,8 @@ def markdown(out: dict) -> str:
     table(f"By dimension d (n = {cfg['n_fixed']})", cfg["ds"], lambda m, d: find(m, cfg["n_fixed"], d),
           exponent=True)
     lines.append(f"exponent: the slope of log(time per step) against log(d) by least squares over the "
-                 f"measured d >= {EXPONENT_MIN_D} (where every model runs its high-d 'auto' settings; below, the 2D-tuned dense paths and fixed "
-                 f"costs).")
+                 f"measured d >= {EXPONENT_MIN_D} (where every model runs its high-d 'auto' settings; "
+                 "below, the 2D-tuned dense paths and fixed costs).")
   return "\n".join(lines)
 
 
