@@ -14,10 +14,12 @@ Potentials (hyper-parameter ``potential``):
 - ``"mlp"``: a flax MLP of ``depth`` softplus layers on ``x`` (or ``[x, t]``); gradient by
   autodiff, Laplacian exactly by ``d`` JVPs (small ``d``) or Hutchinson's estimator
   (``laplacian="hutchinson"``, training only: ``log_prob`` is always exact).
-- ``"auto"`` (the default): ``"mlp"`` above 16 dimensions (with the Hutchinson Laplacian in
-  training), ``"single"`` otherwise and whenever ``segments > 1`` or ``radial > 0``. On the 64-D
-  digits the one-layer potential stays near the fitted Gaussian (c2st 0.71) where the MLP reaches
-  0.58 in 80 s (docs/images.md). The fitted config and ``info["auto"]`` hold the choice.
+- ``"auto"`` (the default): ``"mlp"`` above 16 dimensions, and from 8 dimensions with at least 32
+  rows per dimension (with the Hutchinson Laplacian in training); ``"single"`` otherwise and
+  whenever ``segments > 1`` or ``radial > 0``. On the 64-D digits the one-layer potential stays
+  near the fitted Gaussian (c2st 0.71) where the MLP reaches 0.58 in 80 s (docs/images.md); on a
+  10-D mixture of 4,000 rows the MLP's held-out NLL is 11.90 against 13.26 (docs/maflow.md). The
+  fitted config and ``info["auto"]`` hold the choice.
 
 Options of the one-layer potential for hard targets (measured in ``docs/maflow.md``):
 
@@ -51,7 +53,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 import flax.linen as nn
 import jax
@@ -65,8 +67,15 @@ from cmm_core.models.base import FittedModel, Model, check_n, check_seed, column
 __all__ = ["MAFlow", "MAFlowEnergy", "MAFlowFitted", "group_matrices"]
 
 _EVAL_CHUNK = batching.SIZES[-1]  # rows per evaluation call, padded to a bucket size
-_EXACT_MAX_DIM = 16   # "auto": exact Laplacian up to this dimension, Hutchinson above
-_AUTO_MLP_MIN_DIM = 16  # potential "auto": the MLP above this dimension
+# "auto": exact Laplacian up to this dimension, Hutchinson above (mixture_10d, MLP, 1,000 steps:
+# the same held-out NLL, 11.89 exact and 11.90 Hutchinson, in 196 s against 37 s; docs/maflow.md)
+_EXACT_MAX_DIM = 7
+_AUTO_MLP_MIN_DIM = 16  # potential "auto": the MLP above this dimension, whatever the rows
+# ... and from _AUTO_MLP_ROWS_MIN_DIM dimensions with at least _AUTO_MLP_ROWS_PER_DIM rows per
+# dimension: the MLP wins on mixture_10d from 500 rows (50 per dimension) and in 8-D, and
+# overfits wine (13-D, 142 rows: 11 per dimension; docs/maflow.md)
+_AUTO_MLP_ROWS_MIN_DIM = 8
+_AUTO_MLP_ROWS_PER_DIM = 32
 _LOG_2PI = math.log(2 * math.pi)
 
 
@@ -152,13 +161,16 @@ class _Spec:
     return self.n_steps * self.step_size
 
 
-def resolve_potential(config: dict, dim: int) -> str:
-  """``config["potential"]`` with ``"auto"`` replaced for ``dim``-dimensional data: the MLP above
-  16-D unless the one-layer-only options (``segments > 1``, ``radial > 0``) are set."""
+def resolve_potential(config: dict, dim: int, n: Optional[int] = None) -> str:
+  """``config["potential"]`` with ``"auto"`` replaced for ``n`` rows (None: unknown) of
+  ``dim``-dimensional data: the MLP above 16-D, or from 8-D with at least 32 rows per dimension,
+  unless the one-layer-only options (``segments > 1``, ``radial > 0``) are set."""
   if config["potential"] != "auto":
     return str(config["potential"])
   one_layer_only = config.get("segments", 1) > 1 or config.get("radial", 0) > 0
-  return "mlp" if dim > _AUTO_MLP_MIN_DIM and not one_layer_only else "single"
+  many_rows = (n is not None and dim >= _AUTO_MLP_ROWS_MIN_DIM
+               and n >= _AUTO_MLP_ROWS_PER_DIM * dim)
+  return "mlp" if (dim > _AUTO_MLP_MIN_DIM or many_rows) and not one_layer_only else "single"
 
 
 def _spec(config: dict, dim: int) -> _Spec:
@@ -688,7 +700,8 @@ class MAFlow(Model):
   }
   schema = (
       hyper.Choice("potential", "auto", ("auto", "single", "mlp"),
-                   '"single" (closed form, reference) or "mlp" (autodiff); auto: mlp above 16-D'),
+                   '"single" (closed form, reference) or "mlp" (autodiff); auto: mlp above 16-D, '
+                   'and from 8-D with >= 32 rows per dimension'),
       hyper.Int("hidden", 64, 1, 2048, "width of the hidden layer(s)"),
       hyper.Int("depth", 2, 1, 8, 'hidden layers of the "mlp" potential'),
       hyper.Bool("time_dependent", False, "phi(x, t) instead of phi(x)"),
@@ -739,19 +752,20 @@ class MAFlow(Model):
     self._check_dim(data.shape[1])
     return data, {}
 
-  def resolve(self, dim: int) -> tuple[dict, dict]:
-    """The settings a fit on ``dim``-dimensional data runs with: ``(config, auto)``, ``config``
-    with ``potential="auto"`` replaced, ``auto`` the replaced values ``{name: value}``."""
+  def resolve(self, dim: int, n: Optional[int] = None) -> tuple[dict, dict]:
+    """The settings a fit on ``n`` rows (None: unknown) of ``dim``-dimensional data runs with:
+    ``(config, auto)``, ``config`` with ``potential="auto"`` replaced, ``auto`` the replaced
+    values ``{name: value}``."""
     c = dict(self.config)
     if c["potential"] != "auto":
       return c, {}
-    c["potential"] = resolve_potential(c, dim)
+    c["potential"] = resolve_potential(c, dim, n)
     return c, {"potential": c["potential"]}
 
-  def laplacian_mode(self, dim: int) -> str:
+  def laplacian_mode(self, dim: int, n: Optional[int] = None) -> str:
     """The Laplacian used in training: "exact" or "hutchinson"."""
     mode = self.config["laplacian"]
-    if self.resolve(dim)[0]["potential"] == "single":
+    if self.resolve(dim, n)[0]["potential"] == "single":
       return "exact"  # closed form, always exact and cheap
     if mode == "auto":
       return "exact" if dim <= _EXACT_MAX_DIM else "hutchinson"
@@ -768,10 +782,10 @@ class MAFlow(Model):
   def _start(self, key, data, total_steps, standardize_by: str, **extra):
     """``(static, params)`` of a fit on ``data`` ``[n, d]``: the settings resolved for ``d``
     (:meth:`resolve`, recorded for ``finalize``) and the initial parameters."""
-    c, d = self.config, int(data.shape[1])
-    config, auto = self.resolve(d)
+    c, n, d = self.config, int(data.shape[0]), int(data.shape[1])
+    config, auto = self.resolve(d, n)
     static = self.static(data, total_steps if c["lr_decay"] < 1.0 else 0, config=config,
-                         laplacian=self.laplacian_mode(d), standardize_by=standardize_by,
+                         laplacian=self.laplacian_mode(d, n), standardize_by=standardize_by,
                          auto=tuple(sorted(auto.items())), **extra)
     return static, init_params(_spec(config, d), key, c["init_scale"], c["weight_scale"])
 

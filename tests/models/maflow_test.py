@@ -171,7 +171,7 @@ def test_auto_standardization_follows_the_columns_units():
   assert "auto" not in fixed.info and np.count_nonzero(fixed.extras["scale"]) == 2
 
 
-def test_auto_potential_is_the_mlp_above_16_dimensions():
+def test_auto_potential_is_the_mlp_above_16_dimensions_or_with_many_rows():
   # the choice is in the fitted config (what ran, what a saved model reloads with) and in info
   rng = np.random.default_rng(0)
   for d, expected, laplacian in ((16, "single", "exact"), (17, "mlp", "hutchinson")):
@@ -179,6 +179,13 @@ def test_auto_potential_is_the_mlp_above_16_dimensions():
     assert f.config["potential"] == f.info["auto"]["potential"] == expected, d
     assert f.extras["laplacian_train"] == laplacian
     assert f.spec.potential == expected
+  # from 8-D the MLP also runs when there are at least 32 rows per dimension (wine, 13-D with 142
+  # rows, keeps the one-layer potential: the MLP overfits it)
+  for n, d, expected in ((255, 8, "single"), (256, 8, "mlp"), (142, 13, "single"),
+                         (1000, 7, "single")):
+    f = cc.fit("maflow", rng.normal(size=(n, d)), steps=1, seed=0, batch_size=16)
+    assert f.config["potential"] == expected, (n, d)
+    assert f.extras["laplacian_train"] == ("hutchinson" if expected == "mlp" else "exact")
   # the one-layer-only options keep the one-layer potential in any dimension
   f = cc.fit("maflow", rng.normal(size=(128, 17)), steps=1, seed=0, batch_size=16, radial=2)
   assert f.config["potential"] == "single"
