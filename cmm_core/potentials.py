@@ -65,6 +65,12 @@ class ConvexPotential(nn.Module):
       ignores it, and jitted code takes the module through :func:`for_apply`).
     even: ``w(x) = (v(x) + v(-x)) / 2`` with ``v`` the potential above: an even potential (still
       convex), whose gradient is odd, for targets symmetric under ``x -> -x`` (the Ising model).
+    axis_hinges: ``H > 0`` adds a separable part along the principal axes ``q_k`` of the guess:
+      ``sum_{k, j} c_kj beta_k s_kj^2 softplus((q_k . x - t_kj) / s_kj)`` with ``c_kj >= 0``
+      trained, hinges at ``t_kj`` of widths ``s_kj`` (consts ``axes [d, d]``, ``axis_beta [d]``,
+      ``hinge_t [d, H]``, ``hinge_s [d, H]``): each axis's curvature in its own unit (the
+      guess's ``beta_k``), where one ICNN with one output unit cannot serve columns in very
+      different units (:func:`make_potential`).
   """
 
   dim: int
@@ -73,6 +79,7 @@ class ConvexPotential(nn.Module):
   init_scale: float = 0.1
   pieces: int = 0
   even: bool = False
+  axis_hinges: int = 0
 
   @nn.compact
   def __call__(self, x):
@@ -93,9 +100,28 @@ class ConvexPotential(nn.Module):
         init_fn=_scaled_lecun(self.init_scale),
         name="icnn")
     affine = _SoftMaxAffine(self.pieces, d, name="soft_max_affine") if self.pieces else None
+    if self.axis_hinges:
+      self.variable("consts", "axes", jnp.eye, d)
+      self.variable("consts", "axis_beta", jnp.ones, (d,))
+      self.variable("consts", "hinge_t", jnp.zeros, (d, self.axis_hinges))
+      self.variable("consts", "hinge_s", jnp.ones, (d, self.axis_hinges))
+      self.variable("consts", "axis_center", jnp.zeros, (d,))
+      self.param("axis_hinges", nn.initializers.constant(_HINGE_START), (d, self.axis_hinges))
+      self.param("axis_quadratic", nn.initializers.zeros, (d,))
     if self.even:
       return 0.5 * (self._value(x, icnn, affine, units) + self._value(-x, icnn, affine, units))
     return self._value(x, icnn, affine, units)
+
+  def _hinges(self, x):
+    """The separable part along the guess's axes (``axis_hinges``): ``[..., d] -> [...]``."""
+    t, s = self.get_variable("consts", "hinge_t"), self.get_variable("consts", "hinge_s")
+    beta = self.get_variable("consts", "axis_beta")
+    c = jax.nn.softplus(self.get_variable("params", "axis_hinges"))          # [d, H]
+    u = x @ self.get_variable("consts", "axes")                               # [..., d]
+    act = jax.nn.softplus((u[..., None] - t) / s) * (c * beta[:, None] * s**2)
+    gamma = jax.nn.softplus(self.get_variable("params", "axis_quadratic"))      # [d]
+    du = u - self.get_variable("consts", "axis_center")
+    return jnp.sum(act, axis=(-2, -1)) + 0.5 * jnp.sum(gamma * beta * du**2, -1)
 
   def _value(self, x, icnn, affine, units):
     center = self.get_variable("consts", "center")
@@ -116,7 +142,10 @@ class ConvexPotential(nn.Module):
         tail_radius = self.get_variable("consts", "tail_radius")
         radius = jnp.sqrt(jnp.maximum(jnp.sum(diff * (diff @ tail_B.T), axis=-1), 1e-12))
         floor = floor + 0.5 * jnp.maximum(radius - tail_radius, 0.0) ** 2
-    return out * units + floor
+    out = out * units + floor
+    if self.axis_hinges:
+      out = out + self._hinges(x)
+    return out
 
 
 class _SoftMaxAffine(nn.Module):
@@ -137,6 +166,24 @@ class _SoftMaxAffine(nn.Module):
     log_tau = self.param("log_tau", nn.initializers.constant(np.log(0.05)), ())
     tau = jnp.exp(log_tau)
     return tau * jax.nn.logsumexp((z @ v.T + b) / tau, axis=-1)
+
+
+_HINGE_START = float(np.log(np.expm1(0.01)))  # softplus of it: the hinges' c_kj start at 0.01
+AXIS_HINGES = 16          # hinges per axis when make_potential adds them, half per region
+FAR_APART_RATIO = 20.0
+"""Two point sets are far apart when, in some coordinate, their joint spread is more than this many
+times the spread of one of them. cmm's data and base samples: penguins as given 232x (body mass),
+wine 63x, rivers 57x; Old Faithful as given 13x (waiting time), which fits better with the soft max
+of affine pieces than with the axis hinges (energy distance 0.76 of a Gaussian's with the hinges);
+every standardised table and 2D toy at most 1.2x (docs/training.md)."""
+
+
+def regions_far_apart(first: np.ndarray, second: np.ndarray) -> bool:
+  """True when the point sets ``[n, d]`` and ``[m, d]`` lie too far apart, or differ too much in
+  spread, for one input normalisation to serve both (:data:`FAR_APART_RATIO`)."""
+  joint = np.concatenate([first, second]).std(0)
+  own = np.minimum(first.std(0), second.std(0))
+  return bool(np.any(joint > FAR_APART_RATIO * np.maximum(own, 1e-12 * (joint + 1e-30))))
 
 
 RANDOM_PART_RATIO = 1.0
@@ -188,9 +235,11 @@ def make_potential(points: np.ndarray, base_mean: np.ndarray, potential_matrix: 
   regions = [np.asarray(points, np.float64)]
   if extra_points is not None:
     regions.append(np.asarray(extra_points, np.float64))
+  far = len(regions) == 2 and regions_far_apart(*regions)
   build = functools.partial(_make_potential, points, base_mean, potential_matrix, key, hidden=hidden,
                             activation=activation, alpha=alpha, feature_scale=feature_scale,
-                            pieces=pieces, extra_points=extra_points, even=even)
+                            pieces=0 if far else pieces, extra_points=extra_points, even=even,
+                            axis_hinges=AXIS_HINGES if far else 0)
   pot, variables = build(init_scale=init_scale)
   for _ in range(3):  # the random part is close to linear in init_scale: a few rescalings settle it
     ratio = start_ratio(pot, variables, regions, base_mean, potential_matrix)
@@ -238,7 +287,7 @@ def _jit_init(pot, key, d: int):
 
 
 def _make_potential(points, base_mean, potential_matrix, key, *, hidden, activation, alpha,
-                    init_scale, feature_scale, pieces, extra_points, even=False):
+                    init_scale, feature_scale, pieces, extra_points, even=False, axis_hinges=0):
   """One build of :func:`make_potential` at the given ``init_scale``."""
   data = np.asarray(points, np.float64)
   d = data.shape[1]
@@ -252,7 +301,8 @@ def _make_potential(points, base_mean, potential_matrix, key, *, hidden, activat
   # the ICNN's random hidden part (``init_scale``) is as small next to the guess whatever the units
   units = float(np.mean(scale**2 * np.diag(B)))
   pot = ConvexPotential(dim=d, hidden=tuple(int(h) for h in hidden), activation=activation,
-                        init_scale=float(init_scale), pieces=int(pieces), even=bool(even))
+                        init_scale=float(init_scale), pieces=int(pieces), even=bool(even),
+                        axis_hinges=int(axis_hinges))
   params = _jit_init(pot, key, d)
   consts = {"center": jnp.asarray(center, jnp.float32), "scale": jnp.asarray(scale, jnp.float32),
             "units": jnp.asarray(units, jnp.float32),
@@ -286,6 +336,18 @@ def _make_potential(points, base_mean, potential_matrix, key, *, hidden, activat
                       "bias": jnp.asarray(bias, jnp.float32)}
   icnn["pos_def_potentials"] = quad
   out = {"icnn": icnn}
+  if axis_hinges:
+    # the separable part carries the guess's (1 - alpha) quadratic, per axis, trained at Adam's
+    # full steps; the ICNN's own quadratic starts at zero
+    out["axis_hinges"] = params["params"]["axis_hinges"]
+    out["axis_quadratic"] = jnp.full((d,), np.log(np.expm1(1.0 - alpha)), jnp.float32)
+    icnn["pos_def_potentials"] = {**quad, "quad_kernel": jnp.zeros_like(quad["quad_kernel"]),
+                                  "lin_kernel": jnp.zeros_like(quad["lin_kernel"])}
+    # the output layer's |z|^2 term at softplus(-10) = 4.5e-5 still moves grad w by ~10% of the
+    # guess in the narrow columns of a table in mixed units (units set by the wide ones)
+    icnn[last] = {**icnn[last], "diag_kernel": jnp.full_like(icnn[last]["diag_kernel"], -20.0)}
+    consts.update(_hinge_consts(regions, B, int(axis_hinges)))
+    consts["axis_center"] = jnp.asarray(a @ np.asarray(consts["axes"], np.float64), jnp.float32)
   if pieces:
     # tangent planes of (1 - alpha) w0 at K of the points: s2 (v_k^T z + b_k) equals
     # value_k + slope_k^T (x - x_k), so v_k = D slope_k / s2, b_k = (value_k + slope_k^T (c - x_k)) / s2
@@ -303,6 +365,23 @@ def _make_potential(points, base_mean, potential_matrix, key, *, hidden, activat
     consts["tail_B"] = jnp.asarray((1.0 - alpha) * B, jnp.float32)
     consts["tail_radius"] = jnp.asarray(radius, jnp.float32)
   return pot, {"params": out, "consts": consts}
+
+
+def _hinge_consts(regions, B: np.ndarray, hinges: int) -> dict:
+  """Where the separable part's hinges sit (``ConvexPotential.axis_hinges``): along each principal
+  axis ``q_k`` of ``B``, an equal share at evenly spaced quantiles of each region's projections,
+  each of the width of its region's spread there over the share; ``beta_k`` the guess's curvature."""
+  beta, axes = np.linalg.eigh(0.5 * (B + B.T))
+  share = np.array_split(np.arange(hinges), len(regions))
+  t, s = [], []
+  for pts, idx in zip(regions, share):
+    u = pts @ axes                                                              # [n, d]
+    q = (np.arange(len(idx)) + 0.5) / len(idx)
+    t.append(np.quantile(u, q, axis=0).T)                                       # [d, h]
+    s.append(np.repeat(np.maximum(u.std(0), 1e-12)[:, None] / len(idx), len(idx), 1))
+  return {"axes": jnp.asarray(axes, jnp.float32), "axis_beta": jnp.asarray(beta, jnp.float32),
+          "hinge_t": jnp.asarray(np.concatenate(t, 1), jnp.float32),
+          "hinge_s": jnp.asarray(np.concatenate(s, 1), jnp.float32)}
 
 
 def _spread(regions, k: int, rng) -> np.ndarray:

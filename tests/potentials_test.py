@@ -173,3 +173,45 @@ def test_an_even_potential_is_even_convex_and_keeps_its_start(rng):
   assert np.all(np.asarray(w(0.5 * (x + y))) <= 0.5 * np.asarray(w(x) + w(y)) + 1e-5)
   # the start is still near the Gaussian guess grad w = x
   assert float(jnp.sqrt(jnp.mean((g - x) ** 2))) <= 0.5 * float(jnp.sqrt(jnp.mean(x ** 2)))
+
+
+def test_regions_far_apart_follows_the_joint_spread():
+  rng = np.random.default_rng(3)
+  z = rng.standard_normal((400, 2))
+  assert not potentials.regions_far_apart(z, z * 1.5 + 0.5)
+  # a second region 100 of its own spreads away, or one 100x narrower in one coordinate
+  assert potentials.regions_far_apart(z, z + np.array([0.0, 100.0]))
+  assert potentials.regions_far_apart(z, z * np.array([1.0, 0.01]) + np.array([0.0, 5.0]))
+
+
+def test_axis_hinges_start_at_the_guess_and_stay_convex(rng):
+  # two regions far apart in mixed units (cmm's data and its base on a table in grams and mm):
+  # the separable part along the guess's axes carries the guess, hinges in both regions
+  scale = np.array([2.0, 800.0])
+  data = rng.standard_normal((512, 2)) * scale + np.array([17.0, 4200.0])
+  base = rng.standard_normal((512, 2)) * scale ** (1 / 3) + np.array([6.0, 48.0])
+  B = np.diag(scale ** (-2 / 3))
+  a = np.array([6.0, 48.0])
+  # init_scale tiny: the ICNN's random part out of the way, the separable part alone must be the guess
+  pot, params = potentials.make_potential(data, a, B, jax.random.PRNGKey(4), hidden=(8, 8),
+                                          pieces=64, extra_points=base, init_scale=1e-5)
+  assert pot.axis_hinges == potentials.AXIS_HINGES and pot.pieces == 0
+  assert params["params"]["axis_hinges"].shape == (2, potentials.AXIS_HINGES)
+  w = jax.jit(lambda x: pot.apply(params, x))
+  grad = jax.jit(lambda x: potentials.batch_grad(w, x))
+  for pts in (data, base):  # grad w starts at B (x - a) in both regions, within 5% of its spread
+    x = jnp.asarray(pts[:256], jnp.float32)
+    guess = (pts[:256] - a) @ B.T
+    err = np.sqrt(np.mean((np.asarray(grad(x)) - guess) ** 2, 0))
+    assert np.all(err < 0.05 * guess.std(0)), (err, guess.std(0))
+  # the hinges only add curvature: convex everywhere, also with trained (large) hinge weights
+  bumped = {**params, "params": {**params["params"],
+                                 "axis_hinges": params["params"]["axis_hinges"] + 5.0}}
+  for p in (params, bumped):
+    x = jnp.asarray(np.concatenate([data[:32], base[:32]]), jnp.float32)
+    h = potentials.batch_hessian(lambda y: pot.apply(p, y), x)
+    assert float(jnp.linalg.eigvalsh(h).min()) > 0
+  # points that overlap keep the soft max of pieces and no hinges
+  pot2, _ = potentials.make_potential(data, a, B, jax.random.PRNGKey(4), hidden=(8, 8), pieces=64,
+                                      extra_points=data + 1.0)
+  assert pot2.axis_hinges == 0 and pot2.pieces == 64

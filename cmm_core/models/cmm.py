@@ -187,7 +187,8 @@ class ConvexFitted(FittedModel):
     # built without it, so every fit of one structure shares the compiled functions below
     return potentials.ConvexPotential(dim=int(e["dim"]), hidden=tuple(int(h) for h in e["hidden"]),
                                       activation=str(e["activation"]),
-                                      pieces=int(e.get("pieces", 0)), even=bool(e.get("even", False)))
+                                      pieces=int(e.get("pieces", 0)), even=bool(e.get("even", False)),
+                                      axis_hinges=int(e.get("axis_hinges", 0)))
 
   @functools.cached_property
   def _vars(self):
@@ -444,8 +445,10 @@ def _potential(static) -> potentials.ConvexPotential:
   """The potential's module as ``apply`` needs it (the weights' initial scale plays no part)."""
   c = static.config
   return potentials.ConvexPotential(dim=static.dim, hidden=tuple(c["hidden"]),
-                                    activation=c["activation"], pieces=int(c.get("pieces", 0)),
-                                    even=c.get("symmetry") == "reflection")
+                                    activation=c["activation"],
+                                    pieces=dict(static.extra).get("pieces", int(c.get("pieces", 0))),
+                                    even=c.get("symmetry") == "reflection",
+                                    axis_hinges=dict(static.extra).get("axis_hinges", 0))
 
 
 def _optimizer(static) -> optax.GradientTransformation:
@@ -457,6 +460,14 @@ def _optimizer(static) -> optax.GradientTransformation:
     lr = optax.cosine_decay_schedule(lr, max(1, static.total_steps - c["burn_in"]), alpha=c["lr_decay"])
   return optax.adam(lr)
 
+
+
+def scale_updates(updates: dict, lr_scale):
+  """Adam's updates times ``lr_scale`` (the ICNN's, set by its random start's scale in
+  ``make_potential``), except the separable part's (``axis_*``: they start at the guess and keep
+  Adam's full steps)."""
+  return {name: u if name.startswith("axis_") else jax.tree_util.tree_map(lambda v: v * lr_scale, u)
+          for name, u in updates.items()}
 
 
 class ConvexFixedPoint(Model):
@@ -585,7 +596,8 @@ class ConvexFixedPoint(Model):
     # Gaussian guess, than on standardised data (tables in their own units, far from the origin);
     # Adam's steps are scaled by the same factor, so one step moves grad w as much, relatively
     lr_scale = min(1.0, potential.init_scale / c["init_scale"])
-    static = self.static(data, total_steps if c["lr_decay"] < 1.0 else 0, config=c)
+    static = self.static(data, total_steps if c["lr_decay"] < 1.0 else 0, config=c,
+                         pieces=potential.pieces, axis_hinges=potential.axis_hinges)
     b = c["batch_size"]
     chains = (jnp.asarray(guess["base_mean"], jnp.float32)
               + jax.random.normal(k_chain, (b, d)) @ jnp.asarray(base_chol.T, jnp.float32))
@@ -694,7 +706,7 @@ class ConvexFixedPoint(Model):
 
     (_, loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    updates = jax.tree_util.tree_map(lambda u: u * state.fixed["lr_scale"], updates)
+    updates = scale_updates(updates, state.fixed["lr_scale"])
     if c.get("quadratic") == "fixed":
       # the ICNN's quadratic (the Gaussian guess it starts from) is left as it is
       icnn = updates["icnn"]
@@ -721,7 +733,8 @@ class ConvexFixedPoint(Model):
     extras = {
         "side": self.side, "on_base": self.on_base(), "base_kind": self.base_kind(),
         "dim": static.dim, "hidden": list(c["hidden"]), "activation": c["activation"],
-        "init_scale": float(fixed["init_scale"]), "pieces": int(c.get("pieces", 0)),
+        "init_scale": float(fixed["init_scale"]), "pieces": int(static.get("pieces")),
+        "axis_hinges": int(static.get("axis_hinges")),
         "guess_a": np.asarray(fixed["guess_a"], np.float64),
         "guess_B": np.asarray(fixed["guess_B"], np.float64),
         "shift": np.asarray(fixed["shift"], np.float64), "lr_scale": float(fixed["lr_scale"]),

@@ -30,7 +30,7 @@ import jax.numpy as jnp
 import optax
 
 from cmm_core import hyper, potentials, sampling
-from cmm_core.models.cmm import CMM, State, _optimizer, _potential
+from cmm_core.models.cmm import CMM, State, _optimizer, _potential, scale_updates
 
 __all__ = ["CMMEnergy"]
 
@@ -128,7 +128,7 @@ class CMMEnergy(CMM):
 
     grads, h = jax.grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    updates = jax.tree_util.tree_map(lambda u: u * state.fixed["lr_scale"], updates)
+    updates = scale_updates(updates, state.fixed["lr_scale"])
     keep = lambda new, old: jnp.where(warmup, old, new)
     params = jax.tree_util.tree_map(keep, optax.apply_updates(state.params, updates), state.params)
     opt_state = jax.tree_util.tree_map(keep, opt_state, state.opt_state)
