@@ -3,9 +3,11 @@
 A potential is ``w(x) = s2 icnn((x - center) / scale) + (alpha / 2) (x - a)^T B (x - a)``:
 ott-jax's ICNN in normalised coordinates (``scale [d]`` per coordinate, ``s2 = mean(scale^2)``),
 initialised to a Gaussian map, plus a fixed strongly convex quadratic floor that keeps ``e^{-w}``
-integrable and ``grad w*`` Lipschitz. The normalisation is a reparametrisation only: ``w`` is a
-function of the data as given, whatever its units and offsets (a column in minutes next to one in
-hours, a table far from the origin).
+integrable and ``grad w*`` Lipschitz. For cmm on tables whose data and base lie far apart (columns in
+grams next to millimetres), a separable part along the guess's axes carries the guess instead, each
+axis in its own unit (``ConvexPotential.axis_hinges``). The normalisation is a reparametrisation
+only: ``w`` is a function of the data as given, whatever its units and offsets (a column in minutes
+next to one in hours, a table far from the origin).
 """
 
 from __future__ import annotations
@@ -65,12 +67,14 @@ class ConvexPotential(nn.Module):
       ignores it, and jitted code takes the module through :func:`for_apply`).
     even: ``w(x) = (v(x) + v(-x)) / 2`` with ``v`` the potential above: an even potential (still
       convex), whose gradient is odd, for targets symmetric under ``x -> -x`` (the Ising model).
-    axis_hinges: ``H > 0`` adds a separable part along the principal axes ``q_k`` of the guess:
-      ``sum_{k, j} c_kj beta_k s_kj^2 softplus((q_k . x - t_kj) / s_kj)`` with ``c_kj >= 0``
-      trained, hinges at ``t_kj`` of widths ``s_kj`` (consts ``axes [d, d]``, ``axis_beta [d]``,
-      ``hinge_t [d, H]``, ``hinge_s [d, H]``): each axis's curvature in its own unit (the
-      guess's ``beta_k``), where one ICNN with one output unit cannot serve columns in very
-      different units (:func:`make_potential`).
+    axis_hinges: ``H > 0`` adds a separable part along the principal axes ``q_k`` of the guess
+      (eigenvalues ``beta_k``): ``sum_k 1/2 gamma_k beta_k (q_k . x - a_k)^2 + sum_{k, j} c_kj
+      beta_k s_kj^2 softplus((q_k . x - t_kj) / s_kj)`` with ``gamma_k, c_kj >= 0`` trained
+      (params ``axis_quadratic [d]``, ``axis_hinges [d, H]``, through softplus), hinges at
+      ``t_kj`` of widths ``s_kj`` (consts ``axes [d, d]``, ``axis_beta [d]``, ``axis_center [d]``,
+      ``hinge_t [d, H]``, ``hinge_s [d, H]``): each axis's curvature in its own unit, where one
+      ICNN with one output unit cannot serve columns in very different units
+      (:func:`make_potential`).
   """
 
   dim: int
@@ -170,12 +174,13 @@ class _SoftMaxAffine(nn.Module):
 
 _HINGE_START = float(np.log(np.expm1(0.01)))  # softplus of it: the hinges' c_kj start at 0.01
 AXIS_HINGES = 16          # hinges per axis when make_potential adds them, half per region
-FAR_APART_RATIO = 20.0
+FAR_APART_RATIO = 10.0
 """Two point sets are far apart when, in some coordinate, their joint spread is more than this many
-times the spread of one of them. cmm's data and base samples: penguins as given 232x (body mass),
-wine 63x, rivers 57x; Old Faithful as given 13x (waiting time), which fits better with the soft max
-of affine pieces than with the axis hinges (energy distance 0.76 of a Gaussian's with the hinges);
-every standardised table and 2D toy at most 1.2x (docs/training.md)."""
+times the smaller of their own spreads. cmm's data and its Gaussian guess's base: penguins as given
+122x (body mass), wine 23x, rivers 17.5x; Old Faithful as given 6.3x (waiting time), which fits
+better with the soft max of affine pieces than with the axis hinges (energy distance 0.03 against
+0.76 of a Gaussian's); the digits 3.4x; every standardised table and 2D toy at most 1.1x
+(docs/training.md)."""
 
 
 def regions_far_apart(first: np.ndarray, second: np.ndarray) -> bool:
