@@ -181,11 +181,14 @@ def test_auto_potential_is_the_mlp_above_16_dimensions_or_with_many_rows():
     assert f.spec.potential == expected
   # from 8-D the MLP also runs when there are at least 32 rows per dimension (wine, 13-D with 142
   # rows, keeps the one-layer potential: the MLP overfits it)
+  model = cc.models.get("maflow")()
   for n, d, expected in ((255, 8, "single"), (256, 8, "mlp"), (142, 13, "single"),
                          (1000, 7, "single")):
-    f = cc.fit("maflow", rng.normal(size=(n, d)), steps=1, seed=0, batch_size=16)
-    assert f.config["potential"] == expected, (n, d)
-    assert f.extras["laplacian_train"] == ("hutchinson" if expected == "mlp" else "exact")
+    assert model.resolve(d, n)[0]["potential"] == expected, (n, d)
+    assert model.laplacian_mode(d, n) == ("hutchinson" if expected == "mlp" else "exact")
+  f = cc.fit("maflow", rng.normal(size=(256, 8)), steps=1, seed=0, batch_size=16)
+  assert f.config["potential"] == f.info["auto"]["potential"] == "mlp"
+  assert f.extras["laplacian_train"] == "hutchinson"
   # the one-layer-only options keep the one-layer potential in any dimension
   f = cc.fit("maflow", rng.normal(size=(128, 17)), steps=1, seed=0, batch_size=16, radial=2)
   assert f.config["potential"] == "single"
