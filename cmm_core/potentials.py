@@ -68,9 +68,11 @@ class ConvexPotential(nn.Module):
     even: ``w(x) = (v(x) + v(-x)) / 2`` with ``v`` the potential above: an even potential (still
       convex), whose gradient is odd, for targets symmetric under ``x -> -x`` (the Ising model).
     axis_hinges: ``H > 0`` adds a separable part along the principal axes ``q_k`` of the guess
-      (eigenvalues ``beta_k``): ``sum_k 1/2 gamma_k beta_k (q_k . x - a_k)^2 + sum_{k, j} c_kj
-      beta_k s_kj^2 softplus((q_k . x - t_kj) / s_kj)`` with ``gamma_k, c_kj >= 0`` trained
-      (params ``axis_quadratic [d]``, ``axis_hinges [d, H]``, through softplus), hinges at
+      (eigenvalues ``beta_k``): ``sum_k 1/2 gamma_k beta_k (q_k . x - a_k)^2 + sum_{k, j} beta_k
+      s_kj^2 (c_kj softplus((q_k . x - t_kj) / s_kj) + c'_kj softplus((t_kj - q_k . x) / s_kj))``
+      with ``gamma_k, c_kj, c'_kj >= 0`` trained (params ``axis_quadratic [d]``, ``axis_hinges
+      [d, H]``, ``axis_hinges_falling [d, H]``, through softplus; each knot bends both ways, so the
+      sign of ``q_k`` does not matter), hinges at
       ``t_kj`` of widths ``s_kj`` (consts ``axes [d, d]``, ``axis_beta [d]``, ``axis_center [d]``,
       ``hinge_t [d, H]``, ``hinge_s [d, H]``): each axis's curvature in its own unit, where one
       ICNN with one output unit cannot serve columns in very different units
@@ -111,6 +113,10 @@ class ConvexPotential(nn.Module):
       self.variable("consts", "hinge_s", jnp.ones, (d, self.axis_hinges))
       self.variable("consts", "axis_center", jnp.zeros, (d,))
       self.param("axis_hinges", nn.initializers.constant(_HINGE_START), (d, self.axis_hinges))
+      if self.is_initializing() or self.has_variable("params", "axis_hinges_falling"):
+        # files saved before the falling family existed have the rising one only
+        self.param("axis_hinges_falling", nn.initializers.constant(_HINGE_START),
+                   (d, self.axis_hinges))
       self.param("axis_quadratic", nn.initializers.zeros, (d,))
     if self.even:
       return 0.5 * (self._value(x, icnn, affine, units) + self._value(-x, icnn, affine, units))
@@ -123,6 +129,10 @@ class ConvexPotential(nn.Module):
     c = jax.nn.softplus(self.get_variable("params", "axis_hinges"))          # [d, H]
     u = x @ self.get_variable("consts", "axes")                               # [..., d]
     act = jax.nn.softplus((u[..., None] - t) / s) * (c * beta[:, None] * s**2)
+    if self.has_variable("params", "axis_hinges_falling"):
+      # each knot bends both ways: which way q_k points (an eigenvector's sign) must not matter
+      c_fall = jax.nn.softplus(self.get_variable("params", "axis_hinges_falling"))
+      act = act + jax.nn.softplus((t - u[..., None]) / s) * (c_fall * beta[:, None] * s**2)
     gamma = jax.nn.softplus(self.get_variable("params", "axis_quadratic"))      # [d]
     du = u - self.get_variable("consts", "axis_center")
     return jnp.sum(act, axis=(-2, -1)) + 0.5 * jnp.sum(gamma * beta * du**2, -1)
@@ -172,8 +182,9 @@ class _SoftMaxAffine(nn.Module):
     return tau * jax.nn.logsumexp((z @ v.T + b) / tau, axis=-1)
 
 
-_HINGE_START = float(np.log(np.expm1(0.01)))  # softplus of it: the hinges' c_kj start at 0.01
-AXIS_HINGES = 16          # hinges per axis when make_potential adds them, half per region
+_HINGE_START_C = 0.01     # the hinges' c_kj start at this (make_potential: less where one faces
+_HINGE_START = float(np.log(np.expm1(_HINGE_START_C)))  # another region; init: softplus of this)
+AXIS_HINGES = 16          # knots per axis when make_potential adds them, half per region
 FAR_APART_RATIO = 10.0
 """Two point sets are far apart when, in some coordinate, their joint spread is more than this many
 times the smaller of their own spreads. cmm's data and its Gaussian guess's base: penguins as given
@@ -344,14 +355,16 @@ def _make_potential(points, base_mean, potential_matrix, key, *, hidden, activat
   if axis_hinges:
     # the separable part carries the guess's (1 - alpha) quadratic, per axis, trained at Adam's
     # full steps; the ICNN's own quadratic starts at zero
-    out["axis_hinges"] = params["params"]["axis_hinges"]
+    hinge_consts, rising, falling = _hinge_consts(regions, B, int(axis_hinges))
+    out["axis_hinges"] = jnp.asarray(np.log(np.expm1(rising)), jnp.float32)
+    out["axis_hinges_falling"] = jnp.asarray(np.log(np.expm1(falling)), jnp.float32)
     out["axis_quadratic"] = jnp.full((d,), np.log(np.expm1(1.0 - alpha)), jnp.float32)
     icnn["pos_def_potentials"] = {**quad, "quad_kernel": jnp.zeros_like(quad["quad_kernel"]),
                                   "lin_kernel": jnp.zeros_like(quad["lin_kernel"])}
     # the output layer's |z|^2 term at softplus(-10) = 4.5e-5 still moves grad w by ~10% of the
     # guess in the narrow columns of a table in mixed units (units set by the wide ones)
     icnn[last] = {**icnn[last], "diag_kernel": jnp.full_like(icnn[last]["diag_kernel"], -20.0)}
-    consts.update(_hinge_consts(regions, B, int(axis_hinges)))
+    consts.update(hinge_consts)
     consts["axis_center"] = jnp.asarray(a @ np.asarray(consts["axes"], np.float64), jnp.float32)
   if pieces:
     # tangent planes of (1 - alpha) w0 at K of the points: s2 (v_k^T z + b_k) equals
@@ -372,21 +385,37 @@ def _make_potential(points, base_mean, potential_matrix, key, *, hidden, activat
   return pot, {"params": out, "consts": consts}
 
 
-def _hinge_consts(regions, B: np.ndarray, hinges: int) -> dict:
+def _hinge_consts(regions, B: np.ndarray, hinges: int) -> tuple[dict, np.ndarray, np.ndarray]:
   """Where the separable part's hinges sit (``ConvexPotential.axis_hinges``): along each principal
   axis ``q_k`` of ``B``, an equal share at evenly spaced quantiles of each region's projections,
-  each of the width of its region's spread there over the share; ``beta_k`` the guess's curvature."""
+  each of the width of its region's spread there over the share; ``beta_k`` the guess's curvature.
+
+  Returns the consts and the starting weights ``c`` of the rising and the falling hinges
+  ``[d, H]``: ``_HINGE_START_C``, but a hinge whose rising side faces another region adds a slope
+  there of ``c beta s`` (``s`` its width), so it starts at ``_HINGE_START_C`` times that region's
+  width over its own, where that is smaller: no hinge tilts the other region's start more than the
+  other region's own hinges would (body mass's hinges, 100 g wide, facing a base 1 g wide)."""
   beta, axes = np.linalg.eigh(0.5 * (B + B.T))
   share = np.array_split(np.arange(hinges), len(regions))
+  proj = [pts @ axes for pts in regions]                                        # [n, d] each
   t, s = [], []
-  for pts, idx in zip(regions, share):
-    u = pts @ axes                                                              # [n, d]
+  for r, (u, idx) in enumerate(zip(proj, share)):
     q = (np.arange(len(idx)) + 0.5) / len(idx)
     t.append(np.quantile(u, q, axis=0).T)                                       # [d, h]
     s.append(np.repeat(np.maximum(u.std(0), 1e-12)[:, None] / len(idx), len(idx), 1))
-  return {"axes": jnp.asarray(axes, jnp.float32), "axis_beta": jnp.asarray(beta, jnp.float32),
-          "hinge_t": jnp.asarray(np.concatenate(t, 1), jnp.float32),
-          "hinge_s": jnp.asarray(np.concatenate(s, 1), jnp.float32)}
+  t, s = np.concatenate(t, 1), np.concatenate(s, 1)                             # [d, H]
+  rising, falling = np.full_like(t, _HINGE_START_C), np.full_like(t, _HINGE_START_C)
+  for r, (u, idx) in enumerate(zip(proj, share)):
+    for other, (v, jdx) in enumerate(zip(proj, share)):
+      if other == r:
+        continue
+      m = v.mean(0)[:, None]                                                    # [d, 1]
+      cut = _HINGE_START_C * np.minimum(1.0, s[:, jdx[:1]] / s[:, idx])         # [d, h]
+      rising[:, idx] = np.where(m > t[:, idx], np.minimum(rising[:, idx], cut), rising[:, idx])
+      falling[:, idx] = np.where(m < t[:, idx], np.minimum(falling[:, idx], cut), falling[:, idx])
+  consts = {"axes": jnp.asarray(axes, jnp.float32), "axis_beta": jnp.asarray(beta, jnp.float32),
+            "hinge_t": jnp.asarray(t, jnp.float32), "hinge_s": jnp.asarray(s, jnp.float32)}
+  return consts, rising, falling
 
 
 def _spread(regions, k: int, rng) -> np.ndarray:

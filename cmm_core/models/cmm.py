@@ -46,6 +46,7 @@ from cmm_core.models.base import MAX_SAMPLES, FittedModel, Model, check_n, check
 __all__ = ["CMM", "MM", "Brenier", "ConvexFitted", "CMMFitted", "MMFitted", "BrenierFitted",
            "MAX_SAMPLES"]
 
+AXIS_LR_END = 0.1        # final / initial learning rate at most, with the separable part (docs/training.md)
 _AR_RATE = 0.5          # Brenier: x <- sqrt(1 - r^2) x + r xi keeps N(0, I) exact
 HIGH_DIM = 16           # "auto" settings: today's 2D-tuned ones up to this dimension, matrix-free above
 _HIGH_DIM_CONJUGATE_ITERS = 3   # "auto" Newton-CG iterations per training step above HIGH_DIM
@@ -452,14 +453,17 @@ def _potential(static) -> potentials.ConvexPotential:
 
 
 def _optimizer(static) -> optax.GradientTransformation:
-  """Adam at ``learning_rate`` (cosine-decayed over the steps after burn-in when ``lr_decay < 1``);
-  the step scales its updates by the fit's ``lr_scale`` (Adam's step is linear in the rate)."""
+  """Adam at ``learning_rate``, cosine-decayed over the steps after burn-in to ``lr_decay`` of it
+  (constant at 1), or to at most ``AXIS_LR_END`` of it with the separable part (tables in mixed
+  units: constant steps left those fits to the last steps' noise, docs/training.md); the step
+  scales the ICNN's updates by the fit's ``lr_scale`` (Adam's step is linear in the rate)."""
   c = static.config
-  lr = c["learning_rate"]
-  if c["lr_decay"] < 1.0:
-    lr = optax.cosine_decay_schedule(lr, max(1, static.total_steps - c["burn_in"]), alpha=c["lr_decay"])
+  lr, end = c["learning_rate"], c["lr_decay"]
+  if dict(static.extra).get("axis_hinges", 0):
+    end = min(end, AXIS_LR_END)
+  if end < 1.0:
+    lr = optax.cosine_decay_schedule(lr, max(1, static.total_steps - c["burn_in"]), alpha=end)
   return optax.adam(lr)
-
 
 
 def scale_updates(updates: dict, lr_scale):
@@ -596,7 +600,9 @@ class ConvexFixedPoint(Model):
     # Gaussian guess, than on standardised data (tables in their own units, far from the origin);
     # Adam's steps are scaled by the same factor, so one step moves grad w as much, relatively
     lr_scale = min(1.0, potential.init_scale / c["init_scale"])
-    static = self.static(data, total_steps if c["lr_decay"] < 1.0 else 0, config=c,
+    # the step count enters the step only through a learning-rate schedule
+    decays = c["lr_decay"] < 1.0 or potential.axis_hinges
+    static = self.static(data, total_steps if decays else 0, config=c,
                          pieces=potential.pieces, axis_hinges=potential.axis_hinges)
     b = c["batch_size"]
     chains = (jnp.asarray(guess["base_mean"], jnp.float32)
