@@ -182,8 +182,10 @@ class _SoftMaxAffine(nn.Module):
     return tau * jax.nn.logsumexp((z @ v.T + b) / tau, axis=-1)
 
 
-_HINGE_START_C = 0.01     # the hinges' c_kj start at this (make_potential: less where one faces
-_HINGE_START = float(np.log(np.expm1(_HINGE_START_C)))  # another region; init: softplus of this)
+# the hinges' weights c_kj start at _HINGE_START_C (make_potential starts a hinge facing the other
+# region lower, _hinge_consts); the module's own init at its softplus preimage
+_HINGE_START_C = 0.01
+_HINGE_START = float(np.log(np.expm1(_HINGE_START_C)))
 AXIS_HINGES = 16          # knots per axis when make_potential adds them, half per region
 FAR_APART_RATIO = 10.0
 """Two point sets are far apart when, in some coordinate, their joint spread is more than this many
@@ -399,7 +401,7 @@ def _hinge_consts(regions, B: np.ndarray, hinges: int) -> tuple[dict, np.ndarray
   share = np.array_split(np.arange(hinges), len(regions))
   proj = [pts @ axes for pts in regions]                                        # [n, d] each
   t, s = [], []
-  for r, (u, idx) in enumerate(zip(proj, share)):
+  for u, idx in zip(proj, share):
     q = (np.arange(len(idx)) + 0.5) / len(idx)
     t.append(np.quantile(u, q, axis=0).T)                                       # [d, h]
     s.append(np.repeat(np.maximum(u.std(0), 1e-12)[:, None] / len(idx), len(idx), 1))

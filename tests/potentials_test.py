@@ -164,10 +164,11 @@ def test_an_even_potential_is_even_convex_and_keeps_its_start(rng):
                                      pieces=16, even=True)
   assert pot.even
   x = jnp.asarray(pts[:64], jnp.float32)
-  w = lambda y: pot.apply(v, y)
+  w = jax.jit(lambda y: pot.apply(v, y))
+  grad = jax.jit(lambda y: potentials.batch_grad(lambda z: pot.apply(v, z), y))
   np.testing.assert_allclose(w(x), w(-x), rtol=1e-6, atol=1e-6)
-  g = potentials.batch_grad(w, x)
-  np.testing.assert_allclose(potentials.batch_grad(w, -x), -g, rtol=1e-5, atol=1e-5)  # an odd map
+  g = grad(x)
+  np.testing.assert_allclose(grad(-x), -g, rtol=1e-5, atol=1e-5)  # an odd map
   # convex along random segments: w at the midpoint at most the mean of the ends
   y = jnp.asarray(rng.normal(size=(64, 3)), jnp.float32)
   assert np.all(np.asarray(w(0.5 * (x + y))) <= 0.5 * np.asarray(w(x) + w(y)) + 1e-5)
@@ -207,10 +208,10 @@ def test_axis_hinges_start_at_the_guess_and_stay_convex(rng):
   # the hinges only add curvature: convex everywhere, also with trained (large) hinge weights
   bumped = {**params, "params": {**params["params"],
                                  "axis_hinges": params["params"]["axis_hinges"] + 5.0}}
+  hessian = jax.jit(lambda p, y: potentials.batch_hessian(lambda z: pot.apply(p, z), y))
   for p in (params, bumped):
     x = jnp.asarray(np.concatenate([data[:32], base[:32]]), jnp.float32)
-    h = potentials.batch_hessian(lambda y: pot.apply(p, y), x)
-    assert float(jnp.linalg.eigvalsh(h).min()) > 0
+    assert float(jnp.linalg.eigvalsh(hessian(p, x)).min()) > 0
   # points that overlap keep the soft max of pieces and no hinges
   pot2, _ = potentials.make_potential(data, a, B, jax.random.PRNGKey(4), hidden=(8, 8), pieces=64,
                                       extra_points=data + 1.0)

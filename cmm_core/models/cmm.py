@@ -600,7 +600,8 @@ class ConvexFixedPoint(Model):
     # Gaussian guess, than on standardised data (tables in their own units, far from the origin);
     # Adam's steps are scaled by the same factor, so one step moves grad w as much, relatively
     lr_scale = min(1.0, potential.init_scale / c["init_scale"])
-    # the step count enters the step only through a learning-rate schedule
+    # the step count enters the step only through a learning-rate schedule (so a fit in mixed
+    # units, which always decays, compiles its chunk per step count)
     decays = c["lr_decay"] < 1.0 or potential.axis_hinges
     static = self.static(data, total_steps if decays else 0, config=c,
                          pieces=potential.pieces, axis_hinges=potential.axis_hinges)
