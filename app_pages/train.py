@@ -275,11 +275,14 @@ def _inpainting(entry: dict, view: dict) -> None:
   if held is None or not len(held):
     st.info("This target keeps no held-out images to complete.")
     return
-  c1, c2, c3, c4 = st.columns([1, 2, 1, 1], vertical_alignment="bottom")
+  c1, c2, c3, c4, c5 = st.columns([1, 2, 1, 1, 1], vertical_alignment="bottom")
   idx = int(c1.number_input("held-out image", 0, len(held) - 1, 0, 1, key="tr_inp_idx"))
   mask_name = c2.selectbox("hide", (*images.MASKS, images.BRUSH), key="tr_inp_mask")
   k = int(c3.number_input("completions", 1, 8, 4, 1, key="tr_inp_k"))
-  go_clicked = c4.button("Complete", key="tr_inp_go", icon=":material/draw:")
+  steps = int(c4.number_input("MALA steps", 2, limits.MAX_INPAINT_STEPS, inpaint.DEFAULT_STEPS, 100, key="tr_inp_steps",
+                              help="transitions of each completion's chain, the first half adapting its "
+                                   "step size: fewer finish sooner, more mix better"))
+  go_clicked = c5.button("Complete", key="tr_inp_go", icon=":material/draw:")
   if mask_name == images.BRUSH:
     mask = _brushed_mask(held[idx], idx, view)
     if mask.all():
@@ -288,7 +291,7 @@ def _inpainting(entry: dict, view: dict) -> None:
       return
   else:
     mask = images.mask_preset(view["shape"], mask_name, seed=idx)
-  key = (entry["uid"], panels.fit_summary(fitted)["steps"], idx, mask_name, k, mask.tobytes())
+  key = (entry["uid"], panels.fit_summary(fitted)["steps"], idx, mask_name, k, steps, mask.tobytes())
   cached = st.session_state.get("inpaint")
   if go_clicked and (cached is None or cached["key"] != key):
     x = np.repeat(np.where(mask, held[idx], np.nan)[None], k, axis=0)
@@ -298,7 +301,7 @@ def _inpainting(entry: dict, view: dict) -> None:
     rows, problems = [], []
     with st.spinner(f"Completing the image {k} times…"):
       try:
-        rows.append((fitted.model, np.asarray(fitted.inpaint(x, masks, seed=idx))))
+        rows.append((fitted.model, np.asarray(fitted.inpaint(x, masks, seed=idx, steps=steps))))
       except (NotImplementedError, ValueError) as e:
         problems.append(f"{fitted.model} cannot complete images: {e}")
       except Exception as e:  # keep the page alive

@@ -8,7 +8,8 @@ The modules that enforce a cap import it from here (``targets.MAX_N`` is ``limit
 __all__ = ["MAX_FILE_BYTES", "MAX_TABLE_COLUMNS", "MAX_N", "MAX_ROWS", "MAX_DIM", "MAX_IMAGE_PIXELS", "MIN_ROWS",
            "MAX_ABS", "MAX_COLUMNS", "MAX_STEPS", "MAX_SAMPLES", "MAX_SEED", "MAX_MODEL_BYTES",
            "MAX_BUDGET_SECONDS", "MAX_LAYERS", "MAX_WIDTH", "MAX_APP_SEED", "MAX_POINTS",
-           "MAX_SPREAD", "MAX_SECONDS", "SIZES", "MAX_ENERGY_STEPS", "MAX_FORMULA_DIM"]
+           "MAX_SPREAD", "MAX_SECONDS", "SIZES", "MAX_ENERGY_STEPS", "MAX_FORMULA_DIM",
+           "MAX_INPAINT_STEPS"]
 
 # -- data ----------------------------------------------------------------------------------------
 MAX_FILE_BYTES = 50 * 2**20
@@ -39,3 +40,5 @@ MAX_SECONDS = 3600.0  # a Compare time budget in a link or on the page
 SIZES = (256, 512, 1024, 2048, 4096, 8192, 16384)  # the data sizes the Target page offers
 MAX_ENERGY_STEPS = 20_000  # training steps on the Sample an energy page and in its links
 MAX_FORMULA_DIM = 64  # dimension of a typed energy formula on that page and in its links
+MAX_INPAINT_STEPS = 5_000  # MALA steps of an inpainting on the Train page (400 by default: about 10 s
+                           # for four completions of a digit by maflow on the 2-core CPU)

@@ -75,7 +75,7 @@ def test_synthetic_units(model, transform):
   assert ed <= 0.5 * ed_gauss, (ed, ed_gauss)
 
 
-@pytest.mark.parametrize("model", ["maflow", "sdot"])
+@pytest.mark.parametrize("model", ["maflow", pytest.param("sdot", marks=pytest.mark.slow)])  # sdot: 22 s
 def test_penguins_as_given(model):
   # grams next to millimetres: with one scalar scale the bill depth was 1e-3 of the unit (25% of
   # maflow's and 74% of sdot's samples far outside the range); both now scale by column
@@ -83,6 +83,7 @@ def test_penguins_as_given(model):
   assert ed <= 0.1 * ed_gauss, (ed, ed_gauss)
 
 
+@pytest.mark.slow  # a 1,000-step fit (45 s in the suite); tests/potentials_test.py checks the hinges
 def test_cmm_in_mixed_units(tmp_path):
   # penguins as given (body mass in grams, std 800, next to bill depth in mm, std 2): with one ICNN
   # 75% of cmm's samples fell far outside the range; the separable part along the guess's axes

@@ -39,6 +39,9 @@ def test_digits_from_the_target_page_to_the_image_views():
   assert view["mapped"].shape == (32, 64) and np.all(np.isfinite(view["mapped"]))
   # complete the hidden bottom half of a held-out digit, twice, next to the Gaussian conditional
   at.number_input(key="tr_inp_k").set_value(2)
+  from cmm_core import inpaint
+  assert at.number_input(key="tr_inp_steps").value == inpaint.DEFAULT_STEPS
+  at.number_input(key="tr_inp_steps").set_value(20)  # 400 steps: 13 s per completion here
   at.button(key="tr_inp_go").click()
   ok(at.run(timeout=TRAIN_TIMEOUT), errors=True)
   rows = at.session_state["inpaint"]["rows"]
