@@ -40,5 +40,5 @@ MAX_SECONDS = 3600.0  # a Compare time budget in a link or on the page
 SIZES = (256, 512, 1024, 2048, 4096, 8192, 16384)  # the data sizes the Target page offers
 MAX_ENERGY_STEPS = 20_000  # training steps on the Sample an energy page and in its links
 MAX_FORMULA_DIM = 64  # dimension of a typed energy formula on that page and in its links
-MAX_INPAINT_STEPS = 5_000  # MALA steps of an inpainting on the Train page (400 by default: about 10 s
+MAX_INPAINT_STEPS = 5_000  # MALA steps of an inpainting on the Train page (400 by default: about 14 s
                            # for four completions of a digit by maflow on the 2-core CPU)
