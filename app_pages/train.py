@@ -167,6 +167,12 @@ def _draw_panels(entry: dict, model: str, n_points: int, dims, same_axes: bool, 
   if view["n_nonfinite"]:
     st.warning(f"{view['n_nonfinite']} base sample(s) or their images were NaN/inf and are not shown.")
   figs = figures.panel_figures(view, model=model, same_axes=same_axes, layers=layers)
+  squeezed = figures.squeezed_panels(view) if same_axes else ()
+  if squeezed:
+    what = " and ".join({"base": "the base", "samples": "the data and samples"}[n] for n in squeezed)
+    st.caption(f"On one common range {what} fill only a thin strip: in the data's own units (grams "
+               "next to millimetres, or far from 0) the base lies far from the data or is much "
+               "narrower than it. Turn **same axes** off to see each panel in its own range.")
   cols = st.columns(3)
   for col, fig, name in zip(cols, figs, ("base", "map", "samples")):
     col.plotly_chart(fig, key=f"tr_panel_{name}")

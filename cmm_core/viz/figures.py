@@ -33,6 +33,7 @@ __all__ = [
     "loss_figure",
     "target_preview",
     "panel_figures",
+    "squeezed_panels",
     "draw_canvas",
 ]
 
@@ -352,6 +353,27 @@ def panel_figures(view: dict, *, model: Optional[str] = None, same_axes: bool = 
                                axis_range=data_range, equal_aspect=eq, show_data="data" in on,
                                show_samples="samples" in on)
   return fig_base, fig_map, fig_samples
+
+
+SQUEEZED_SHARE = 0.05
+"""A panel whose own range is narrower than this share of the common range on some axis is drawn
+as a thin strip when the panels share one range (:func:`squeezed_panels`)."""
+
+
+def squeezed_panels(view: dict, share: float = SQUEEZED_SHARE) -> tuple[str, ...]:
+  """The panels (of ``"base"``, ``"samples"``) that one common range squeezes: on some axis their
+  own range ``view["ranges"][name]`` ``[k, 2]`` spans less than ``share`` of the common one: a table
+  in its own units (grams next to millimetres, far from the origin), whose base (cmm's e^{-w}, a
+  Gaussian N(0, I)) lies thousands of units from the data or is much narrower."""
+  r = view["ranges"]
+  common = np.asarray(r["common"], np.float64)
+  width = common[:, 1] - common[:, 0]
+  out = []
+  for name, panel in (("base", "base"), ("samples", "data")):
+    own = np.asarray(r[panel], np.float64)
+    if np.any(own[:, 1] - own[:, 0] < share * width):
+      out.append(name)
+  return tuple(out)
 
 
 def draw_canvas(grid: dict, cells: Sequence[int] = (), *, title: str = "draw the target",

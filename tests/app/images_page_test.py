@@ -41,7 +41,7 @@ def test_digits_from_the_target_page_to_the_image_views():
   at.number_input(key="tr_inp_k").set_value(2)
   from cmm_core import inpaint
   assert at.number_input(key="tr_inp_steps").value == inpaint.DEFAULT_STEPS
-  at.number_input(key="tr_inp_steps").set_value(20)  # 400 steps: 13 s per completion here
+  at.number_input(key="tr_inp_steps").set_value(20)  # 400 steps took 13-15 s per click here
   at.button(key="tr_inp_go").click()
   ok(at.run(timeout=TRAIN_TIMEOUT), errors=True)
   rows = at.session_state["inpaint"]["rows"]

@@ -217,3 +217,18 @@ def test_panel_data_on_a_real_cmm_fit(name):
   assert np.mean(np.isfinite(view["map"]["warped"])) > 0.9
   h = panels.history_arrays(fitted.history)
   np.testing.assert_array_equal(h["step"], [10, 20])
+
+
+def test_squeezed_panels_names_the_base_of_a_table_in_grams_and_millimetres(rng):
+  from cmm_core.viz import figures
+  # the closed-form CMM of a Gaussian like penguins' bill depth (mm) next to body mass (g): its base
+  # N(a, S^{1/3}) sits near (6.6, 48), about 4,000 g below the data and 10x narrower in grams
+  data = rng.multivariate_normal([17.0, 4200.0], [[4.0, 0.0], [0.0, 640000.0]], size=2000)
+  view = panels.panel_data(GaussianCMM(data.mean(0), np.cov(data.T)), data, n_samples=500, seed=1,
+                           grid_size=20, n_arrows=10, n_lines=5, line_points=10)
+  assert figures.squeezed_panels(view) == ("base",)
+  # the same shape centred and in one unit: every panel fills a fair share of the common range
+  data = rng.multivariate_normal([0.0, 0.0], [[2.0, 0.6], [0.6, 1.0]], size=2000)
+  view = panels.panel_data(GaussianCMM(data.mean(0), np.cov(data.T)), data, n_samples=500, seed=1,
+                           grid_size=20, n_arrows=10, n_lines=5, line_points=10)
+  assert figures.squeezed_panels(view) == ()
