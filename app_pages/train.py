@@ -170,7 +170,8 @@ def _draw_panels(entry: dict, model: str, n_points: int, dims, same_axes: bool, 
   squeezed = figures.squeezed_panels(view) if same_axes else ()
   if squeezed:
     what = " and ".join({"base": "the base", "samples": "the data and samples"}[n] for n in squeezed)
-    st.caption(f"On one common range {what} fill only a thin strip: in the data's own units (grams "
+    verb = "fills" if squeezed == ("base",) else "fill"
+    st.caption(f"On one common range {what} {verb} only a thin strip: in the data's own units (grams "
                "next to millimetres, or far from 0) the base lies far from the data or is much "
                "narrower than it. Turn **same axes** off to see each panel in its own range.")
   cols = st.columns(3)
