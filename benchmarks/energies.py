@@ -17,6 +17,10 @@ evaluations and seconds of that run. MALA gives no density, so no gap.
     python benchmarks/energies.py --out benchmarks/results/energies.json --markdown /tmp/energies.md
     python benchmarks/energies.py --models cmm --energies ring --max-seconds 60
     python benchmarks/energies.py --lattices 4 --models maflow cmm --max-seconds 300
+    python benchmarks/energies.py --energies --lattices 8 --models maflow --eval-every 2500 --honesty
+
+``--honesty`` checks at each measurement that a flow's density is that of its samples (the round
+trip and a 4x finer integration, :func:`flow_honesty`; docs/energies.md).
 """
 
 from __future__ import annotations
