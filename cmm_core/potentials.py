@@ -76,7 +76,10 @@ class ConvexPotential(nn.Module):
       ``t_kj`` of widths ``s_kj`` (consts ``axes [d, d]``, ``axis_beta [d]``, ``axis_center [d]``,
       ``hinge_t [d, H]``, ``hinge_s [d, H]``): each axis's curvature in its own unit, where one
       ICNN with one output unit cannot serve columns in very different units
-      (:func:`make_potential`).
+      (:func:`make_potential`). On an axis where the data and the base do not overlap, the
+      quadratic is split into one curvature per region (``gamma_k``, ``gamma'_k``: param
+      ``axis_quadratic_data [d]``) and a ramp across the gap that carries the translation
+      (:meth:`_gap`; consts ``gap_* [d]``).
   """
 
   dim: int
@@ -118,6 +121,11 @@ class ConvexPotential(nn.Module):
         self.param("axis_hinges_falling", nn.initializers.constant(_HINGE_START),
                    (d, self.axis_hinges))
       self.param("axis_quadratic", nn.initializers.zeros, (d,))
+      if self.is_initializing() or self.has_variable("consts", "gap_on"):
+        # files saved before the gap existed have one quadratic per axis
+        for name in _GAP_CONSTS:
+          self.variable("consts", name, jnp.zeros, (d,))
+        self.param("axis_quadratic_data", nn.initializers.zeros, (d,))
     if self.even:
       return 0.5 * (self._value(x, icnn, affine, units) + self._value(-x, icnn, affine, units))
     return self._value(x, icnn, affine, units)
@@ -135,7 +143,41 @@ class ConvexPotential(nn.Module):
       act = act + jax.nn.softplus((t - u[..., None]) / s) * (c_fall * beta[:, None] * s**2)
     gamma = jax.nn.softplus(self.get_variable("params", "axis_quadratic"))      # [d]
     du = u - self.get_variable("consts", "axis_center")
-    return jnp.sum(act, axis=(-2, -1)) + 0.5 * jnp.sum(gamma * beta * du**2, -1)
+    if not self.has_variable("consts", "gap_on"):  # files saved before the gap existed
+      return jnp.sum(act, axis=(-2, -1)) + 0.5 * jnp.sum(gamma * beta * du**2, -1)
+    return jnp.sum(act, axis=(-2, -1)) + jnp.sum(self._gap(du, gamma, beta), -1)
+
+  def _gap(self, du, gamma, beta):
+    """Per axis ``[..., d]``: on an axis where the base and the data are apart (``gap_on``), the
+    guess's curvature in each region (``gamma_k beta_k`` around the base's centre, ``gamma'_k
+    beta_k`` around the data's, each quadratic but for a straight continuation from its region's
+    edge towards the other region) and
+    the translation between them carried by a ramp in the gap; elsewhere ``1/2 gamma_k beta_k
+    du_k^2``. The ramp's slope and a linear term are tied to ``gamma, gamma'`` so that ``grad``
+    of this part stays 0 at the base's centre and the guess's at the data's, whatever the
+    curvatures: a curvature in one region does not move the other region (docs/training.md)."""
+    c = functools.partial(self.get_variable, "consts")
+    on, s = c("gap_on"), c("gap_sign")
+    m, d_base, d_data = c("gap_data_center"), c("gap_base_half"), c("gap_data_half")
+    gamma_d = jax.nn.softplus(self.get_variable("params", "axis_quadratic_data"))
+    g_base, g_data = gamma * beta, gamma_d * beta
+    # quadratic, but linear beyond h towards the other region (direction t): the tails keep it
+    huber = lambda x, h, t: jnp.where(t * x <= h, 0.5 * x**2, h * (t * x - 0.5 * h))
+    q = g_base * huber(du, d_base, s) + g_data * huber(du - m, d_data, -s)
+    at_base = g_data * jnp.clip(-m, -d_data, d_data)       # the Huber parts' slopes at du = 0
+    at_data = g_base * jnp.clip(m, -d_base, d_base)        # ... and at du = m
+    lin = -at_base
+    ramp = s * jnp.maximum(s * (c("gap_slope") - (at_data - at_base)), 0.0)
+    # the ramp's slope rises evenly across the gap, from the base's edge to the data's: a point
+    # between the regions is mapped with at least the guess's curvature, not the floor's
+    length = c("gap_length")
+    y = jnp.clip(s * du - d_base, 0.0, length)
+    ramp_val = jnp.abs(ramp) * (0.5 * y**2 / length + jnp.maximum(s * du - d_base - length, 0.0))
+    # beyond the data's far edge, a wall of the guess's curvature: the data's own curvature may
+    # move into the hinges (clusters), and the tails must not stream out with it
+    wall = 0.5 * c("gap_wall") * jnp.maximum(s * (du - m) - d_data, 0.0) ** 2
+    split = q + lin * du + ramp_val + wall
+    return jnp.where(on > 0, split, 0.5 * gamma * beta * du**2)
 
   def _value(self, x, icnn, affine, units):
     center = self.get_variable("consts", "center")
@@ -181,6 +223,11 @@ class _SoftMaxAffine(nn.Module):
     tau = jnp.exp(log_tau)
     return tau * jax.nn.logsumexp((z @ v.T + b) / tau, axis=-1)
 
+
+_GAP_CONSTS = ("gap_on", "gap_sign", "gap_data_center", "gap_base_half", "gap_data_half",
+               "gap_slope", "gap_length", "gap_wall")
+"""Per-axis constants ``[d]`` of the separable part's gap (``ConvexPotential._gap``), in the axis's
+coordinate relative to the base's centre."""
 
 # the hinges' weights c_kj start at _HINGE_START_C (make_potential starts a hinge facing the other
 # region lower, _hinge_consts); the module's own init at its softplus preimage
@@ -368,6 +415,9 @@ def _make_potential(points, base_mean, potential_matrix, key, *, hidden, activat
     icnn[last] = {**icnn[last], "diag_kernel": jnp.full_like(icnn[last]["diag_kernel"], -20.0)}
     consts.update(hinge_consts)
     consts["axis_center"] = jnp.asarray(a @ np.asarray(consts["axes"], np.float64), jnp.float32)
+    consts.update(_gap_consts(regions, a, np.asarray(consts["axes"], np.float64),
+                              np.asarray(consts["axis_beta"], np.float64), alpha))
+    out["axis_quadratic_data"] = out["axis_quadratic"]
   if pieces:
     # tangent planes of (1 - alpha) w0 at K of the points: s2 (v_k^T z + b_k) equals
     # value_k + slope_k^T (x - x_k), so v_k = D slope_k / s2, b_k = (value_k + slope_k^T (c - x_k)) / s2
@@ -418,6 +468,27 @@ def _hinge_consts(regions, B: np.ndarray, hinges: int) -> tuple[dict, np.ndarray
   consts = {"axes": jnp.asarray(axes, jnp.float32), "axis_beta": jnp.asarray(beta, jnp.float32),
             "hinge_t": jnp.asarray(t, jnp.float32), "hinge_s": jnp.asarray(s, jnp.float32)}
   return consts, rising, falling
+
+
+def _gap_consts(regions, a: np.ndarray, axes: np.ndarray, beta: np.ndarray, alpha: float) -> dict:
+  """The separable part's gap (``ConvexPotential._gap``) between the data ``regions[0]`` and the
+  base ``regions[-1]`` around ``a``: along each axis ``q_k`` where the two regions' extents (their
+  largest distance from their centres) do not overlap, a ramp across the gap carries the guess's
+  slope ``(1 - alpha) beta_k m_k`` at the data's centre ``m_k`` (relative to the base's centre);
+  beyond the data's far edge, a wall of curvature ``(1 - alpha) beta_k``."""
+  data, base = regions[0] @ axes, regions[-1] @ axes                          # [n, d], [m, d]
+  centre = a @ axes
+  m = data.mean(0) - centre
+  half_data = np.max(np.abs(data - data.mean(0)), axis=0)
+  half_base = np.max(np.abs(base - centre), axis=0)
+  gap = np.abs(m) - half_data - half_base
+  on = gap > 0
+  sign = np.where(m >= 0, 1.0, -1.0)
+  consts = {"gap_on": on.astype(np.float64), "gap_sign": sign, "gap_data_center": m,
+            "gap_base_half": half_base, "gap_data_half": half_data,
+            "gap_slope": (1.0 - alpha) * beta * m,
+            "gap_length": np.where(on, gap, 1.0), "gap_wall": (1.0 - alpha) * beta}
+  return {k: jnp.asarray(v, jnp.float32) for k, v in consts.items()}
 
 
 def _spread(regions, k: int, rng) -> np.ndarray:

@@ -231,17 +231,53 @@ def test_axis_hinges_do_not_depend_on_the_sign_of_an_axis(rng):
   p = {**p, "axis_hinges": p["axis_hinges"] + jnp.asarray(rng.normal(size=(2, 16)), jnp.float32),
        "axis_hinges_falling": p["axis_hinges_falling"] + jnp.asarray(rng.normal(size=(2, 16)),
                                                                      jnp.float32)}
-  k = 1  # flip the second axis: u_k -> -u_k, knots and centre with it, rising <-> falling
-  flip = jnp.asarray([1.0, -1.0])
-  flipped_p = {**p,
-               "axis_hinges": p["axis_hinges"].at[k].set(p["axis_hinges_falling"][k]),
-               "axis_hinges_falling": p["axis_hinges_falling"].at[k].set(p["axis_hinges"][k])}
+  # flip both axes: u_k -> -u_k, knots, centre and gap with it, rising <-> falling
+  flip = jnp.asarray([-1.0, -1.0])
+  flipped_p = {**p, "axis_hinges": p["axis_hinges_falling"], "axis_hinges_falling": p["axis_hinges"]}
   flipped_c = {**c, "axes": c["axes"] * flip, "hinge_t": c["hinge_t"] * flip[:, None],
-               "axis_center": c["axis_center"] * flip}
+               "axis_center": c["axis_center"] * flip,
+               **{name: c[name] * flip for name in ("gap_sign", "gap_data_center", "gap_slope")}}
   x = jnp.asarray(np.concatenate([data[:64], base[:64]]), jnp.float32)
   w = pot.apply({"params": p, "consts": c}, x)
   w_flipped = pot.apply({"params": flipped_p, "consts": flipped_c}, x)
   np.testing.assert_allclose(np.asarray(w_flipped), np.asarray(w), rtol=1e-5)
+  assert float(c["gap_on"].max()) == 1.0  # the mass axis has a gap: the flip covers it
   # a file saved with the rising family only still loads and evaluates
   old = {k: v for k, v in p.items() if k != "axis_hinges_falling"}
   assert np.all(np.isfinite(np.asarray(pot.apply({"params": old, "consts": c}, x))))
+  # ... and one saved before the gap: one quadratic per axis, 1/2 gamma beta du^2
+  older = {k: v for k, v in old.items() if k != "axis_quadratic_data"}
+  older_c = {k: v for k, v in c.items() if not k.startswith("gap_")}
+  gap_off = {**c, "gap_on": jnp.zeros_like(c["gap_on"])}
+  np.testing.assert_allclose(np.asarray(pot.apply({"params": older, "consts": older_c}, x)),
+                             np.asarray(pot.apply({"params": old, "consts": gap_off}, x)), rtol=1e-6)
+
+
+def test_the_gap_keeps_each_region_where_it_is(rng):
+  # a table far from its base (the synthetic table shifted by 1e4): the translation between the
+  # regions is carried by a ramp across the gap, so the curvature in one region can change (the
+  # data's clusters) without moving the other: grad w at the base's centre and at the data's
+  # centre do not depend on the two curvatures gamma, gamma'
+  data = rng.standard_normal((512, 2)) * np.array([1.0, 0.6]) + 1e4
+  B = np.diag([0.7, 1.8])
+  a = np.array([3600.0, 3600.0])
+  base = rng.standard_normal((512, 2)) / np.sqrt(np.diag(B)) + a
+  pot, params = potentials.make_potential(data, a, B, jax.random.PRNGKey(2), hidden=(8, 8),
+                                          extra_points=base, init_scale=1e-5)
+  assert pot.axis_hinges and float(params["consts"]["gap_on"].min()) == 1.0
+  grad = jax.jit(lambda p, x: potentials.batch_grad(lambda z: pot.apply(p, z), x))
+  at = jnp.asarray(np.stack([a, data.mean(0), data[0], base[0]]), jnp.float32)
+  g0 = np.asarray(grad(params, at))
+  np.testing.assert_allclose(g0[:2], (np.stack([a, data.mean(0)]) - a) @ B.T, atol=0.05)
+  p = params["params"]
+  moved = {**params, "params": {**p, "axis_quadratic": p["axis_quadratic"] + jnp.asarray([1.0, -2.0]),
+                                "axis_quadratic_data": p["axis_quadratic_data"] - 3.0}}
+  g1 = np.asarray(grad(moved, at))
+  np.testing.assert_allclose(g1[:2], g0[:2], atol=1e-3 * np.abs(g0[1]).max())
+  assert np.abs(g1[2:] - g0[2:]).max() > 0.1  # elsewhere the curvatures do move grad w
+  # convex everywhere, the gap included, with any curvatures
+  hessian = jax.jit(lambda p, y: potentials.batch_hessian(lambda z: pot.apply(p, z), y))
+  line = a + np.linspace(-0.2, 1.2, 64)[:, None] * (data.mean(0) - a)
+  for q in (params, moved):
+    y = jnp.asarray(np.concatenate([data[:32], base[:32], line]), jnp.float32)
+    assert float(jnp.linalg.eigvalsh(hessian(q, y)).min()) > 0

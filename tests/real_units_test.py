@@ -44,8 +44,6 @@ def _two_clusters(n=1024, seed=0):
 # data in its own units"). strict: a fix makes them pass, and the mark must then go.
 KNOWN_FAILURES = {
     ("cmm", "iris", True): "energy distance 0.0566, a fitted Gaussian's 0.0563",
-    ("cmm", "shifted"): "energy distance 0.138, a Gaussian's 0.131 (columns shifted by 1e4; no "
-                        "sample far outside since the axis hinges, 99.7% before)",
 }
 
 

@@ -719,8 +719,9 @@ class ConvexFixedPoint(Model):
       icnn = updates["icnn"]
       updates = {**updates, "icnn": {**icnn, "pos_def_potentials": jax.tree_util.tree_map(
           jnp.zeros_like, icnn["pos_def_potentials"])}}
-      if "axis_quadratic" in updates:  # where the separable part carries it
-        updates["axis_quadratic"] = jnp.zeros_like(updates["axis_quadratic"])
+      for name in ("axis_quadratic", "axis_quadratic_data"):  # where the separable part carries it
+        if name in updates:
+          updates[name] = jnp.zeros_like(updates[name])
     keep = lambda new, old: jnp.where(warmup, old, new)
     params = jax.tree_util.tree_map(keep, optax.apply_updates(state.params, updates), state.params)
     opt_state = jax.tree_util.tree_map(keep, opt_state, state.opt_state)
