@@ -49,6 +49,12 @@ __all__ = ["CMM", "MM", "Brenier", "ConvexFitted", "CMMFitted", "MMFitted", "Bre
 AXIS_LR_END = 0.1        # final / initial learning rate at most, with the separable part (docs/training.md)
 _AR_RATE = 0.5          # Brenier: x <- sqrt(1 - r^2) x + r xi keeps N(0, I) exact
 HIGH_DIM = 16           # "auto" settings: today's 2D-tuned ones up to this dimension, matrix-free above
+PIECES_MIN_ROWS_PER_DIM = 64
+"""Fewer rows per dimension than this and cmm's ``pieces`` "auto" is 0: iris standardised (150 rows
+in 4-D, 37 per dimension) fitted at 0.27-0.34 of a Gaussian's energy distance without pieces and
+0.55-1.09 with 256 over three seeds; penguins standardised (85 per dimension) 0.10-0.12 with and
+0.12-0.29 without; Old Faithful (136) needs them (docs/training.md). mm and brenier keep their
+pieces: both fail the matrix on iris without them."""
 _HIGH_DIM_CONJUGATE_ITERS = 3   # "auto" Newton-CG iterations per training step above HIGH_DIM
 # above HIGH_DIM the ICNN's random start may move grad w by at most this fraction of the Gaussian
 # guess's spread (potentials.RANDOM_PART_RATIO, 1.0, below): at d = 64 a random part as large as
@@ -488,7 +494,8 @@ class ConvexFixedPoint(Model):
                   "first-layer weights x this, kinks through data points"),
       hyper.Int("pieces", None, 0, 4096,
                 "K > 0: add a soft max of K affine pieces (clusters; docs/training.md)",
-                optional=f"256 up to d = {HIGH_DIM}, 0 above"),
+                optional=f"256 up to d = {HIGH_DIM}, 0 above (cmm: 0 also below "
+                         f"{PIECES_MIN_ROWS_PER_DIM} rows per dimension)"),
       hyper.Choice("objective", "semidual", ("auto", "semidual", "mle"),
                    '"semidual" (OT fixed point) or "mle" (exact likelihood); '
                    'auto: mle with potential "data", else semidual'),
@@ -526,16 +533,18 @@ class ConvexFixedPoint(Model):
   def divergence_hint(self) -> str:
     return "Lower learning_rate (e.g. halve it) or raise alpha."
 
-  def resolve(self, dim: int) -> tuple[dict, dict]:
-    """The settings a fit on ``dim``-dimensional data runs with: ``(config, auto)``, ``config``
-    with every ``"auto"`` (or None) value replaced, ``auto`` the replaced ones ``{name: value}``.
+  def resolve(self, dim: int, n: Optional[int] = None) -> tuple[dict, dict]:
+    """The settings a fit on ``n`` rows (None: unknown) of ``dim``-dimensional data runs with:
+    ``(config, auto)``, ``config`` with every ``"auto"`` (or None) value replaced, ``auto`` the
+    replaced ones ``{name: value}``.
 
     Up to ``HIGH_DIM`` the 2D-tuned defaults (dense Newton conjugates, cmm's exact likelihood with
     dense log-determinants, 256 affine pieces); above, a step whose cost grows like ``d^2`` per
     point: cmm's likelihood with a Hutchinson/CG log-determinant gradient, matrix-free Newton-CG
     conjugates, no pieces (tangent planes at a few hundred points do not make a quadratic in high
     d, so the start would be far from the Gaussian guess), the ICNN's quadratic (the Gaussian
-    guess) kept fixed. docs/scaling.md has the measurements.
+    guess) kept fixed. docs/scaling.md has the measurements. Below ``PIECES_MIN_ROWS_PER_DIM``
+    rows per dimension, cmm has no pieces either (docs/training.md).
     """
     c, auto, high = dict(self.config), {}, dim > HIGH_DIM
 
@@ -545,7 +554,8 @@ class ConvexFixedPoint(Model):
     if c.get("objective") == "auto":
       put("objective", "mle" if c.get("potential", "data") == "data" else "semidual")
     if "pieces" in c and c["pieces"] is None:
-      put("pieces", 0 if high else 256)
+      few_rows = self.side == "cmm" and n is not None and n < PIECES_MIN_ROWS_PER_DIM * dim
+      put("pieces", 0 if high or few_rows else 256)
     if c.get("quadratic") == "auto":
       put("quadratic", "fixed" if high else "trained")
     if c.get("logdet") == "auto":
@@ -573,7 +583,7 @@ class ConvexFixedPoint(Model):
     side = self.side
     data_np = np.asarray(data, np.float64)
     n, d = data_np.shape
-    c, _ = self.resolve(d)
+    c, _ = self.resolve(d, n)
     # mm fits the centred data (a moment measure needs a centred target); the step subtracts it
     shift = data_np.mean(0) if side == "mm" else np.zeros(d)
     data_np = data_np - shift
@@ -765,7 +775,10 @@ class ConvexFixedPoint(Model):
     extras["step_size"] = float(state.step_size)
     variables = {"params": state.params, "consts": consts}
     # the config is the one that ran ("auto" values resolved for this d); info says which were auto
-    info = {**info, "auto": self.resolve(static.dim)[1]}
+    auto = self.resolve(static.dim)[1]
+    if "pieces" in auto:  # the rows decide too (and make_potential, for regions far apart)
+      auto["pieces"] = int(static.get("pieces"))
+    info = {**info, "auto": auto}
     return self.fitted_cls(config=dict(c), params=variables, extras=extras,
                            history=history, info=info)
 

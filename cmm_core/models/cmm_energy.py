@@ -78,8 +78,8 @@ class CMMEnergy(CMM):
     super().__init__(**hyper_values)
     object.__setattr__(self, "energy", energy)
 
-  def resolve(self, dim: int) -> tuple[dict, dict]:
-    c, auto = super().resolve(dim)
+  def resolve(self, dim: int, n=None) -> tuple[dict, dict]:
+    c, auto = super().resolve(dim, n)
     # the likelihood's route: dense Newton conjugates, exact log-determinants, data-side potential
     return {**c, "objective": "mle", "potential": "data", "logdet": "exact",
             "conjugate_solver": "newton"}, auto

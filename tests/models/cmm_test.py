@@ -154,6 +154,17 @@ def test_auto_settings_follow_the_dimension(model):
   assert {k: config[k] for k in given} == given and not set(given) & set(auto)
 
 
+def test_pieces_need_rows():
+  """Few rows per dimension (iris: 150 rows in 4-D) and cmm's "auto" fits without affine pieces; a
+  given number is kept."""
+  from cmm_core.models.cmm import PIECES_MIN_ROWS_PER_DIM as per_dim
+  m = cc.models.get("cmm")()
+  assert m.resolve(4, 150)[0]["pieces"] == 0 and m.resolve(4, per_dim * 4)[0]["pieces"] == 256
+  assert m.resolve(2, 272)[0]["pieces"] == 256 and m.resolve(4)[0]["pieces"] == 256  # n unknown
+  assert cc.models.get("cmm")(pieces=8).resolve(4, 150)[0]["pieces"] == 8
+  assert cc.models.get("mm")().resolve(4, 150)[0]["pieces"] == 256  # mm and brenier need them
+
+
 def test_auto_settings_are_recorded_in_the_fitted_config():
   """The fitted config holds what ran (``"auto"`` resolved for d = 64), ``info["auto"]`` what was
   chosen; the step's static settings are the same. init + finalize only: no step compiles."""
