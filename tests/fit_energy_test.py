@@ -180,6 +180,20 @@ def test_tempering_trains_on_beta_e_and_reports_the_true_free_energy():
   assert hot.history[-1]["loss"] == pytest.approx(-m.elbo, abs=0.3)
 
 
+def test_a_random_grid_in_training():
+  # grid_jitter: each step trains through a random RK4 grid to the same end time; another fit than
+  # the fixed grid's, reproducible from its seed, and sampled on the fixed grid as before
+  ring = energies.make("ring")
+  plain = cc.fit_energy("maflow", ring, steps=20, seed=0, chunk_size=10, hidden=8)
+  jittered = cc.fit_energy("maflow", ring, steps=20, seed=0, chunk_size=10, hidden=8,
+                           grid_jitter=0.5)
+  again = cc.fit_energy("maflow", ring, steps=20, seed=0, chunk_size=10, hidden=8, grid_jitter=0.5)
+  assert [h["loss"] for h in jittered.history] != [h["loss"] for h in plain.history]
+  np.testing.assert_array_equal(again.sample(16, seed=0), jittered.sample(16, seed=0))
+  m = metrics.free_energy_metrics(jittered, ring, seed=0, n=2048)
+  assert jittered.history[-1]["loss"] == pytest.approx(-m.elbo, abs=0.3)
+
+
 def test_an_importance_weighted_log_z_far_above_the_exact_one_flags_the_density():
   import dataclasses
   from cmm_core import formula

@@ -369,8 +369,10 @@ def make_field(spec: _Spec, laplacian: str = "exact"):
 
 
 def integrate(field, params, u, *, t0: float, dt: float, n_steps: int, need_lap: bool = True,
-              noise=None, n_active=None, keep_path: bool = False, kinetic: bool = False):
-  """RK4 for ``du/dt = grad phi``, ``dacc/dt = -Laplacian phi`` from ``t0`` with signed ``dt``.
+              noise=None, n_active=None, keep_path: bool = False, kinetic: bool = False,
+              dts=None):
+  """RK4 for ``du/dt = grad phi``, ``dacc/dt = -Laplacian phi`` from ``t0`` with signed ``dt``
+  (or, with ``dts [n_steps]``, steps of those lengths, e.g. a random grid to the same end time).
 
   Returns ``(u [n, d], acc [n])`` (``acc`` = change of ``log p`` when going forward, or
   ``+int Laplacian`` when ``dt < 0``) and, with ``keep_path``, the positions ``[n_steps + 1, n, d]``.
@@ -382,9 +384,9 @@ def integrate(field, params, u, *, t0: float, dt: float, n_steps: int, need_lap:
     g, lap = field(params, x, t, need_lap, noise, tm)
     return g, (-lap if need_lap else jnp.zeros(x.shape[:-1], x.dtype))
 
-  def body(carry, i):
+  def body(carry, step):
     x, acc, ke = carry
-    t = t0 + i * dt
+    i, t, dt = step
     tm = t + 0.5 * dt  # the step's midpoint: a whole step uses one time segment
     g1, l1 = f(x, t, tm)
     g2, l2 = f(x + 0.5 * dt * g1, t + 0.5 * dt, tm)
@@ -405,7 +407,13 @@ def integrate(field, params, u, *, t0: float, dt: float, n_steps: int, need_lap:
     return (x_new, acc_new, ke_new), (x_new if keep_path else None)
 
   acc0 = jnp.zeros(u.shape[:-1], u.dtype)
-  (x, acc, ke), path = jax.lax.scan(body, (u, acc0, acc0), jnp.arange(n_steps, dtype=u.dtype))
+  index = jnp.arange(n_steps, dtype=u.dtype)
+  if dts is None:
+    steps = (index, t0 + index * dt, jnp.full((n_steps,), dt, u.dtype))
+  else:
+    dts = jnp.asarray(dts, u.dtype)
+    steps = (index, t0 + jnp.cumsum(dts) - dts, dts)
+  (x, acc, ke), path = jax.lax.scan(body, (u, acc0, acc0), steps)
   if keep_path:
     path = jnp.concatenate([u[None], path], 0)
     return x, acc, path
@@ -886,6 +894,9 @@ class MAFlowEnergy(MAFlow):
                 "tempering: the loss uses beta E, beta rising linearly from anneal_from to 1 over "
                 "these first steps (0 = off)"),
       hyper.Float("anneal_from", 0.2, 0.01, 1.0, "beta at step 0 when anneal_steps > 0"),
+      hyper.Float("grid_jitter", 0.0, 0.0, 0.9,
+                  "training integrates on a random grid: each RK4 step's length is drawn within "
+                  "(1 +- jitter) of step_size, rescaled to the same end time (0 = the fixed grid)"),
   )
 
   # measured with benchmarks/energies.py (docs/energies.md); api.energy_settings applies them
@@ -922,10 +933,17 @@ class MAFlowEnergy(MAFlow):
   def step(self, static, state: MAFlowState, key, data):
     c, spec, mode = static.config, _spec(static.config, static.dim), static.get("laplacian")
     energy, field, tx = static.get("energy"), make_field(spec, mode), optimizer(static)
-    k_z, k_noise = jax.random.split(key)
+    k_z, k_noise, k_grid = jax.random.split(key, 3)
     z = sharding.constrain_batch(jax.random.normal(k_z, (int(c["batch_size"]), spec.dim)))
     noise = jax.random.rademacher(k_noise, z.shape, dtype=z.dtype) if mode == "hutchinson" else None
     lam = float(c.get("kinetic", 0.0))
+    jitter = float(c.get("grid_jitter", 0.0))
+    dts = None
+    if jitter > 0:
+      # a random grid to the same end time: a map that exploits one fixed grid's error is not
+      # rewarded on the others (docs/energies.md)
+      w = 1.0 + jitter * jax.random.uniform(k_grid, (spec.n_steps,), minval=-1.0, maxval=1.0)
+      dts = spec.end_time * w / jnp.sum(w)
     log_jac = _log_det(state.scale)
     n_anneal, b0 = int(c["anneal_steps"]), float(c["anneal_from"])
     if n_anneal > 0:   # tempering: the step's target is exp(-beta E), beta -> 1 over n_anneal steps
@@ -936,7 +954,7 @@ class MAFlowEnergy(MAFlow):
 
     def loss_fn(p):
       out = integrate(field, p, z, t0=0.0, dt=spec.step_size, n_steps=spec.n_steps, noise=noise,
-                      kinetic=lam > 0)
+                      kinetic=lam > 0, dts=dts)
       x = state.shift + out[0] @ state.scale.T          # the flow's output in E's coordinates
       log_q = std_normal_log_density(z) + out[1] - log_jac  # out[1]: the change of log p going forward
       e_x = energy.fn(x)
