@@ -151,11 +151,11 @@ class ConvexPotential(nn.Module):
     """Per axis ``[..., d]``: on an axis where the base and the data are apart (``gap_on``), the
     guess's curvature in each region (``gamma_k beta_k`` around the base's centre, ``gamma'_k
     beta_k`` around the data's, each quadratic but for a straight continuation from its region's
-    edge towards the other region) and
-    the translation between them carried by a ramp in the gap; elsewhere ``1/2 gamma_k beta_k
-    du_k^2``. The ramp's slope and a linear term are tied to ``gamma, gamma'`` so that ``grad``
-    of this part stays 0 at the base's centre and the guess's at the data's, whatever the
-    curvatures: a curvature in one region does not move the other region (docs/training.md)."""
+    edge towards the other region), the translation between them carried by a ramp across the gap,
+    and a wall beyond the data's far edge; elsewhere ``1/2 gamma_k beta_k du_k^2``. The ramp's rise
+    and a linear term are tied to ``gamma, gamma'`` so that ``grad`` of this part stays 0 at the
+    base's centre and the guess's at the data's, whatever the curvatures: a curvature in one region
+    does not move the other region (docs/training.md)."""
     c = functools.partial(self.get_variable, "consts")
     on, s = c("gap_on"), c("gap_sign")
     m, d_base, d_data = c("gap_data_center"), c("gap_base_half"), c("gap_data_half")
@@ -167,12 +167,12 @@ class ConvexPotential(nn.Module):
     at_base = g_data * jnp.clip(-m, -d_data, d_data)       # the Huber parts' slopes at du = 0
     at_data = g_base * jnp.clip(m, -d_base, d_base)        # ... and at du = m
     lin = -at_base
-    ramp = s * jnp.maximum(s * (c("gap_slope") - (at_data - at_base)), 0.0)
+    rise = jnp.maximum(s * (c("gap_slope") - (at_data - at_base)), 0.0)  # >= 0: convex
     # the ramp's slope rises evenly across the gap, from the base's edge to the data's: a point
     # between the regions is mapped with at least the guess's curvature, not the floor's
     length = c("gap_length")
     y = jnp.clip(s * du - d_base, 0.0, length)
-    ramp_val = jnp.abs(ramp) * (0.5 * y**2 / length + jnp.maximum(s * du - d_base - length, 0.0))
+    ramp_val = rise * (0.5 * y**2 / length + jnp.maximum(s * du - d_base - length, 0.0))
     # beyond the data's far edge, a wall of the guess's curvature: the data's own curvature may
     # move into the hinges (clusters), and the tails must not stream out with it
     wall = 0.5 * c("gap_wall") * jnp.maximum(s * (du - m) - d_data, 0.0) ** 2
