@@ -933,7 +933,7 @@ class MAFlowEnergy(MAFlow):
   def step(self, static, state: MAFlowState, key, data):
     c, spec, mode = static.config, _spec(static.config, static.dim), static.get("laplacian")
     energy, field, tx = static.get("energy"), make_field(spec, mode), optimizer(static)
-    k_z, k_noise, k_grid = jax.random.split(key, 3)
+    k_z, k_noise = jax.random.split(key)
     z = sharding.constrain_batch(jax.random.normal(k_z, (int(c["batch_size"]), spec.dim)))
     noise = jax.random.rademacher(k_noise, z.shape, dtype=z.dtype) if mode == "hutchinson" else None
     lam = float(c.get("kinetic", 0.0))
@@ -942,6 +942,8 @@ class MAFlowEnergy(MAFlow):
     if jitter > 0:
       # a random grid to the same end time: a map that exploits one fixed grid's error is not
       # rewarded on the others (docs/energies.md)
+      # (its own key folded in: fits without it keep the random draws they always had)
+      k_grid = jax.random.fold_in(key, 1)
       w = 1.0 + jitter * jax.random.uniform(k_grid, (spec.n_steps,), minval=-1.0, maxval=1.0)
       dts = spec.end_time * w / jnp.sum(w)
     log_jac = _log_det(state.scale)
