@@ -60,6 +60,10 @@ _HIGH_DIM_CONJUGATE_ITERS = 3   # "auto" Newton-CG iterations per training step 
 # guess's spread (potentials.RANDOM_PART_RATIO, 1.0, below): at d = 64 a random part as large as
 # the guess starts far from it (energy distance 2x a Gaussian's) and the fit never recovers
 _HIGH_DIM_RANDOM_PART_RATIO = 0.1
+QUADRATIC_DAMPING = 0.25  # quadratic="damped": the ICNN quadratic's share of Adam's step (cmm above
+# HIGH_DIM). Kept fixed there, w = guess + a convex part: no flatter than the guess anywhere, and the
+# likelihood of a 24-D mixture stayed at the Gaussian's; trained at the full step, its curvature drifts
+# (64-D: energy distance 0.21 against 0.15 damped). benchmarks/high_d.py, docs/scaling.md
 
 
 class State(NamedTuple):
@@ -499,9 +503,10 @@ class ConvexFixedPoint(Model):
       hyper.Choice("objective", "semidual", ("auto", "semidual", "mle"),
                    '"semidual" (OT fixed point) or "mle" (exact likelihood); '
                    'auto: mle with potential "data", else semidual'),
-      hyper.Choice("quadratic", "auto", ("auto", "trained", "fixed"),
-                   "the ICNN's quadratic term, which starts as the Gaussian guess: trained or kept "
-                   f"fixed; auto: fixed above d = {HIGH_DIM} (Adam's noise makes it drift there)"),
+      hyper.Choice("quadratic", "auto", ("auto", "trained", "damped", "fixed"),
+                   "the ICNN's quadratic term, which starts as the Gaussian guess: trained, trained "
+                   f"at {QUADRATIC_DAMPING:g} of the step (damped) or kept fixed; auto: trained up to "
+                   f"d = {HIGH_DIM}, above damped for the likelihood and fixed for the semi-dual"),
       hyper.Float("alpha", 0.05, 1e-4, 0.9, "strongly convex floor, fraction of the Gaussian guess"),
       hyper.Float("learning_rate", 5e-3, 1e-6, 0.1, "Adam step size (initial)", log=True),
       hyper.Float("lr_decay", 1.0, 0.0, 1.0,
@@ -543,7 +548,8 @@ class ConvexFixedPoint(Model):
     point: cmm's likelihood with a Hutchinson/CG log-determinant gradient, matrix-free Newton-CG
     conjugates, no pieces (tangent planes at a few hundred points do not make a quadratic in high
     d, so the start would be far from the Gaussian guess), the ICNN's quadratic (the Gaussian
-    guess) kept fixed. docs/scaling.md has the measurements. Below ``PIECES_MIN_ROWS_PER_DIM``
+    guess) trained at ``QUADRATIC_DAMPING`` of the step for the likelihood and kept fixed for the
+    semi-dual. docs/scaling.md has the measurements. Below ``PIECES_MIN_ROWS_PER_DIM``
     rows per dimension, cmm has no pieces either (docs/training.md).
     """
     c, auto, high = dict(self.config), {}, dim > HIGH_DIM
@@ -557,7 +563,7 @@ class ConvexFixedPoint(Model):
       few_rows = self.side == "cmm" and n is not None and n < PIECES_MIN_ROWS_PER_DIM * dim
       put("pieces", 0 if high or few_rows else 256)
     if c.get("quadratic") == "auto":
-      put("quadratic", "fixed" if high else "trained")
+      put("quadratic", "trained" if not high else "damped" if c.get("objective") == "mle" else "fixed")
     if c.get("logdet") == "auto":
       put("logdet", "hutchinson" if high else "exact")
     if c.get("conjugate_solver") == "auto":
@@ -724,14 +730,18 @@ class ConvexFixedPoint(Model):
     (_, loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     updates = scale_updates(updates, state.fixed["lr_scale"])
-    if c.get("quadratic") == "fixed":
-      # the ICNN's quadratic (the Gaussian guess it starts from) is left as it is
+    if c.get("quadratic") in ("damped", "fixed"):
+      # the quadratic that carries the Gaussian guess (the ICNN's, or the separable part's where it
+      # carries it) at a fraction of Adam's step, or left as it is. Free, its curvature drifts in
+      # high d; fixed, w is the guess plus a convex part, never flatter than the guess, where
+      # clusters need flatter stretches (docs/scaling.md)
+      damp = ((lambda u: QUADRATIC_DAMPING * u) if c["quadratic"] == "damped" else jnp.zeros_like)
       icnn = updates["icnn"]
       updates = {**updates, "icnn": {**icnn, "pos_def_potentials": jax.tree_util.tree_map(
-          jnp.zeros_like, icnn["pos_def_potentials"])}}
-      for name in ("axis_quadratic", "axis_quadratic_data"):  # where the separable part carries it
+          damp, icnn["pos_def_potentials"])}}
+      for name in ("axis_quadratic", "axis_quadratic_data"):
         if name in updates:
-          updates[name] = jnp.zeros_like(updates[name])
+          updates[name] = damp(updates[name])
     keep = lambda new, old: jnp.where(warmup, old, new)
     params = jax.tree_util.tree_map(keep, optax.apply_updates(state.params, updates), state.params)
     opt_state = jax.tree_util.tree_map(keep, opt_state, state.opt_state)

@@ -132,7 +132,7 @@ def test_likelihood_loss_is_the_nll_up_to_log_z():
 _AUTO_LOW = {"objective": "mle", "pieces": 256, "conjugate_solver": "newton", "logdet": "exact",
              "quadratic": "trained"}
 _AUTO_HIGH = {"objective": "mle", "pieces": 0, "conjugate_solver": "newton_cg",
-              "logdet": "hutchinson", "quadratic": "fixed"}
+              "logdet": "hutchinson", "quadratic": "damped"}  # cmm's; mm and brenier: "fixed"
 
 
 @pytest.mark.parametrize("model", ["cmm", "mm", "brenier"])
@@ -141,6 +141,8 @@ def test_auto_settings_follow_the_dimension(model):
   m = cc.models.get(model)()
   for d, expected in ((2, _AUTO_LOW), (16, _AUTO_LOW), (17, _AUTO_HIGH), (64, _AUTO_HIGH)):
     want = {k: v for k, v in expected.items() if k in m.config}
+    if d > 16 and model != "cmm":  # the semi-dual keeps the guess's quadratic fixed
+      want["quadratic"] = "fixed"
     # conjugate Newton iterations per step: one for the likelihood (conjugates only for the
     # sample metric), else 4 (dense) or 3 (Newton-CG)
     want["conjugate_iters"] = 1 if want.get("objective") == "mle" else (4 if d <= 16 else 3)
@@ -152,6 +154,31 @@ def test_auto_settings_follow_the_dimension(model):
   given = dict(pieces=8, conjugate_solver="newton", conjugate_iters=2, quadratic="trained")
   config, auto = cc.models.get(model)(**given).resolve(64)
   assert {k: config[k] for k in given} == given and not set(given) & set(auto)
+
+
+def test_damped_quadratic_moves_at_a_quarter_of_the_step():
+  """quadratic="damped": one step moves the ICNN's quadratic by QUADRATIC_DAMPING of what
+  "trained" moves it, and every other parameter as "trained" does; above
+  d = 16 cmm's likelihood damps it and the semi-dual keeps it fixed."""
+  import jax
+  from cmm_core.models.cmm import QUADRATIC_DAMPING
+  data = np.random.default_rng(0).standard_normal((64, 2)).astype(np.float32) * [2.0, 0.5]
+  moves = {}
+  for quadratic in ("trained", "damped"):
+    m = cc.models.get("cmm")(hidden=(2,), pieces=0, batch_size=8, burn_in=0, langevin_steps=1,
+                             objective="semidual", conjugate_iters=1, quadratic=quadratic)
+    static, state = m.init(jax.random.PRNGKey(0), data)
+    new, _ = jax.jit(m.step, static_argnums=0)(static, state, jax.random.PRNGKey(1), data)
+    moves[quadratic] = jax.tree_util.tree_map(lambda a, b: np.asarray(a - b), new.params, state.params)
+  quad = lambda tree: tree["icnn"]["pos_def_potentials"]
+  rest = lambda tree: {**tree, "icnn": {k: v for k, v in tree["icnn"].items() if k != "pos_def_potentials"}}
+  assert np.abs(quad(moves["trained"])["quad_kernel"]).max() > 1e-4  # the step does move it
+  jax.tree_util.tree_map(lambda d, t: np.testing.assert_allclose(d, QUADRATIC_DAMPING * t, atol=1e-7),
+                         quad(moves["damped"]), quad(moves["trained"]))
+  jax.tree_util.tree_map(lambda d, t: np.testing.assert_allclose(d, t, atol=1e-7),
+                         rest(moves["damped"]), rest(moves["trained"]))
+  assert cc.models.get("cmm")().resolve(17)[0]["quadratic"] == "damped"
+  assert cc.models.get("cmm")(potential="base").resolve(17)[0]["quadratic"] == "fixed"
 
 
 def test_pieces_need_rows():
