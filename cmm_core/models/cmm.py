@@ -484,6 +484,25 @@ def scale_updates(updates: dict, lr_scale):
           for name, u in updates.items()}
 
 
+def damp_quadratic(updates: dict, quadratic: str) -> dict:
+  """Adam's ``updates`` with those of the quadratic that carries the Gaussian guess (the ICNN's
+  ``pos_def_potentials``, and the separable part's ``axis_quadratic*`` where it carries it) times
+  ``QUADRATIC_DAMPING`` (``quadratic="damped"``) or zero (``"fixed"``); others as given.
+
+  Free, the quadratic's curvature drifts in high d; fixed, ``w`` is the guess plus a convex part,
+  never flatter than the guess, where clusters need flatter stretches (docs/scaling.md)."""
+  if quadratic not in ("damped", "fixed"):
+    return updates
+  damp = (lambda u: QUADRATIC_DAMPING * u) if quadratic == "damped" else jnp.zeros_like
+  icnn = updates["icnn"]
+  out = {**updates, "icnn": {**icnn, "pos_def_potentials": jax.tree_util.tree_map(
+      damp, icnn["pos_def_potentials"])}}
+  for name in ("axis_quadratic", "axis_quadratic_data"):
+    if name in out:
+      out[name] = damp(out[name])
+  return out
+
+
 class ConvexFixedPoint(Model):
   """The shared trainer; subclasses set ``side`` (see the module docstring)."""
 
@@ -730,18 +749,7 @@ class ConvexFixedPoint(Model):
     (_, loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     updates = scale_updates(updates, state.fixed["lr_scale"])
-    if c.get("quadratic") in ("damped", "fixed"):
-      # the quadratic that carries the Gaussian guess (the ICNN's, or the separable part's where it
-      # carries it) at a fraction of Adam's step, or left as it is. Free, its curvature drifts in
-      # high d; fixed, w is the guess plus a convex part, never flatter than the guess, where
-      # clusters need flatter stretches (docs/scaling.md)
-      damp = ((lambda u: QUADRATIC_DAMPING * u) if c["quadratic"] == "damped" else jnp.zeros_like)
-      icnn = updates["icnn"]
-      updates = {**updates, "icnn": {**icnn, "pos_def_potentials": jax.tree_util.tree_map(
-          damp, icnn["pos_def_potentials"])}}
-      for name in ("axis_quadratic", "axis_quadratic_data"):
-        if name in updates:
-          updates[name] = damp(updates[name])
+    updates = damp_quadratic(updates, c.get("quadratic"))
     keep = lambda new, old: jnp.where(warmup, old, new)
     params = jax.tree_util.tree_map(keep, optax.apply_updates(state.params, updates), state.params)
     opt_state = jax.tree_util.tree_map(keep, opt_state, state.opt_state)
