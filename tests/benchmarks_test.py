@@ -77,6 +77,8 @@ def test_restart_measures_a_second_process_reading_the_cache(tmp_path):
   assert "| maflow |" in md
 
 
+# slow (20 s in the suite): the measuring tool's end-to-end run, not the product; .ci/run runs it
+@pytest.mark.slow
 def test_energies_end_to_end(tmp_path):
   out, md = _run("energies", "--models", "maflow", "--energies", "gaussian", "--max-seconds", "20",
                  "--eval-n", "512", "--hyper", "maflow.standardize=1", tmp_path=tmp_path)

@@ -137,6 +137,8 @@ def test_summarise(peers):
   assert "| a | 250 | 13.0 | max_seconds | 9.0 | 13.0 | - | - | 2.910 |" in md and "| c | error |" in md
 
 
+# slow (25 s in the suite): the measuring tool's end-to-end run, not the product; .ci/run runs it
+@pytest.mark.slow
 def test_tiny_run_end_to_end(tmp_path):
   pytest.importorskip("flowjax")
   out = tmp_path / "peers.json"
