@@ -1,4 +1,4 @@
-"""cmm above 16-D: the ICNN's quadratic kept fixed, damped or trained, on Gaussian mixtures (issue 19).
+"""cmm (or mm, brenier) above 16-D: the guess's quadratic fixed, damped or trained, on Gaussian mixtures.
 
 Above ``HIGH_DIM`` (16) cmm's ``"auto"`` settings have no affine pieces, so the ICNN's quadratic
 carries the Gaussian guess. Kept fixed, ``w`` is the guess plus a convex part: its curvature is
@@ -14,6 +14,7 @@ seconds are those of a machine running ``--jobs`` fits (quality, not speed, is t
 
     python benchmarks/high_d.py --out benchmarks/results/high_d.json --markdown /tmp/high_d.md
     python benchmarks/high_d.py --dims 24 --quadratic fixed damped --steps 200   # a quick look
+    python benchmarks/high_d.py --model mm --dims 24 --quadratic fixed trained --out benchmarks/results/high_d_mm.json
 """
 
 from __future__ import annotations
@@ -84,15 +85,15 @@ def gaussian_figures(train: np.ndarray, heldout: np.ndarray) -> dict:
   return {"nll": float(nll), "ed": float(metrics.energy_distance(samples, heldout))}
 
 
-def run_one(d: int, quadratic: str, steps: int, seed: int) -> dict:
+def run_one(d: int, quadratic: str, steps: int, seed: int, model: str = "cmm") -> dict:
   import cmm_core as cc
   from cmm_core import metrics
   train, heldout = draw(d, 4000, 0), draw(d, 2000, 1)
   t = time.perf_counter()
-  fitted = cc.fit("cmm", train, steps=steps, seed=seed, quadratic=quadratic)
+  fitted = cc.fit(model, train, steps=steps, seed=seed, quadratic=quadratic)
   fit_s = time.perf_counter() - t
   samples = np.asarray(fitted.sample(len(heldout), seed=1), np.float64)
-  return {"d": d, "quadratic": quadratic, "steps": fitted.info["steps_done"], "seed": seed,
+  return {"model": model, "d": d, "quadratic": quadratic, "steps": fitted.info["steps_done"], "seed": seed,
           "fit_seconds": fit_s, "auto": fitted.info.get("auto"),
           "nll": float(-np.mean(np.asarray(fitted.log_prob(heldout), np.float64))),
           "ed": float(metrics.energy_distance(samples, heldout)),
@@ -101,25 +102,26 @@ def run_one(d: int, quadratic: str, steps: int, seed: int) -> dict:
 
 def _child(args, d: int, quadratic: str, cpu) -> dict:
   cmd = [sys.executable, str(pathlib.Path(__file__).resolve()), "--child",
-         json.dumps({"d": d, "quadratic": quadratic, "steps": args.steps, "seed": args.seed})]
+         json.dumps({"d": d, "quadratic": quadratic, "steps": args.steps, "seed": args.seed,
+                     "model": args.model})]
   env = dict(os.environ)
   env.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
   preexec = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None and hasattr(os, "sched_setaffinity") else None
-  print(f"[high_d] cmm d={d} quadratic={quadratic} ...", file=sys.stderr)
+  print(f"[high_d] {args.model} d={d} quadratic={quadratic} ...", file=sys.stderr)
   proc = subprocess.run(cmd, capture_output=True, text=True, env=env, preexec_fn=preexec)
   if proc.returncode != 0:
-    return {"d": d, "quadratic": quadratic, "error": proc.stderr[-2000:]}
+    return {"model": args.model, "d": d, "quadratic": quadratic, "error": proc.stderr[-2000:]}
   return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def markdown(out: dict) -> str:
-  lines = ["| d | quadratic | steps | fit s | held-out NLL | mixture's NLL | Gaussian's NLL | "
-           "energy distance | Gaussian's |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+  lines = ["| model | d | quadratic | steps | fit s | held-out NLL | mixture's NLL | Gaussian's NLL | "
+           "energy distance | Gaussian's |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
   for r in out["results"]:
     if "error" in r:
-      lines.append(f"| {r['d']} | {r['quadratic']} | error | | | | | | |")
+      lines.append(f"| {r.get('model', 'cmm')} | {r['d']} | {r['quadratic']} | error | | | | | | |")
       continue
-    lines.append(f"| {r['d']} | {r['quadratic']} | {r['steps']} | {r['fit_seconds']:.0f} | "
+    lines.append(f"| {r.get('model', 'cmm')} | {r['d']} | {r['quadratic']} | {r['steps']} | {r['fit_seconds']:.0f} | "
                  f"{r['nll']:.2f} | {r['true_nll']:.2f} | {r['gaussian']['nll']:.2f} | "
                  f"{r['ed']:.3f} | {r['gaussian']['ed']:.3f} |")
   return "\n".join(lines) + "\n"
@@ -129,6 +131,7 @@ def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--dims", type=int, nargs="+", default=[24, 64])
   ap.add_argument("--quadratic", nargs="+", default=["fixed", "damped", "trained"])
+  ap.add_argument("--model", default="cmm", choices=["cmm", "mm", "brenier"])
   ap.add_argument("--steps", type=int, default=1000)
   ap.add_argument("--seed", type=int, default=0)
   ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))

@@ -60,10 +60,10 @@ _HIGH_DIM_CONJUGATE_ITERS = 3   # "auto" Newton-CG iterations per training step 
 # guess's spread (potentials.RANDOM_PART_RATIO, 1.0, below): at d = 64 a random part as large as
 # the guess starts far from it (energy distance 2x a Gaussian's) and the fit never recovers
 _HIGH_DIM_RANDOM_PART_RATIO = 0.1
-QUADRATIC_DAMPING = 0.25  # quadratic="damped": the ICNN quadratic's share of Adam's step (cmm above
-# HIGH_DIM). Kept fixed there, w = guess + a convex part: no flatter than the guess anywhere, and the
-# likelihood of a 24-D mixture stayed at the Gaussian's; trained at the full step, its curvature drifts
-# (64-D: energy distance 0.21 against 0.15 damped). benchmarks/high_d.py, docs/scaling.md
+QUADRATIC_DAMPING = 0.25  # quadratic="damped": the guess's quadratic's share of Adam's step (cmm above
+# HIGH_DIM). Kept fixed there, w = guess + a convex part, no flatter than the guess anywhere: on a 24-D
+# mixture, samples twice as far from the data as a Gaussian's. Trained at the full step, its curvature
+# drifts (64-D: energy distance 0.30 against 0.18 damped). benchmarks/high_d.py, docs/scaling.md
 
 
 class State(NamedTuple):
