@@ -15,6 +15,10 @@ seconds are those of a machine running ``--jobs`` fits (quality, not speed, is t
     python benchmarks/high_d.py --out benchmarks/results/high_d.json --markdown /tmp/high_d.md
     python benchmarks/high_d.py --dims 24 --quadratic fixed damped --steps 200   # a quick look
     python benchmarks/high_d.py --model mm --dims 24 --quadratic fixed trained --out benchmarks/results/high_d_mm.json
+    # at d = 10 (the dense path by default): the high-d settings forced, then the defaults
+    python benchmarks/high_d.py --dims 10 --quadratic fixed damped --hyper '{"pieces": 0, "logdet": "hutchinson",
+        "conjugate_solver": "newton_cg", "conjugate_iters": 1}' --out benchmarks/results/high_d_10_forced.json
+    python benchmarks/high_d.py --dims 10 --quadratic default --out benchmarks/results/high_d_10_dense.json
 """
 
 from __future__ import annotations
@@ -85,15 +89,18 @@ def gaussian_figures(train: np.ndarray, heldout: np.ndarray) -> dict:
   return {"nll": float(nll), "ed": float(metrics.energy_distance(samples, heldout))}
 
 
-def run_one(d: int, quadratic: str, steps: int, seed: int, model: str = "cmm") -> dict:
+def run_one(d: int, quadratic: str, steps: int, seed: int, model: str = "cmm", hyper=None) -> dict:
   import cmm_core as cc
   from cmm_core import metrics
   train, heldout = draw(d, 4000, 0), draw(d, 2000, 1)
   t = time.perf_counter()
-  fitted = cc.fit(model, train, steps=steps, seed=seed, quadratic=quadratic)
+  hyper = dict(hyper or {})
+  if quadratic != "default":
+    hyper["quadratic"] = quadratic
+  fitted = cc.fit(model, train, steps=steps, seed=seed, **hyper)
   fit_s = time.perf_counter() - t
   samples = np.asarray(fitted.sample(len(heldout), seed=1), np.float64)
-  return {"model": model, "d": d, "quadratic": quadratic, "steps": fitted.info["steps_done"], "seed": seed,
+  return {"model": model, "hyper": hyper, "d": d, "quadratic": quadratic, "steps": fitted.info["steps_done"], "seed": seed,
           "fit_seconds": fit_s, "auto": fitted.info.get("auto"),
           "nll": float(-np.mean(np.asarray(fitted.log_prob(heldout), np.float64))),
           "ed": float(metrics.energy_distance(samples, heldout)),
@@ -103,7 +110,7 @@ def run_one(d: int, quadratic: str, steps: int, seed: int, model: str = "cmm") -
 def _child(args, d: int, quadratic: str, cpu) -> dict:
   cmd = [sys.executable, str(pathlib.Path(__file__).resolve()), "--child",
          json.dumps({"d": d, "quadratic": quadratic, "steps": args.steps, "seed": args.seed,
-                     "model": args.model})]
+                     "model": args.model, "hyper": args.hyper})]
   env = dict(os.environ)
   env.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
   preexec = (lambda: os.sched_setaffinity(0, {cpu})) if cpu is not None and hasattr(os, "sched_setaffinity") else None
@@ -130,8 +137,11 @@ def markdown(out: dict) -> str:
 def main(argv=None):
   ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   ap.add_argument("--dims", type=int, nargs="+", default=[24, 64])
-  ap.add_argument("--quadratic", nargs="+", default=["fixed", "damped", "trained"])
+  ap.add_argument("--quadratic", nargs="+", default=["fixed", "damped", "trained"],
+                  help='values of the quadratic setting, "default": the model\'s own')
   ap.add_argument("--model", default="cmm", choices=["cmm", "mm", "brenier"])
+  ap.add_argument("--hyper", type=json.loads, default={},
+                  help='JSON {name: value} for every fit, e.g. the high-d settings forced at d <= 16')
   ap.add_argument("--steps", type=int, default=1000)
   ap.add_argument("--seed", type=int, default=0)
   ap.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
