@@ -332,7 +332,13 @@ def start_ratio(pot, variables, regions, base_mean, potential_matrix, n: int = 5
   return worst
 
 
-@functools.partial(jax.jit, static_argnums=0)
+ONE_OFF = {"xla_backend_optimization_level": 0}
+"""XLA options for programs that run once or twice per fit (a potential's init, its start check,
+the fit's first random draws): LLVM's optimisations off about halve their compilation, and their
+run time is a few milliseconds either way (docs/speed.md)."""
+
+
+@functools.partial(jax.jit, static_argnums=0, compiler_options=ONE_OFF)
 def _jit_grad(pot, variables, x):
   """``grad w(x)`` ``[b, d]`` in one compiled program (op by op, init compiled ~250 kernels)."""
   return batch_grad(functools.partial(pot.apply, variables), x)
@@ -345,10 +351,11 @@ def for_apply(pot: ConvexPotential) -> ConvexPotential:
   return pot.clone(init_scale=ConvexPotential.init_scale)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 2))
+@functools.partial(jax.jit, static_argnums=(0, 2), compiler_options=ONE_OFF)
 def _jit_init(pot, key, d: int):
-  """``pot.init`` compiled once per potential's settings."""
-  return pot.init(key, jnp.zeros(d, jnp.float32))
+  """``(pot.init(...), a seed [])``: the parameters and a seed for the first layer's anchors,
+  in one program compiled once per potential's settings."""
+  return pot.init(key, jnp.zeros(d, jnp.float32)), jax.random.randint(key, (), 0, 2**30)
 
 
 def _make_potential(points, base_mean, potential_matrix, key, *, hidden, activation, alpha,
@@ -368,7 +375,7 @@ def _make_potential(points, base_mean, potential_matrix, key, *, hidden, activat
   pot = ConvexPotential(dim=d, hidden=tuple(int(h) for h in hidden), activation=activation,
                         init_scale=float(init_scale), pieces=int(pieces), even=bool(even),
                         axis_hinges=int(axis_hinges))
-  params = _jit_init(pot, key, d)
+  params, seed = _jit_init(pot, key, d)
   consts = {"center": jnp.asarray(center, jnp.float32), "scale": jnp.asarray(scale, jnp.float32),
             "units": jnp.asarray(units, jnp.float32),
             "floor_a": jnp.asarray(a, jnp.float32), "floor_B": jnp.asarray(alpha * B, jnp.float32)}
@@ -391,7 +398,7 @@ def _make_potential(points, base_mean, potential_matrix, key, *, hidden, activat
   # near zero too, so that the Gaussian guess is what the ICNN starts from
   last = f"w_xs_{len(hidden)}"
   icnn[last] = {**icnn[last], "diag_kernel": jnp.full_like(icnn[last]["diag_kernel"], -10.0)}
-  seed = int(jax.random.randint(key, (), 0, 2**30))
+  seed = int(seed)
   if feature_scale != 1.0:
     first = icnn["w_xs_0"]
     w_lin = np.asarray(first["lin_kernel"], np.float64) * feature_scale        # [d, h]

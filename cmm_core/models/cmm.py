@@ -532,7 +532,8 @@ class ConvexFixedPoint(Model):
                   "final learning rate / initial (cosine schedule); 1 = constant"),
       hyper.Int("batch_size", 256, 8, 8192, "data batch = number of base points"),
       hyper.Int("langevin_steps", 2, 1, 100, "MALA steps per training step"),
-      hyper.Int("conjugate_iters", None, 1, 200, "Newton iterations per step (warm-started)",
+      hyper.Int("conjugate_iters", None, 1, 200,
+                "Newton iterations per step (warm-started); the semi-dual's: mle solves none",
                 optional=f"1 for mle, else 4 up to d = {HIGH_DIM}, {_HIGH_DIM_CONJUGATE_ITERS} above"),
       hyper.Choice("conjugate_solver", "auto", ("auto", "newton", "newton_cg"),
                    '"newton" (dense d x d Hessians) or "newton_cg" (matrix-free: CG on '
@@ -615,9 +616,10 @@ class ConvexFixedPoint(Model):
     mean, cov = data_np.mean(0), np.atleast_2d(np.cov(data_np.T))
     on_base = self.on_base()
     guess = _gaussian_guess(side, on_base, mean, cov)
-    k_init, k_chain, k_pts = jax.random.split(key, 3)
+    b = c["batch_size"]
+    k_init, chain_noise, z = _init_draws(key, b, d)
     base_chol = np.linalg.cholesky(guess["base_cov"] + 1e-9 * np.eye(d))
-    z = np.asarray(jax.random.normal(k_pts, (4096, d)), np.float64)
+    z = np.asarray(z, np.float64)
     base_points = guess["base_mean"] + z @ base_chol.T
     # where f is evaluated: the base only (f lives in base space), or the data, plus the base
     # when the chains sample e^{-f} itself (cmm's w sees the data and its base samples, which lie
@@ -640,9 +642,8 @@ class ConvexFixedPoint(Model):
     decays = c["lr_decay"] < 1.0 or potential.axis_hinges
     static = self.static(data, total_steps if decays else 0, config=c,
                          pieces=potential.pieces, axis_hinges=potential.axis_hinges)
-    b = c["batch_size"]
     chains = (jnp.asarray(guess["base_mean"], jnp.float32)
-              + jax.random.normal(k_chain, (b, d)) @ jnp.asarray(base_chol.T, jnp.float32))
+              + chain_noise @ jnp.asarray(base_chol.T, jnp.float32))
     B_inv = np.linalg.inv(guess["B"])
     # argmax_z <x, z> - 1/2 (z - a)^T B (z - a) = a + B^{-1} x
     chain_conj = guess["a"] + np.asarray(chains, np.float64) @ B_inv.T
@@ -705,7 +706,12 @@ class ConvexFixedPoint(Model):
     y = sharding.constrain_batch(data[idx] - state.fixed["shift"])
     warmup = state.t < c["burn_in"]
     x, chain_conj, acc, step_size = self._move_base(static, state, energy, k_move)
-    if self.on_base():
+    mle = c.get("objective") == "mle"
+    if mle:
+      # the likelihood needs no conjugate: the model's samples grad f*(x) are left to use time
+      # (a conjugate solve here only fed a metric, and was about a tenth of the step's compilation)
+      warm = state.warm
+    elif self.on_base():
       # P = base points, Q = data: x* = grad f*(y) = argmax_x <x, y> - f(x), warm per data point
       p, q = x, y
       q_star, _, resid = potentials.conjugate_argmax(energy, q, state.warm[idx], **solve)
@@ -718,7 +724,7 @@ class ConvexFixedPoint(Model):
       warm = q_star
       samples, pulled_back = q_star, potentials.batch_grad(energy, y)
 
-    hutchinson = c.get("objective") == "mle" and c.get("logdet") == "hutchinson"
+    hutchinson = mle and c.get("logdet") == "hutchinson"
     if hutchinson:
       # grad_theta log det H(y) = tr(H^{-1} dH) = E_z[v^T dH z], v = H^{-1} z (Rademacher z): v by
       # preconditioned CG on Hessian-vector products at the current parameters, then held fixed
@@ -729,38 +735,43 @@ class ConvexFixedPoint(Model):
       _, logdet_few = jnp.linalg.slogdet(potentials.batch_hessian(energy, y[:_LOGDET_ROWS]))
 
     def loss_fn(params):
+      """``(objective, (reported loss, grad f(y) [b, d] under the likelihood, else None))``."""
       f = energy_of(params)
       if hutchinson:
         g = potentials.batch_grad(f, y)
         hz = jax.jvp(lambda y: potentials.batch_grad(f, y), (y,), (probes,))[1]
         surrogate = jnp.sum(solved * hz, -1)  # gradient: an unbiased estimate of grad log det
         rest = jnp.mean(f(g)) - jnp.mean(f(jax.lax.stop_gradient(x)))
-        return rest - jnp.mean(surrogate), rest - jnp.mean(logdet_few)
-      if c.get("objective") == "mle":
+        return rest - jnp.mean(surrogate), (rest - jnp.mean(logdet_few), g)
+      if mle:
         # -log rho(y) = w(grad w(y)) - log det Hess w(y) + log Z; grad log Z = -E_{e^{-w}}[grad w]
         g = potentials.batch_grad(f, y)
         _, logdet = jnp.linalg.slogdet(potentials.batch_hessian(f, y))
         loss = jnp.mean(f(g) - logdet) - jnp.mean(f(jax.lax.stop_gradient(x)))
-        return loss, loss
+        return loss, (loss, g)
       # E_P[f] + E_Q[<q, q*> - f(q*)] with q* fixed (Danskin)
       loss = jnp.mean(f(p)) + jnp.mean(jnp.sum(q * q_star, -1) - f(q_star))
-      return loss, loss
+      return loss, (loss, None)
 
-    (_, loss), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    (_, (loss, grad_y)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
     updates, opt_state = tx.update(grads, state.opt_state, state.params)
     updates = scale_updates(updates, state.fixed["lr_scale"])
     updates = damp_quadratic(updates, c.get("quadratic"))
     keep = lambda new, old: jnp.where(warmup, old, new)
     params = jax.tree_util.tree_map(keep, optax.apply_updates(state.params, updates), state.params)
     opt_state = jax.tree_util.tree_map(keep, opt_state, state.opt_state)
-    metrics = {
-        "loss": loss,
-        # data space: the model's samples against the data batch (0 at a perfect fit)
-        "sample_gap": metrics_lib._energy(samples, y),
-        # base space: the data pulled back against the base points (0 at the fixed point)
-        "base_gap": metrics_lib._energy(pulled_back, x),
-        "conjugate_residual": jnp.mean(resid),
-    }
+    if mle:
+      # base space: the data pulled back (grad f(y), the loss's own) against the base points
+      metrics = {"loss": loss, "base_gap": metrics_lib._energy(jax.lax.stop_gradient(grad_y), x)}
+    else:
+      metrics = {
+          "loss": loss,
+          # data space: the model's samples against the data batch (0 at a perfect fit)
+          "sample_gap": metrics_lib._energy(samples, y),
+          # base space: the data pulled back against the base points (0 at the fixed point)
+          "base_gap": metrics_lib._energy(pulled_back, x),
+          "conjugate_residual": jnp.mean(resid),
+      }
     if self.side != "brenier":
       metrics.update(acceptance=acc, step_size=step_size)
     return State(params, state.consts, opt_state, x, chain_conj, warm, step_size,
@@ -806,8 +817,8 @@ class CMM(ConvexFixedPoint):
   name = side = "cmm"
   fitted_cls = CMMFitted
   # up to d = HIGH_DIM ("auto", ConvexFixedPoint.resolve): the exact likelihood with a soft max of
-  # affine pieces separates clusters best (docs/training.md); the likelihood needs no conjugates, so
-  # one warm Newton iteration (for the sample metric) is enough. Above: the matrix-free semi-dual
+  # affine pieces separates clusters best (docs/training.md); the likelihood needs no conjugates in
+  # training (its samples are solved at use time). Above: the matrix-free semi-dual
   schema = hyper.replace(ConvexFixedPoint.schema, objective="auto", hidden=(16, 16),
                          learning_rate=2e-2)
   default_steps = 1000
@@ -850,6 +861,14 @@ class Brenier(ConvexFixedPoint):
 
   def divergence_hint(self) -> str:
     return "Lower learning_rate (e.g. halve it)."
+
+
+@functools.partial(jax.jit, static_argnums=(1, 2), compiler_options=potentials.ONE_OFF)
+def _init_draws(key, b: int, d: int):
+  """A fit's first draws in one program: ``(the potential's key, chain noise [b, d], start
+  points [4096, d])`` (op by op, each draw was a compilation of its own)."""
+  k_init, k_chain, k_pts = jax.random.split(key, 3)
+  return k_init, jax.random.normal(k_chain, (b, d)), jax.random.normal(k_pts, (4096, d))
 
 
 # the annealed importance sampler of log Z above HIGH_DIM: on a cmm fit of the digits (d = 64), 50,

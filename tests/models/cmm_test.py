@@ -67,8 +67,20 @@ def test_history_and_info(gaussian_fit):
   assert fitted.info["status"] == "done"
   assert fitted.history[-1]["step"] == GAUSS_STEPS
   for rec in fitted.history:
-    assert {"step", "loss", "seconds", "sample_gap", "base_gap", "acceptance"} <= set(rec)
+    assert {"step", "loss", "seconds", "base_gap", "acceptance"} <= set(rec)
     assert np.isfinite(rec["loss"])
+
+
+def test_only_the_semidual_solves_conjugates_in_training():
+  """The likelihood's step solves no conjugate (its samples are solved at use time): its history
+  has the base-space gap but no sample gap or conjugate residual; the semi-dual's has all three."""
+  import small_fits
+  mle, semidual = small_fits.fit("cmm"), small_fits.fit("mm")
+  assert mle.config["objective"] == "mle"
+  for rec in mle.history:
+    assert np.isfinite(rec["base_gap"]) and not {"sample_gap", "conjugate_residual"} & set(rec)
+  for rec in semidual.history:
+    assert all(np.isfinite(rec[k]) for k in ("sample_gap", "base_gap", "conjugate_residual"))
 
 
 # about two and a half minutes on two busy cores: the slow suite (docs/testing.md)
