@@ -11,6 +11,8 @@ The library itself never turns it on: importing ``cmm_core`` changes no JAX sett
 
 The cache lives in ``$CMM_CACHE_DIR`` (default ``~/.cache/cmm_core/jax``); ``CMM_CACHE_DIR=off``
 turns it off. A ``JAX_COMPILATION_CACHE_DIR`` already set (the test suite sets one per run) wins.
+
+``ONE_OFF`` holds the compiler options of the programs a fit runs only at its start.
 """
 
 import importlib.util
@@ -26,6 +28,12 @@ MAX_CACHE_BYTES = 512 * 2**20
 of each model writes about 1 MB; docs/limits.md). JAX needs the ``filelock`` package to keep a
 cap (without it, a cap would make every read and write of the cache fail); without it the folder
 is not capped."""
+
+
+ONE_OFF = {"xla_backend_optimization_level": 0}
+"""XLA options (``jax.jit(..., compiler_options=ONE_OFF)``) for programs that run once or twice per
+fit (a potential's init, its start check, the first random draws): LLVM's optimisations off about
+halve their compilation, and their run time is a few milliseconds either way (docs/speed.md)."""
 
 
 def cache_dir() -> pathlib.Path | None:

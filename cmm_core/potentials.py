@@ -22,7 +22,7 @@ import numpy as np
 from ott.neural.networks import icnn as ott_icnn
 from ott.neural.networks.layers import conjugate as ott_conjugate
 
-from cmm_core import batching
+from cmm_core import batching, compile_cache
 
 __all__ = ["ConvexPotential", "Quadratic", "make_potential", "conjugate_argmax", "pcg",
            "ACTIVATIONS"]
@@ -332,13 +332,7 @@ def start_ratio(pot, variables, regions, base_mean, potential_matrix, n: int = 5
   return worst
 
 
-ONE_OFF = {"xla_backend_optimization_level": 0}
-"""XLA options for programs that run once or twice per fit (a potential's init, its start check,
-the fit's first random draws): LLVM's optimisations off about halve their compilation, and their
-run time is a few milliseconds either way (docs/speed.md)."""
-
-
-@functools.partial(jax.jit, static_argnums=0, compiler_options=ONE_OFF)
+@functools.partial(jax.jit, static_argnums=0, compiler_options=compile_cache.ONE_OFF)
 def _jit_grad(pot, variables, x):
   """``grad w(x)`` ``[b, d]`` in one compiled program (op by op, init compiled ~250 kernels)."""
   return batch_grad(functools.partial(pot.apply, variables), x)
@@ -351,7 +345,7 @@ def for_apply(pot: ConvexPotential) -> ConvexPotential:
   return pot.clone(init_scale=ConvexPotential.init_scale)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 2), compiler_options=ONE_OFF)
+@functools.partial(jax.jit, static_argnums=(0, 2), compiler_options=compile_cache.ONE_OFF)
 def _jit_init(pot, key, d: int):
   """``(pot.init(...), a seed [])``: the parameters and a seed for the first layer's anchors,
   in one program compiled once per potential's settings."""

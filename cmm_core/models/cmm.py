@@ -40,7 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from cmm_core import batching, closed_form, hyper, metrics as metrics_lib, potentials, sampling, sharding
+from cmm_core import batching, closed_form, compile_cache, hyper, metrics as metrics_lib, potentials, sampling, sharding
 from cmm_core.models.base import MAX_SAMPLES, FittedModel, Model, check_n, check_seed
 
 __all__ = ["CMM", "MM", "Brenier", "ConvexFitted", "CMMFitted", "MMFitted", "BrenierFitted",
@@ -863,7 +863,7 @@ class Brenier(ConvexFixedPoint):
     return "Lower learning_rate (e.g. halve it)."
 
 
-@functools.partial(jax.jit, static_argnums=(1, 2), compiler_options=potentials.ONE_OFF)
+@functools.partial(jax.jit, static_argnums=(1, 2), compiler_options=compile_cache.ONE_OFF)
 def _init_draws(key, b: int, d: int):
   """A fit's first draws in one program: ``(the potential's key, chain noise [b, d], start
   points [4096, d])`` (op by op, each draw was a compilation of its own)."""

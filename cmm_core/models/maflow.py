@@ -61,7 +61,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from cmm_core import batching, hyper, sampling, sharding
+from cmm_core import batching, compile_cache, hyper, sampling, sharding
 from cmm_core.models.base import FittedModel, Model, check_n, check_seed, columns_in_different_units
 
 __all__ = ["MAFlow", "MAFlowEnergy", "MAFlowFitted", "group_matrices"]
@@ -245,6 +245,12 @@ def init_params(spec: _Spec, key, init_scale: float, weight_scale: float = 1.0):
     raise ValueError("maflow: segments > 1 needs potential='single'")
   mlp = _MLP(spec.hidden, spec.depth, init_scale)
   return mlp.init(key, jnp.zeros((1, d + int(spec.time_dependent))))
+
+
+# a fit's start: one program (op by op, each draw was a compilation of its own), compiled without
+# LLVM's optimisations as it runs once
+_init_params_once = jax.jit(init_params, static_argnums=(0, 2, 3),
+                            compiler_options=compile_cache.ONE_OFF)
 
 
 def _segment(spec: _Spec, p, t):
@@ -795,7 +801,8 @@ class MAFlow(Model):
     static = self.static(data, total_steps if c["lr_decay"] < 1.0 else 0, config=config,
                          laplacian=self.laplacian_mode(d, n), standardize_by=standardize_by,
                          auto=tuple(sorted(auto.items())), **extra)
-    return static, init_params(_spec(config, d), key, c["init_scale"], c["weight_scale"])
+    return static, _init_params_once(_spec(config, d), key, float(c["init_scale"]),
+                                     float(c["weight_scale"]))
 
   def _standardization(self, points, d: int) -> tuple[np.ndarray, np.ndarray, str]:
     """``(shift [d], L [d, d], mode)`` from ``points`` ``[n, d]`` (None: no standardisation),
