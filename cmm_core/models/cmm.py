@@ -27,6 +27,11 @@ jit-compiled function, run in ``lax.scan`` chunks by :mod:`cmm_core.train`):
 2. re-solve the conjugates, warm-started from the previous solution (persistent per chain,
    or per data point for ``mm``);
 3. one Adam step on the semi-dual with the points held fixed.
+
+cmm's default objective is the likelihood instead (``objective="mle"``): ``-log rho(y) =
+w(grad w(y)) - log det Hess w(y) + log Z``, the gradient of ``log Z`` from the chains. Its step
+skips 2 (no conjugates: the samples ``grad w*(x)`` are solved at use time) and takes the Adam step
+on that loss.
 """
 
 from __future__ import annotations
@@ -533,8 +538,9 @@ class ConvexFixedPoint(Model):
       hyper.Int("batch_size", 256, 8, 8192, "data batch = number of base points"),
       hyper.Int("langevin_steps", 2, 1, 100, "MALA steps per training step"),
       hyper.Int("conjugate_iters", None, 1, 200,
-                "Newton iterations per step (warm-started); the semi-dual's: mle solves none",
-                optional=f"1 for mle, else 4 up to d = {HIGH_DIM}, {_HIGH_DIM_CONJUGATE_ITERS} above"),
+                "Newton iterations per training step (warm-started), for the semi-dual",
+                optional=f"4 up to d = {HIGH_DIM}, {_HIGH_DIM_CONJUGATE_ITERS} above; 1 for mle, "
+                         "which solves none in training"),
       hyper.Choice("conjugate_solver", "auto", ("auto", "newton", "newton_cg"),
                    '"newton" (dense d x d Hessians) or "newton_cg" (matrix-free: CG on '
                    f'Hessian-vector products); auto: newton up to d = {HIGH_DIM}'),
@@ -818,7 +824,7 @@ class CMM(ConvexFixedPoint):
   fitted_cls = CMMFitted
   # up to d = HIGH_DIM ("auto", ConvexFixedPoint.resolve): the exact likelihood with a soft max of
   # affine pieces separates clusters best (docs/training.md); the likelihood needs no conjugates in
-  # training (its samples are solved at use time). Above: the matrix-free semi-dual
+  # training (its samples are solved at use time). Above: the likelihood, matrix-free (Hutchinson)
   schema = hyper.replace(ConvexFixedPoint.schema, objective="auto", hidden=(16, 16),
                          learning_rate=2e-2)
   default_steps = 1000
