@@ -17,13 +17,12 @@ def _gaussian():
   return energies.make("gaussian", mean=MEAN.tolist(), cov=COV.tolist())
 
 
-@pytest.fixture(scope="module")
-def gaussian_fit():
-  return cc.fit_energy("cmm", _gaussian(), steps=STEPS, seed=0, **SMALL)
-
-
-def test_a_gaussian_energy_gives_the_closed_form_cmm(gaussian_fit):
-  energy, fitted = _gaussian(), gaussian_fit
+# A statistical fit whose compilations (the energy step, then MALA on e^{-w}, the conjugate and the
+# Hessian's log-determinant for the metrics) took 35-40 s of the default suite: in the slow suite.
+@pytest.mark.slow
+def test_a_gaussian_energy_gives_the_closed_form_cmm():
+  energy = _gaussian()
+  fitted = cc.fit_energy("cmm", energy, steps=STEPS, seed=0, **SMALL)
   m = metrics.free_energy_metrics(fitted, energy, seed=1, n=4096)
   assert -3 * m.elbo_se <= m.gap <= 0.05, m
   assert abs(m.iw_log_z - energy.log_z) <= 0.03, m
@@ -38,21 +37,21 @@ def test_a_gaussian_energy_gives_the_closed_form_cmm(gaussian_fit):
   assert fitted.model == "cmm" and fitted.info["energy"] == "gaussian"
 
 
-def test_save_load_and_the_same_seed_give_the_same_model(gaussian_fit, tmp_path):
-  fitted = gaussian_fit
-  fitted.save(tmp_path / "f.msgpack")
-  back = cc.load(tmp_path / "f.msgpack")
-  y = fitted.sample(64, seed=0)
-  np.testing.assert_array_equal(back.log_prob(y), fitted.log_prob(y))
+def test_save_load_and_the_same_seed_give_the_same_model(tmp_path):
   a, b = (cc.fit_energy("cmm", _gaussian(), steps=60, seed=3, **SMALL) for _ in range(2))
   assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
   np.testing.assert_array_equal(a.sample(64, seed=0), b.sample(64, seed=0))
+  a.save(tmp_path / "f.msgpack")
+  back = cc.load(tmp_path / "f.msgpack")
+  y = a.sample(64, seed=0)
+  np.testing.assert_array_equal(back.log_prob(y), a.log_prob(y))
+  assert back.model == "cmm" and back.info["energy"] == "gaussian"
 
 
 def test_command_line_fits_cmm_to_an_energy(tmp_path, capsys):
   from cmm_core import cli
   out = tmp_path / "g.msgpack"
-  # the module's Gaussian and settings: the fixture's compiled chunk
+  # the module's Gaussian and settings: the compiled chunk of the test above
   assert cli.main(["fit-energy", "--model", "cmm", "--energy", "gaussian", "--param", "mean=[1, -0.5]",
                    "--param", "cov=[[2, 0.6], [0.6, 0.5]]", "--steps", "55", "--hyper", "hidden=16,16",
                    "--hyper", "pieces=0", "--out", str(out), "-q"]) == 0

@@ -46,7 +46,9 @@ def test_the_energy_entry_fits_under_a_time_budget_next_to_mcmc():
   assert summary["status"] == "stopped" and summary["message"].startswith("time budget of 4 s")
   assert 0 < fitted.history[-1]["step"] < 20_000 and not at.warning
   assert any("status **time budget**" in m.value for m in at.markdown)
-  assert any("of it compiled the training step" in c.value for c in at.caption)  # why so few steps
+  # why so few steps: the compilation's share of the budget (or, when the first chunk alone ran past
+  # the budget on a loaded machine, that all of it went to compiling and that chunk)
+  assert any("compil" in c.value and "first chunk" in c.value for c in at.caption), [c.value for c in at.caption]
   assert fitted.history[-1]["seconds"] >= 4.0
   evals = run["models"]["maflow"]["flow"]["grad_evals"]
   assert evals == fitted.history[-1]["step"] * fitted.config["batch_size"]
