@@ -32,10 +32,12 @@ def _hyper_widget(col, model: str, h: hyper_lib.Hyper):
                              placeholder=f"auto: {h.optional}" if h.optional else None,
                              persist_state=KEEP)
     return None if value is None else int(value)
-  if h.kind == "float":
-    step = h.default / 10 if h.default else 0.1  # a tenth of the default: fine enough for rates
-    return float(col.number_input(h.name, value=h.default, step=step, format="%g", key=key,
-                                  help=helptext, persist_state=KEEP))
+  if h.kind == "float":  # an optional float left empty is None too
+    step = h.default / 10 if h.default else max(float(h.lo), 1e-3)  # a tenth of the default: rates
+    value = col.number_input(h.name, value=h.default, step=step, format="%g", key=key,
+                             help=helptext, persist_state=KEEP,
+                             placeholder=f"auto: {h.optional}" if h.optional else None)
+    return None if value is None else float(value)
   return col.text_input(f"{h.name} (comma-separated)", value=_link.widget_value(h, h.default),
                         key=key, help=helptext, persist_state=KEEP)
 

@@ -39,7 +39,7 @@ __all__ = ["Hyper", "Int", "Float", "Choice", "Bool", "Widths", "KINDS", "MAX_LA
 
 KINDS = ("int", "float", "choice", "bool", "widths")
 from cmm_core.limits import MAX_LAYERS, MAX_WIDTH  # noqa: F401 (re-exported)
-_NONE_TEXT = ("", "none", "null", "auto")  # how None (an optional int's "auto") may be written
+_NONE_TEXT = ("", "none", "null", "auto")  # how None (an optional number's "auto") may be written
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,8 +56,8 @@ class Hyper:
     help: what the setting does, in a few words.
     ui: whether the Train page shows a widget for it.
     log: a positive scale best varied by factors (learning rates): a hint for widgets and fuzzing.
-    optional: for an int, None is allowed too and means this (e.g. "the data dimension");
-      empty when None is not allowed.
+    optional: for an int or a float, None is allowed too and means this (e.g. "the data
+      dimension"); empty when None is not allowed.
   """
 
   name: str
@@ -87,10 +87,12 @@ def Int(name: str, default, lo: int, hi: int, help: str = "", *, optional: str =
   return Hyper(name, "int", default, lo, hi, help=help, ui=ui, optional=optional)
 
 
-def Float(name: str, default: float, lo: float, hi: float, help: str = "", *, log: bool = False,
-          lo_open: bool = False, ui: bool = True) -> Hyper:
-  """A finite number in ``[lo, hi]`` (``(lo, hi]`` when ``lo_open``)."""
-  return Hyper(name, "float", float(default), lo, hi, help=help, ui=ui, log=log, lo_open=lo_open)
+def Float(name: str, default, lo: float, hi: float, help: str = "", *, log: bool = False,
+          lo_open: bool = False, ui: bool = True, optional: str = "") -> Hyper:
+  """A finite number in ``[lo, hi]`` (``(lo, hi]`` when ``lo_open``); with ``optional`` (what None
+  means), None is allowed too."""
+  return Hyper(name, "float", None if default is None else float(default), lo, hi, help=help, ui=ui,
+               log=log, lo_open=lo_open, optional=optional)
 
 
 def Choice(name: str, default: str, choices: Iterable[str], help: str = "", *,
@@ -150,7 +152,7 @@ def _expected(h: Hyper) -> str:
   if h.kind == "int":
     return f"an integer in {_range_text(h)}" + (" or None" if h.optional else "")
   if h.kind == "float":
-    return f"a number in {_range_text(h)}"
+    return f"a number in {_range_text(h)}" + (" or None" if h.optional else "")
   if h.kind == "choice":
     return f"one of {list(h.choices)}"
   if h.kind == "bool":
@@ -174,6 +176,8 @@ def check(model: str, h: Hyper, value):
     if _is_number(v) and _in_range(h, v) and int(v) == v:
       return int(v)
   elif h.kind == "float":
+    if v is None and h.optional:
+      return None
     if _is_number(v) and _in_range(h, v):
       return float(v)
   elif h.kind == "choice":
@@ -216,7 +220,7 @@ def _num_text(x: float) -> str:
 
 def format_value(h: Hyper, value) -> str:
   """The text form of a value, read back by :func:`parse`: ``64,64``, ``1``/``0`` for
-  booleans, ``0.005``, ``auto`` for an optional int's None."""
+  booleans, ``0.005``, ``auto`` for an optional number's None."""
   if value is None:
     return "auto"
   if h.kind == "bool" and isinstance(value, (bool, np.bool_)):
@@ -233,10 +237,10 @@ def format_value(h: Hyper, value) -> str:
 def parse(model: str, h: Hyper, text: str):
   """A value written as text (a link's ``hp.name=value``, the CLI's ``--hyper name=value``),
   checked like :func:`check`. Accepts ``1e-3``, ``true``/``1``/``yes``, ``64,64``, ``64 64`` or
-  ``[64, 64]``, ``auto``/``none`` for an optional int; raises ValueError naming ``h``."""
+  ``[64, 64]``, ``auto``/``none`` for an optional number; raises ValueError naming ``h``."""
   s = str(text).strip()
   value: Any = s
-  if h.kind == "int" and h.optional and s.lower() in _NONE_TEXT:
+  if h.kind in ("int", "float") and h.optional and s.lower() in _NONE_TEXT:
     value = None
   elif h.kind in ("int", "float"):
     try:
@@ -298,7 +302,7 @@ def edge_values(h: Hyper) -> list:
   if h.kind == "int":
     return ([None] if h.optional else []) + [int(h.lo), int(h.hi)]
   if h.kind == "float":
-    return ([] if h.lo_open else [h.lo]) + [h.hi]
+    return ([None] if h.optional else []) + ([] if h.lo_open else [h.lo]) + [h.hi]
   if h.kind == "choice":
     return list(h.choices)
   if h.kind == "bool":

@@ -63,7 +63,7 @@ def compiled_chunk(model: Model, static: Static, chunk: int, n_devices: int = 1,
       noise = jax.random.uniform(jax.random.fold_in(key, DEQUANTIZE_TAG), counts.shape, counts.dtype)
       return plain(state, key, counts + noise)
   if n_devices > 1:
-    run_chunk = _make_chunk(step, chunk, sharding.mesh(n_devices), int(model.config["batch_size"]))
+    run_chunk = _make_chunk(step, chunk, sharding.mesh(n_devices), int(_batch_size(model, static)))
   else:
     run_chunk = _make_chunk(step, chunk)
   with _CHUNK_LOCK:
@@ -105,6 +105,13 @@ def _make_chunk(step_fn, chunk: int, mesh=None, batch_size: int = 0):
   return run_chunk
 
 
+def _batch_size(model: Model, static):
+  """The batch size a fit runs with: the fit's resolved settings (``static.config``), else the
+  model's; None for a model without one."""
+  value = dict(static.config).get("batch_size") if hasattr(static, "config") else None
+  return model.config.get("batch_size") if value is None else value
+
+
 def run(model: Model, data: np.ndarray, *, steps: int, seed: int = 0,
         callback: Optional[Callback] = None, chunk_size: int = 50,
         max_seconds: Optional[float] = None, info: Optional[dict] = None,
@@ -140,11 +147,6 @@ def run(model: Model, data: np.ndarray, *, steps: int, seed: int = 0,
   info.setdefault("dim", int(data.shape[1]))
   info.setdefault("n_data", int(data.shape[0]))
   info.setdefault("warnings", [])
-  batch_size = model.config.get("batch_size")
-  n_dev, why = sharding.plan(devices, batch_size)
-  if why:
-    info["warnings"] = [*info["warnings"], why]
-  info["devices"] = n_dev
   chunk = int(max(1, min(chunk_size, steps)))
   if chunk_seconds is not None and not (np.isfinite(chunk_seconds) and chunk_seconds > 0):
     raise ValueError(f"chunk_seconds must be a positive number of seconds, got {chunk_seconds!r}")
@@ -152,6 +154,11 @@ def run(model: Model, data: np.ndarray, *, steps: int, seed: int = 0,
   key = jax.random.PRNGKey(seed)
   key, init_key = jax.random.split(key)
   static, state = model.init(init_key, data_j, total_steps=steps)
+  batch_size = _batch_size(model, static)  # "auto" batch sizes are known once init has seen the rows
+  n_dev, why = sharding.plan(devices, batch_size)
+  if why:
+    info["warnings"] = [*info["warnings"], why]
+  info["devices"] = n_dev
   run_chunk = compiled_chunk(model, static, chunk, n_dev, dequantize)
   if dequantize:
     data_j = jnp.floor(data_j)   # the counts; each step adds its own noise

@@ -76,6 +76,13 @@ _AUTO_MLP_MIN_DIM = 16  # potential "auto": the MLP above this dimension, whatev
 # overfits wine (13-D, 142 rows: 11 per dimension; docs/maflow.md)
 _AUTO_MLP_ROWS_MIN_DIM = 8
 _AUTO_MLP_ROWS_PER_DIM = 32
+# hidden, learning_rate and batch_size left to None ("auto"): from this many training rows a wider
+# potential, smaller batches and a larger rate; below it the settings that served every fit before.
+# Measured (docs/peers.md, session 38): from 1,437 rows (the digits) to 4,000 (the toys, mixture_10d)
+# the larger setting ends better in less time; on Old Faithful, penguins and wine (142-266 rows) worse.
+_AUTO_MANY_ROWS = 1000
+_AUTO_FEW_ROWS_SETTINGS = {"hidden": 64, "learning_rate": 5e-3, "batch_size": 256}
+_AUTO_MANY_ROWS_SETTINGS = {"hidden": 96, "learning_rate": 1.5e-2, "batch_size": 128}
 _LOG_2PI = math.log(2 * math.pi)
 
 
@@ -694,7 +701,8 @@ class MAFlow(Model):
   default_steps = 1000
   # measured in docs/maflow.md: radial units draw rings, segments let the flow wind,
   # the kinetic penalty keeps the coarse RK4 honest (without it the fit learns the integrator's error)
-  _HARD = {"segments": 5, "radial": 32, "kinetic": 0.5}
+  # each measured with 64 units, 5e-3 and batches of 256 (before "auto" by the rows): pinned
+  _HARD = {"segments": 5, "radial": 32, "kinetic": 0.5, **_AUTO_FEW_ROWS_SETTINGS}
   suggested = {
       "rings": {"steps": 1000, "hyper": _HARD,
                 "why": "radial units draw the four rings (the defaults give a disc)"},
@@ -705,27 +713,32 @@ class MAFlow(Model):
                        "why": "square-ish cells instead of blurred blobs"},
       "swissroll": {"steps": 1000, "hyper": _HARD,
                     "why": "the turns of the roll separate (held-out NLL 2.70 against 2.79)"},
-      "pinwheel": {"steps": 3000, "hyper": {}, "why": "the defaults, longer: five clear arms"},
+      "pinwheel": {"steps": 3000, "hyper": dict(_AUTO_FEW_ROWS_SETTINGS),
+                   "why": "the earlier defaults, longer: five clear arms"},
       # a built-in data set (docs/images.md): the MLP potential that "auto" picks in 64-D, in time
-      "digits": {"steps": 2000, "hyper": {"time_dependent": True},
-                 "why": "a time-dependent potential, twice the steps (80 s): classifier two-sample "
-                        "accuracy 0.56 and 80% of half-hidden digits completed legibly, against 0.60 "
-                        "and 75% with the defaults"},
+      "digits": {"steps": 2000, "hyper": {"time_dependent": True, **_AUTO_FEW_ROWS_SETTINGS},
+                 "why": "a time-dependent potential of 64 units (rate 5e-3, batches of 256) and "
+                        "twice the steps (80 s): classifier two-sample accuracy 0.56 and 80% of "
+                        "half-hidden digits completed legibly, against 0.60 and 75% in 1,000 steps "
+                        "without time"},
   }
   schema = (
       hyper.Choice("potential", "auto", ("auto", "single", "mlp"),
                    '"single" (closed form, reference) or "mlp" (autodiff); auto: mlp above 16-D, '
                    'and from 8-D with >= 32 rows per dimension'),
-      hyper.Int("hidden", 64, 1, 2048, "width of the hidden layer(s)"),
+      hyper.Int("hidden", None, 1, 2048, "width of the hidden layer(s)",
+                optional=f"96 from {_AUTO_MANY_ROWS} rows, 64 below"),
       hyper.Int("depth", 2, 1, 8, 'hidden layers of the "mlp" potential'),
       hyper.Bool("time_dependent", False, "phi(x, t) instead of phi(x)"),
       hyper.Int("n_steps", 10, 1, 500, "RK4 steps; T = step_size * n_steps"),
       hyper.Float("step_size", 0.2, 1e-4, 5.0, "eps (the reference code uses 0.1)"),
       hyper.Choice("laplacian", "auto", ("auto", "exact", "hutchinson"),
                    "how mlp potentials compute the Laplacian in training"),
-      hyper.Float("learning_rate", 5e-3, 1e-6, 0.1,
-                  "Adam (the reference uses 1e-3: too slow for a 1000-step fit)", log=True),
-      hyper.Int("batch_size", 256, 8, 8192, "data points per step"),
+      hyper.Float("learning_rate", None, 1e-6, 0.1,
+                  "Adam (the reference uses 1e-3: too slow for a 1000-step fit)", log=True,
+                  optional=f"1.5e-2 from {_AUTO_MANY_ROWS} rows, 5e-3 below"),
+      hyper.Int("batch_size", None, 8, 8192, "data points per step",
+                optional=f"128 from {_AUTO_MANY_ROWS} rows, 256 below"),
       hyper.Choice("symmetry", "none", ("none", "reflection", "rotation"),
                    "a symmetric potential (rotation: 2D)"),
       hyper.Int("symmetry_order", 4, 2, 64, "k for a rotation by 2 pi / k"),
@@ -767,14 +780,19 @@ class MAFlow(Model):
     return data, {}
 
   def resolve(self, dim: int, n: Optional[int] = None) -> tuple[dict, dict]:
-    """The settings a fit on ``n`` rows (None: unknown) of ``dim``-dimensional data runs with:
-    ``(config, auto)``, ``config`` with ``potential="auto"`` replaced, ``auto`` the replaced
-    values ``{name: value}``."""
-    c = dict(self.config)
-    if c["potential"] != "auto":
-      return c, {}
-    c["potential"] = resolve_potential(c, dim, n)
-    return c, {"potential": c["potential"]}
+    """The settings a fit on ``n`` rows (None: unknown, taken as few) of ``dim``-dimensional data
+    runs with: ``(config, auto)``, ``config`` with ``potential="auto"`` and the None ("auto")
+    ``hidden``, ``learning_rate`` and ``batch_size`` replaced, ``auto`` the replaced values
+    ``{name: value}``."""
+    c, auto = dict(self.config), {}
+    if c["potential"] == "auto":
+      c["potential"] = auto["potential"] = resolve_potential(c, dim, n)
+    by_rows = (_AUTO_MANY_ROWS_SETTINGS if n is not None and n >= _AUTO_MANY_ROWS
+               else _AUTO_FEW_ROWS_SETTINGS)
+    for name, value in by_rows.items():
+      if c.get(name, 0) is None:
+        c[name] = auto[name] = value
+    return c, auto
 
   def laplacian_mode(self, dim: int, n: Optional[int] = None) -> str:
     """The Laplacian used in training: "exact" or "hutchinson"."""
@@ -893,10 +911,14 @@ class MAFlowEnergy(MAFlow):
   of ``E`` itself). ``cc.fit_energy("maflow", ...)``.
   """
 
+  # the flow's own samples, not rows of data: the few-rows settings as plain defaults (no "auto")
   schema = hyper.replace(tuple(
       dataclasses.replace(h, default=_ENERGY_STANDARDIZE,
                           help="flow coordinates standardised by a short MALA run on exp(-E)")
-      if h.name == "standardize" else h for h in MAFlow.schema), standardize_by="scalar", potential="single") + (
+      if h.name == "standardize" else
+      dataclasses.replace(h, default=_AUTO_FEW_ROWS_SETTINGS[h.name], optional="")
+      if h.name in _AUTO_FEW_ROWS_SETTINGS else h
+      for h in MAFlow.schema), standardize_by="scalar", potential="single") + (
       hyper.Int("anneal_steps", 0, 0, 1_000_000,
                 "tempering: the loss uses beta E, beta rising linearly from anneal_from to 1 over "
                 "these first steps (0 = off)"),

@@ -17,7 +17,7 @@ GAUSS_COV = np.array([[2.0, 0.9], [0.9, 1.0]])
 
 def _random_fitted(d=2, seed=0, shift=None, scale=1.3, init_scale=2.0, **hyper) -> MAFlowFitted:
   """A flow with a random (non-trivial) potential, built from (config, params, extras) alone."""
-  config = dict(MAFlow(**hyper).config)
+  config = MAFlow(**hyper).resolve(d)[0]  # "auto" settings as for a few rows
   spec = maflow._spec(config, d)
   params = maflow.init_params(spec, jax.random.PRNGKey(seed), init_scale)
   extras = {"dim": d, "shift": np.zeros(d, np.float32) if shift is None else np.asarray(shift, np.float32),
@@ -161,14 +161,38 @@ def test_standardization_makes_the_fit_equivariant_to_column_units(by):
 def test_auto_standardization_follows_the_columns_units():
   x = cc.targets.make("two_moons", 256, seed=0)
   toy = cc.fit("maflow", x, steps=1, seed=0)
-  assert toy.info["auto"] == {"standardize_by": "scalar", "potential": "single"}
+  # 256 rows: the few-rows settings (docs/peers.md, session 38)
+  assert toy.info["auto"] == {"standardize_by": "scalar", "potential": "single", "hidden": 64,
+                              "learning_rate": 5e-3, "batch_size": 256}
   assert toy.config["standardize_by"] == "scalar"
   units = cc.fit("maflow", x * np.array([1.0, 500.0]), steps=1, seed=0)
   assert units.info["auto"]["standardize_by"] == "covariance"
   np.testing.assert_allclose(units.extras["scale"], np.linalg.cholesky(np.cov(x.T * [[1.0], [500.0]],
                                                                               bias=True)), rtol=1e-3)
-  fixed = cc.fit("maflow", x, steps=1, seed=0, standardize_by="coordinate", potential="single")
+  fixed = cc.fit("maflow", x, steps=1, seed=0, standardize_by="coordinate", potential="single",
+                 hidden=64, learning_rate=5e-3, batch_size=256)
   assert "auto" not in fixed.info and np.count_nonzero(fixed.extras["scale"]) == 2
+
+
+def test_the_rows_pick_width_rate_and_batch_unless_given():
+  many = MAFlow().resolve(2, 1000)
+  assert many == ({**MAFlow().config, "potential": "single", "hidden": 96, "learning_rate": 1.5e-2,
+                   "batch_size": 128},
+                  {"potential": "single", "hidden": 96, "learning_rate": 1.5e-2, "batch_size": 128})
+  few, auto = MAFlow().resolve(2, 999)
+  assert (few["hidden"], few["learning_rate"], few["batch_size"]) == (64, 5e-3, 256)
+  assert MAFlow().resolve(2)[0]["batch_size"] == 256  # rows unknown: few
+  given, auto = MAFlow(learning_rate=1e-3, batch_size=64).resolve(2, 4000)
+  assert (given["learning_rate"], given["batch_size"], given["hidden"]) == (1e-3, 64, 96)
+  assert "learning_rate" not in auto and "batch_size" not in auto
+  # a fit runs with, records and reloads the resolved values
+  fitted = cc.fit("maflow", cc.targets.make("eight_gaussians", 1000, seed=0), steps=2, seed=0)
+  assert fitted.config["batch_size"] == 128 and fitted.info["auto"]["learning_rate"] == 1.5e-2
+  assert fitted.params["W"].shape == (96, 2)  # the one-layer potential, 96 units
+  # the energy route has no rows: plain numbers, no "auto"
+  energy = {h.name: h for h in maflow.MAFlowEnergy.schema}
+  assert [(energy[k].default, energy[k].optional) for k in ("hidden", "learning_rate", "batch_size")] == [
+      (64, ""), (5e-3, ""), (256, "")]
 
 
 def test_auto_potential_is_the_mlp_above_16_dimensions_or_with_many_rows():
@@ -213,7 +237,7 @@ def test_segments_select_one_potential_per_time_slice():
 
 
 def test_kinetic_energy_accumulator():
-  config = MAFlow(radial=4).config
+  config = MAFlow(radial=4).resolve(2)[0]
   spec = maflow._spec(config, 2)
   params = maflow.init_params(spec, jax.random.PRNGKey(3), 2.0)
   field = maflow.make_field(spec)
@@ -240,7 +264,7 @@ def test_kinetic_energy_accumulator():
 def test_integrate_on_a_given_grid():
   """``dts``: the fixed grid given as steps is the same integration; a random grid to the same end
   time integrates the same flow (a time-dependent field, against a fine fixed grid)."""
-  config = MAFlow(radial=4, time_dependent=True).config
+  config = MAFlow(radial=4, time_dependent=True).resolve(2)[0]
   spec = maflow._spec(config, 2)
   params = maflow.init_params(spec, jax.random.PRNGKey(3), 2.0)
   field = maflow.make_field(spec)

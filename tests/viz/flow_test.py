@@ -14,7 +14,7 @@ from cmm_core.models.maflow import MAFlow, MAFlowFitted
 
 
 def _random_fitted(d, seed=0, **hyper) -> MAFlowFitted:
-  config = MAFlow(**hyper).config
+  config = MAFlow(**hyper).resolve(d)[0]  # "auto" settings as for a few rows
   spec = maflow._spec(config, d)
   params = maflow.init_params(spec, jax.random.PRNGKey(seed), 1.0)
   extras = {"dim": d, "shift": np.full(d, 0.5, np.float32), "scale": 2.0, "laplacian_train": "exact"}
