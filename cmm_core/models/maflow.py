@@ -78,7 +78,7 @@ _AUTO_MLP_ROWS_MIN_DIM = 8
 _AUTO_MLP_ROWS_PER_DIM = 32
 # hidden, learning_rate and batch_size left to None ("auto"): from this many training rows a wider
 # potential, smaller batches and a larger rate; below it the settings that served every fit before.
-# Measured (docs/peers.md, session 38): from 1,437 rows (the digits) to 4,000 (the toys, mixture_10d)
+# Measured (docs/peers.md, session 38): from 1,438 rows (the digits) to 4,000 (the toys, mixture_10d)
 # the larger setting ends better in less time; on Old Faithful, penguins and wine (142-266 rows) worse.
 _AUTO_MANY_ROWS = 1000
 _AUTO_FEW_ROWS_SETTINGS = {"hidden": 64, "learning_rate": 5e-3, "batch_size": 256}
