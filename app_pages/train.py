@@ -605,6 +605,11 @@ def _explore(entry: dict) -> None:
     st.warning(s["message"] or f"Training {s['status']}.")
   for w in s["warnings"]:
     st.info(w)
+  auto = dict(fitted.info.get("auto") or {})
+  if auto:
+    st.caption("Chosen for this data (settings left on auto): "
+               + " · ".join(f"{k} **{v:g}**" if isinstance(v, float) else f"{k} **{v}**"
+                            for k, v in sorted(auto.items())))
   if s["status"] != "running":
     line = _heldout_line(*_heldout(entry))
     if line:

@@ -61,3 +61,6 @@ def test_train_page_measures_a_table_on_its_held_out_rows():
   assert at.session_state["fit"]["heldout"].shape == (54, 2)
   line = next(m.value for m in at.markdown if "held-out NLL" in m.value)
   assert "54 held-out rows of the table" in line and "training-data NLL" in line
+  # what "auto" picked for 218 training rows (the few-rows learning rate), said under the status
+  auto = next(c.value for c in at.caption if c.value.startswith("Chosen for this data"))
+  assert "learning_rate **0.005**" in auto and "hidden" not in auto  # hidden was set: not auto
