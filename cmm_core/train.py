@@ -105,10 +105,10 @@ def _make_chunk(step_fn, chunk: int, mesh=None, batch_size: int = 0):
   return run_chunk
 
 
-def _batch_size(model: Model, static):
-  """The batch size a fit runs with: the fit's resolved settings (``static.config``), else the
-  model's; None for a model without one."""
-  value = dict(static.config).get("batch_size") if hasattr(static, "config") else None
+def _batch_size(model: Model, static: Static):
+  """The batch size a fit runs with: the fit's resolved settings (``static.config``: an "auto"
+  batch size replaced), else the model's; None for a model without one."""
+  value = static.config.get("batch_size")
   return model.config.get("batch_size") if value is None else value
 
 

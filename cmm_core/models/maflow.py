@@ -790,7 +790,7 @@ class MAFlow(Model):
     by_rows = (_AUTO_MANY_ROWS_SETTINGS if n is not None and n >= _AUTO_MANY_ROWS
                else _AUTO_FEW_ROWS_SETTINGS)
     for name, value in by_rows.items():
-      if c.get(name, 0) is None:
+      if name in c and c[name] is None:  # left on "auto"
         c[name] = auto[name] = value
     return c, auto
 
