@@ -825,8 +825,10 @@ class CMM(ConvexFixedPoint):
   # up to d = HIGH_DIM ("auto", ConvexFixedPoint.resolve): the exact likelihood with a soft max of
   # affine pieces separates clusters best (docs/training.md); the likelihood needs no conjugates in
   # training (its samples are solved at use time). Above: the likelihood, matrix-free (Hutchinson)
+  # the rate decays to 0 over the fit (cosine): its last steps at the full 2e-2 shifted mass between
+  # modes (docs/training.md, session 39)
   schema = hyper.replace(ConvexFixedPoint.schema, objective="auto", hidden=(16, 16),
-                         learning_rate=2e-2)
+                         learning_rate=2e-2, lr_decay=0.0)
   default_steps = 1000
 
 
