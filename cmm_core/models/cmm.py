@@ -533,7 +533,9 @@ class ConvexFixedPoint(Model):
                    f"d = {HIGH_DIM}, above damped for the likelihood and fixed for the semi-dual"),
       hyper.Float("alpha", 0.05, 1e-4, 0.9, "strongly convex floor, fraction of the Gaussian guess"),
       hyper.Float("learning_rate", 5e-3, 1e-6, 0.1, "Adam step size (initial)", log=True),
-      hyper.Float("lr_decay", 1.0, 0.0, 1.0,
+      # a cosine decay to 0: a constant rate's last steps kept moving mass between modes
+      # (docs/training.md, session 39)
+      hyper.Float("lr_decay", 0.0, 0.0, 1.0,
                   "final learning rate / initial (cosine schedule); 1 = constant"),
       hyper.Int("batch_size", 256, 8, 8192, "data batch = number of base points"),
       hyper.Int("langevin_steps", 2, 1, 100, "MALA steps per training step"),
@@ -825,10 +827,8 @@ class CMM(ConvexFixedPoint):
   # up to d = HIGH_DIM ("auto", ConvexFixedPoint.resolve): the exact likelihood with a soft max of
   # affine pieces separates clusters best (docs/training.md); the likelihood needs no conjugates in
   # training (its samples are solved at use time). Above: the likelihood, matrix-free (Hutchinson)
-  # the rate decays to 0 over the fit (cosine): its last steps at the full 2e-2 shifted mass between
-  # modes (docs/training.md, session 39)
   schema = hyper.replace(ConvexFixedPoint.schema, objective="auto", hidden=(16, 16),
-                         learning_rate=2e-2, lr_decay=0.0)
+                         learning_rate=2e-2)
   default_steps = 1000
 
 
