@@ -67,6 +67,11 @@ class ConvexPotential(nn.Module):
       ignores it, and jitted code takes the module through :func:`for_apply`).
     even: ``w(x) = (v(x) + v(-x)) / 2`` with ``v`` the potential above: an even potential (still
       convex), whose gradient is odd, for targets symmetric under ``x -> -x`` (the Ising model).
+    radial: ``w(x) = (v(r) + v(-r)) / 2`` with ``r = sqrt(|x|^2 + eps^2)`` (const ``radial_eps
+      []``) and ``v`` the potential above on one input: even and convex in ``r``, so non-decreasing
+      for ``r >= 0``, and ``w`` is convex and invariant under every rotation about the origin
+      (``grad w*`` commutes with them), for targets such as concentric rings. The ``consts`` other
+      than ``radial_eps`` are then those of the 1-D potential (:func:`make_potential`).
     axis_hinges: ``H > 0`` adds a separable part along the principal axes ``q_k`` of the guess
       (eigenvalues ``beta_k``): ``sum_k 1/2 gamma_k beta_k (q_k . x - a_k)^2 + sum_{k, j} beta_k
       s_kj^2 (c_kj softplus((q_k . x - t_kj) / s_kj) + c'_kj softplus((t_kj - q_k . x) / s_kj))``
@@ -89,10 +94,14 @@ class ConvexPotential(nn.Module):
   pieces: int = 0
   even: bool = False
   axis_hinges: int = 0
+  radial: bool = False
 
   @nn.compact
   def __call__(self, x):
-    d = self.dim
+    if self.radial:
+      eps = self.variable("consts", "radial_eps", lambda: jnp.asarray(1e-3, jnp.float32)).value
+      x = jnp.sqrt(jnp.sum(x * x, axis=-1, keepdims=True) + eps**2)   # [..., 1]
+    d = 1 if self.radial else self.dim
     self.variable("consts", "center", jnp.zeros, (d,))
     scale = self.variable("consts", "scale", jnp.ones, (d,)).value
     if self.has_variable("consts", "units"):  # the output's unit, s2
@@ -126,8 +135,10 @@ class ConvexPotential(nn.Module):
         for name in _GAP_CONSTS:
           self.variable("consts", name, jnp.zeros, (d,))
         self.param("axis_quadratic_data", nn.initializers.zeros, (d,))
-    if self.even:
-      return 0.5 * (self._value(x, icnn, affine, units) + self._value(-x, icnn, affine, units))
+    if self.even or self.radial:
+      # both signs in one evaluation: one copy of the potential's graph (half the compilation)
+      both = self._value(jnp.stack([x, -x]), icnn, affine, units)
+      return 0.5 * (both[0] + both[1])
     return self._value(x, icnn, affine, units)
 
   def _hinges(self, x):
@@ -260,7 +271,7 @@ data starts near 1 and the 2D toys near 0.5 with ``init_scale=0.5``, and fit wel
 def make_potential(points: np.ndarray, base_mean: np.ndarray, potential_matrix: np.ndarray, key, *,
                    hidden=(64, 64), activation="softplus", alpha=0.05, init_scale=0.1,
                    feature_scale=1.0, pieces=0, extra_points=None,
-                   max_ratio=RANDOM_PART_RATIO, even=False):
+                   max_ratio=RANDOM_PART_RATIO, even=False, radial=False):
   """Builds a ConvexPotential and parameters whose gradient starts near ``x -> B (x - a)``.
 
   ``init_scale`` is lowered where needed so that the random start stays within
@@ -291,6 +302,10 @@ def make_potential(points: np.ndarray, base_mean: np.ndarray, potential_matrix: 
     max_ratio: the most the random start may move ``grad w``, relative to the guess
       (:func:`start_ratio`; ``RANDOM_PART_RATIO`` by default).
     even: an even potential (``ConvexPotential.even``), for a guess centred at the origin.
+    radial: a potential of ``|x|`` only (``ConvexPotential.radial``), for a target invariant under
+      rotations about the origin: the 1-D potential is built on the points' radii (and their
+      negatives) from the isotropic guess ``1/2 b |x|^2``, ``b`` the mean eigenvalue of ``B``
+      (``base_mean`` is taken as the origin).
 
   Returns:
     ``(potential, variables)``: ``potential.apply(variables, x)`` is ``w(x)``; the
@@ -300,6 +315,10 @@ def make_potential(points: np.ndarray, base_mean: np.ndarray, potential_matrix: 
   regions = [np.asarray(points, np.float64)]
   if extra_points is not None:
     regions.append(np.asarray(extra_points, np.float64))
+  if radial:
+    return _make_radial(regions, potential_matrix, key, hidden=hidden, activation=activation,
+                        alpha=alpha, init_scale=init_scale, feature_scale=feature_scale,
+                        pieces=pieces, max_ratio=max_ratio)
   far = len(regions) == 2 and regions_far_apart(*regions)
   build = functools.partial(_make_potential, points, base_mean, potential_matrix, key, hidden=hidden,
                             activation=activation, alpha=alpha, feature_scale=feature_scale,
@@ -312,6 +331,34 @@ def make_potential(points: np.ndarray, base_mean: np.ndarray, potential_matrix: 
       break
     init_scale = pot.init_scale * max(max_ratio / ratio, 0.01)
     pot, variables = build(init_scale=init_scale)
+  return pot, variables
+
+
+def _make_radial(regions, potential_matrix, key, *, init_scale, max_ratio, **build):
+  """:func:`make_potential` for ``radial=True``: the 1-D potential of the radii ``+-|x|``, from
+  the guess ``1/2 b r^2``, turned into a ``ConvexPotential.radial`` on ``d`` inputs."""
+  d = regions[0].shape[1]
+  radii = np.concatenate([np.sqrt(np.sum(r**2, 1)) for r in regions])
+  # kinks and pieces evenly over [-R, R], R the largest radius: a rough sample of concentric rings
+  # (MALA from N(0, I)) under-fills the outer rings, and pieces placed at its quantiles left the
+  # outer ring too few to shape it
+  signed = np.linspace(-1.0, 1.0, 2 * len(radii))[:, None] * radii.max()    # [2 n, 1]
+  b = float(np.trace(np.asarray(potential_matrix, np.float64))) / d
+  guess_a, guess_B = np.zeros(d), b * np.eye(d)
+  eps = jnp.asarray(1e-3 * max(float(np.median(radii)), 1e-12), jnp.float32)
+
+  def make(scale):
+    pot, variables = _make_potential(signed, np.zeros(1), np.full((1, 1), b), key,
+                                     init_scale=scale, extra_points=None, **build)
+    return (pot.clone(dim=d, radial=True),
+            {**variables, "consts": {**variables["consts"], "radial_eps": eps}})
+
+  pot, variables = make(init_scale)
+  for _ in range(3):  # as in make_potential: the random part is near linear in init_scale
+    ratio = start_ratio(pot, variables, regions, guess_a, guess_B)
+    if not ratio > max_ratio:
+      break
+    pot, variables = make(pot.init_scale * max(max_ratio / ratio, 0.01))
   return pot, variables
 
 

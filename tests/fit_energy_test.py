@@ -159,7 +159,9 @@ def test_energy_settings_an_even_potential_on_lattices_and_measured_ones_for_bui
   hyper, why = cc.api.energy_settings("maflow", energies.make("wave"))
   assert hyper == {"standardize": True} and why
   assert cc.api.energy_settings("maflow", energies.make("ring")) == ({}, "")
-  assert cc.api.energy_settings("cmm", energies.make("rings")) == ({}, "")
+  hyper, why = cc.api.energy_settings("cmm", energies.make("rings"))  # rotation-invariant
+  assert hyper == {"symmetry": "rotation"} and "|x|" in why
+  assert cc.api.energy_settings("cmm", energies.make("wave")) == ({}, "")
   with pytest.raises(ValueError, match="cannot fit an energy"):
     cc.api.energy_settings("sdot", energies.make("ring"))
 

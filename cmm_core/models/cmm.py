@@ -204,7 +204,8 @@ class ConvexFitted(FittedModel):
     return potentials.ConvexPotential(dim=int(e["dim"]), hidden=tuple(int(h) for h in e["hidden"]),
                                       activation=str(e["activation"]),
                                       pieces=int(e.get("pieces", 0)), even=bool(e.get("even", False)),
-                                      axis_hinges=int(e.get("axis_hinges", 0)))
+                                      axis_hinges=int(e.get("axis_hinges", 0)),
+                                      radial=bool(e.get("radial", False)))
 
   @functools.cached_property
   def _vars(self):
@@ -464,7 +465,8 @@ def _potential(static) -> potentials.ConvexPotential:
                                     activation=c["activation"],
                                     pieces=dict(static.extra).get("pieces", int(c.get("pieces", 0))),
                                     even=c.get("symmetry") == "reflection",
-                                    axis_hinges=dict(static.extra).get("axis_hinges", 0))
+                                    axis_hinges=dict(static.extra).get("axis_hinges", 0),
+                                    radial=c.get("symmetry") == "rotation")
 
 
 def _optimizer(static) -> optax.GradientTransformation:
@@ -640,7 +642,7 @@ class ConvexFixedPoint(Model):
         alpha=c["alpha"], init_scale=c["init_scale"], feature_scale=c["feature_scale"],
         pieces=c.get("pieces", 0), extra_points=extra,
         max_ratio=potentials.RANDOM_PART_RATIO if d <= HIGH_DIM else _HIGH_DIM_RANDOM_PART_RATIO,
-        even=c.get("symmetry") == "reflection")
+        even=c.get("symmetry") == "reflection", radial=c.get("symmetry") == "rotation")
     # make_potential lowers init_scale where the ICNN's weights move grad w more, relative to the
     # Gaussian guess, than on standardised data (tables in their own units, far from the origin);
     # Adam's steps are scaled by the same factor, so one step moves grad w as much, relatively
@@ -796,7 +798,7 @@ class ConvexFixedPoint(Model):
         "guess_B": np.asarray(fixed["guess_B"], np.float64),
         "shift": np.asarray(fixed["shift"], np.float64), "lr_scale": float(fixed["lr_scale"]),
         "precond": np.asarray(state.precond, np.float64),
-        "even": c.get("symmetry") == "reflection",
+        "even": c.get("symmetry") == "reflection", "radial": c.get("symmetry") == "rotation",
     }
     chains = np.asarray(state.chains)
     consts = state.consts
