@@ -303,9 +303,9 @@ def make_potential(points: np.ndarray, base_mean: np.ndarray, potential_matrix: 
       (:func:`start_ratio`; ``RANDOM_PART_RATIO`` by default).
     even: an even potential (``ConvexPotential.even``), for a guess centred at the origin.
     radial: a potential of ``|x|`` only (``ConvexPotential.radial``), for a target invariant under
-      rotations about the origin: the 1-D potential is built on the points' radii (and their
-      negatives) from the isotropic guess ``1/2 b |x|^2``, ``b`` the mean eigenvalue of ``B``
-      (``base_mean`` is taken as the origin).
+      rotations about the origin: the 1-D potential starts from the isotropic guess
+      ``1/2 b |x|^2``, ``b`` the mean eigenvalue of ``B`` (``base_mean`` is taken as the origin),
+      with its kinks and pieces spread evenly over ``[-R, R]``, ``R`` the points' largest radius.
 
   Returns:
     ``(potential, variables)``: ``potential.apply(variables, x)`` is ``w(x)``; the
@@ -316,17 +316,20 @@ def make_potential(points: np.ndarray, base_mean: np.ndarray, potential_matrix: 
   if extra_points is not None:
     regions.append(np.asarray(extra_points, np.float64))
   if radial:
-    return _make_radial(regions, potential_matrix, key, hidden=hidden, activation=activation,
-                        alpha=alpha, init_scale=init_scale, feature_scale=feature_scale,
-                        pieces=pieces, max_ratio=max_ratio)
-  far = len(regions) == 2 and regions_far_apart(*regions)
-  build = functools.partial(_make_potential, points, base_mean, potential_matrix, key, hidden=hidden,
-                            activation=activation, alpha=alpha, feature_scale=feature_scale,
-                            pieces=0 if far else pieces, extra_points=extra_points, even=even,
-                            axis_hinges=AXIS_HINGES if far else 0)
+    build, guess = _radial_build(regions, potential_matrix, key, hidden=hidden,
+                                 activation=activation, alpha=alpha, feature_scale=feature_scale,
+                                 pieces=pieces)
+  else:
+    far = len(regions) == 2 and regions_far_apart(*regions)
+    build = functools.partial(_make_potential, points, base_mean, potential_matrix, key,
+                              hidden=hidden, activation=activation, alpha=alpha,
+                              feature_scale=feature_scale, pieces=0 if far else pieces,
+                              extra_points=extra_points, even=even,
+                              axis_hinges=AXIS_HINGES if far else 0)
+    guess = (base_mean, potential_matrix)
   pot, variables = build(init_scale=init_scale)
   for _ in range(3):  # the random part is close to linear in init_scale: a few rescalings settle it
-    ratio = start_ratio(pot, variables, regions, base_mean, potential_matrix)
+    ratio = start_ratio(pot, variables, regions, *guess)
     if not ratio > max_ratio:  # also stops on NaN
       break
     init_scale = pot.init_scale * max(max_ratio / ratio, 0.01)
@@ -334,9 +337,10 @@ def make_potential(points: np.ndarray, base_mean: np.ndarray, potential_matrix: 
   return pot, variables
 
 
-def _make_radial(regions, potential_matrix, key, *, init_scale, max_ratio, **build):
-  """:func:`make_potential` for ``radial=True``: the 1-D potential of the radii ``+-|x|``, from
-  the guess ``1/2 b r^2``, turned into a ``ConvexPotential.radial`` on ``d`` inputs."""
+def _radial_build(regions, potential_matrix, key, **settings):
+  """``(build, (a, B))`` for ``make_potential(..., radial=True)``: ``build(init_scale=...)`` makes
+  the 1-D potential of the radii ``+-|x|`` from the guess ``1/2 b r^2`` and turns it into a
+  ``ConvexPotential.radial`` on ``d`` inputs; ``(a, B)`` is that guess in ``d`` dimensions."""
   d = regions[0].shape[1]
   radii = np.concatenate([np.sqrt(np.sum(r**2, 1)) for r in regions])
   # kinks and pieces evenly over [-R, R], R the largest radius: a rough sample of concentric rings
@@ -344,22 +348,15 @@ def _make_radial(regions, potential_matrix, key, *, init_scale, max_ratio, **bui
   # outer ring too few to shape it
   signed = np.linspace(-1.0, 1.0, 2 * len(radii))[:, None] * radii.max()    # [2 n, 1]
   b = float(np.trace(np.asarray(potential_matrix, np.float64))) / d
-  guess_a, guess_B = np.zeros(d), b * np.eye(d)
   eps = jnp.asarray(1e-3 * max(float(np.median(radii)), 1e-12), jnp.float32)
 
-  def make(scale):
+  def build(init_scale):
     pot, variables = _make_potential(signed, np.zeros(1), np.full((1, 1), b), key,
-                                     init_scale=scale, extra_points=None, **build)
+                                     init_scale=init_scale, extra_points=None, **settings)
     return (pot.clone(dim=d, radial=True),
             {**variables, "consts": {**variables["consts"], "radial_eps": eps}})
 
-  pot, variables = make(init_scale)
-  for _ in range(3):  # as in make_potential: the random part is near linear in init_scale
-    ratio = start_ratio(pot, variables, regions, guess_a, guess_B)
-    if not ratio > max_ratio:
-      break
-    pot, variables = make(pot.init_scale * max(max_ratio / ratio, 0.01))
-  return pot, variables
+  return build, (np.zeros(d), b * np.eye(d))
 
 
 def start_ratio(pot, variables, regions, base_mean, potential_matrix, n: int = 512) -> float:
