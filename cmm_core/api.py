@@ -85,8 +85,8 @@ def energy_model(model: str) -> type:
 def energy_settings(model: str, energy) -> tuple[dict, str]:
   """``(hyper, why)``: the settings the app and the benchmark use for ``model`` on ``energy``
   beyond the defaults: an even potential (``symmetry="reflection"``) on a lattice (the Ising
-  model's Z2 symmetry) and, from a side of ``lattice_min_side``, the model's ``lattice_suggested``
-  settings; the model's ``suggested`` settings measured for a built-in energy (``{}`` and ``""``
+  model's Z2 symmetry) and, for sides from ``lattice_min_side`` (up to ``lattice_max_side`` where the
+  model has one), the model's ``lattice_suggested`` settings; the model's ``suggested`` settings measured for a built-in energy (``{}`` and ``""``
   when there are none)."""
   cls = energy_model(model)
   hyper, why = {}, []
@@ -95,7 +95,7 @@ def energy_settings(model: str, energy) -> tuple[dict, str]:
     hyper["symmetry"] = "reflection"
     why.append("an even potential for the lattice's Z2 symmetry")
     lattice = getattr(cls, "lattice_suggested", None)
-    if lattice and side >= cls.lattice_min_side:
+    if lattice and cls.lattice_min_side <= side <= getattr(cls, "lattice_max_side", side):
       hyper.update(lattice["hyper"])
       why.append(lattice["why"])
   suggestion = None if side else cls.suggested.get(getattr(energy, "name", None))
