@@ -85,9 +85,9 @@ def energy_model(model: str) -> type:
 def energy_settings(model: str, energy) -> tuple[dict, str]:
   """``(hyper, why)``: the settings the app and the benchmark use for ``model`` on ``energy``
   beyond the defaults: an even potential (``symmetry="reflection"``) on a lattice (the Ising
-  model's Z2 symmetry) and, for sides from ``lattice_min_side`` (up to ``lattice_max_side`` where the
-  model has one), the model's ``lattice_suggested`` settings; the model's ``suggested`` settings measured for a built-in energy (``{}`` and ``""``
-  when there are none)."""
+  model's Z2 symmetry) and, for sides from ``lattice_min_side`` (up to ``lattice_max_side`` where
+  the model has one), the model's ``lattice_suggested`` settings; the model's ``suggested``
+  settings measured for a built-in energy (``{}`` and ``""`` when there are none)."""
   cls = energy_model(model)
   hyper, why = {}, []
   side = getattr(energy, "L", None)
