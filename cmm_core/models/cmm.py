@@ -464,9 +464,15 @@ def _potential(static) -> potentials.ConvexPotential:
   return potentials.ConvexPotential(dim=static.dim, hidden=tuple(c["hidden"]),
                                     activation=c["activation"],
                                     pieces=dict(static.extra).get("pieces", int(c.get("pieces", 0))),
-                                    even=c.get("symmetry") == "reflection",
                                     axis_hinges=dict(static.extra).get("axis_hinges", 0),
-                                    radial=c.get("symmetry") == "rotation")
+                                    **symmetry_flags(c))
+
+
+def symmetry_flags(config: dict) -> dict:
+  """``{"even", "radial"}``: the potential's flags for the config's ``symmetry`` (the energy route's
+  "reflection" and "rotation"; the data route has none)."""
+  symmetry = config.get("symmetry")
+  return {"even": symmetry == "reflection", "radial": symmetry == "rotation"}
 
 
 def _optimizer(static) -> optax.GradientTransformation:
@@ -642,7 +648,7 @@ class ConvexFixedPoint(Model):
         alpha=c["alpha"], init_scale=c["init_scale"], feature_scale=c["feature_scale"],
         pieces=c.get("pieces", 0), extra_points=extra,
         max_ratio=potentials.RANDOM_PART_RATIO if d <= HIGH_DIM else _HIGH_DIM_RANDOM_PART_RATIO,
-        even=c.get("symmetry") == "reflection", radial=c.get("symmetry") == "rotation")
+        **symmetry_flags(c))
     # make_potential lowers init_scale where the ICNN's weights move grad w more, relative to the
     # Gaussian guess, than on standardised data (tables in their own units, far from the origin);
     # Adam's steps are scaled by the same factor, so one step moves grad w as much, relatively
@@ -798,7 +804,7 @@ class ConvexFixedPoint(Model):
         "guess_B": np.asarray(fixed["guess_B"], np.float64),
         "shift": np.asarray(fixed["shift"], np.float64), "lr_scale": float(fixed["lr_scale"]),
         "precond": np.asarray(state.precond, np.float64),
-        "even": c.get("symmetry") == "reflection", "radial": c.get("symmetry") == "rotation",
+        **symmetry_flags(c),
     }
     chains = np.asarray(state.chains)
     consts = state.consts
