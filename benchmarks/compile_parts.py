@@ -9,7 +9,8 @@ process on the current core(s):
   it;
 - the step's parts, each jitted and compiled alone on the fit's potential: the potential's value,
   its value and gradient, its Hessian, one warm Newton conjugate iteration, two MALA steps, and the
-  likelihood's loss and its parameter gradient (third order: w(grad w(y)) - log det Hess w(y)).
+  likelihood's loss and its parameter gradient (w(grad w(y)) - log det Hess w(y), the Hessian in
+  closed form: ``potential_jet``).
 
 Run it pinned to one core with single-threaded XLA to match ``benchmarks/peers.py``:
 
@@ -20,7 +21,6 @@ Run it pinned to one core with single-threaded XLA to match ``benchmarks/peers.p
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import pathlib
 import sys
@@ -73,22 +73,23 @@ def measure(model_name: str, target: str, n: int, seed: int) -> dict:
   out["chunk"] = {"trace_seconds": t1 - t, "compile_seconds": t2 - t1,
                   "hlo_lines": lowered.as_text().count("\n"), "run_50_steps_seconds": time.perf_counter() - t2}
   pot, consts, params = cmm_module._potential(static), state.consts, state.params
-  energy = lambda p, z: pot.apply({"params": p, "consts": consts}, z)
+  # the step's own energy: closed-form derivatives where potential_jet has them
+  pot_energy = lambda p: potentials.PotentialEnergy(pot, {"params": p, "consts": consts})
+  energy = lambda p, z: pot_energy(p)(z)
   y = data[: int(static.config["batch_size"])]
 
   def nll_loss(p, y):
-    f = functools.partial(energy, p)
-    g = potentials.batch_grad(f, y)
-    _, logdet = jnp.linalg.slogdet(potentials.batch_hessian(f, y))
-    return jnp.mean(f(g) - logdet) - jnp.mean(f(y))
+    f = pot_energy(p)
+    _, g, hess = potentials.batch_value_grad_hessian(f, y)
+    return jnp.mean(f(g) - jnp.linalg.slogdet(hess)[1]) - jnp.mean(f(y))
 
   parts = {
       "value": lambda p, z: energy(p, z),
-      "value_and_grad": lambda p, z: potentials.batch_value_and_grad(functools.partial(energy, p), z),
-      "hessian": lambda p, z: potentials.batch_hessian(functools.partial(energy, p), z),
+      "value_and_grad": lambda p, z: potentials.batch_value_and_grad(pot_energy(p), z),
+      "hessian": lambda p, z: potentials.batch_hessian(pot_energy(p), z),
       "newton_conjugate_1_iteration": lambda p, z: potentials.conjugate_argmax(
-          functools.partial(energy, p), z, z, max_iter=1),
-      "mala_2_steps": lambda p, z: sampling.mala(functools.partial(energy, p), z, 0.1,
+          pot_energy(p), z, z, max_iter=1),
+      "mala_2_steps": lambda p, z: sampling.mala(pot_energy(p), z, 0.1,
                                                  jax.random.PRNGKey(0), 2, state.precond),
       "likelihood_loss": nll_loss,
       "likelihood_loss_gradient": jax.grad(nll_loss),

@@ -22,10 +22,10 @@ import numpy as np
 from ott.neural.networks import icnn as ott_icnn
 from ott.neural.networks.layers import conjugate as ott_conjugate
 
-from cmm_core import batching, compile_cache
+from cmm_core import batching, compile_cache, potential_jet
 
-__all__ = ["ConvexPotential", "Quadratic", "make_potential", "conjugate_argmax", "pcg",
-           "ACTIVATIONS"]
+__all__ = ["ConvexPotential", "PotentialEnergy", "Quadratic", "make_potential", "conjugate_argmax",
+           "pcg", "ACTIVATIONS"]
 
 ACTIVATIONS = {"relu": nn.relu, "softplus": nn.softplus, "elu": nn.elu}
 
@@ -379,7 +379,7 @@ def start_ratio(pot, variables, regions, base_mean, potential_matrix, n: int = 5
 @functools.partial(jax.jit, static_argnums=0, compiler_options=compile_cache.ONE_OFF)
 def _jit_grad(pot, variables, x):
   """``grad w(x)`` ``[b, d]`` in one compiled program (op by op, init compiled ~250 kernels)."""
-  return batch_grad(functools.partial(pot.apply, variables), x)
+  return batch_grad(PotentialEnergy(pot, variables), x)
 
 
 def for_apply(pot: ConvexPotential) -> ConvexPotential:
@@ -542,20 +542,62 @@ def _spread(regions, k: int, rng) -> np.ndarray:
   return np.concatenate([r[rng.integers(0, len(r), len(idx))] for r, idx in zip(regions, share)])
 
 
+class PotentialEnergy:
+  """``w = pot.apply(variables, .)`` as a batched energy ``[b, d] -> [b]``.
+
+  :func:`batch_grad`, :func:`batch_value_and_grad`, :func:`batch_hessian` and
+  :func:`batch_value_grad_hessian` take its derivatives in closed form (``potential_jet``) where
+  that is cheaper than JAX's: the Hessian up to ``d = JET_HESSIAN_MAX_DIM``, the gradient up to
+  ``d = JET_GRADIENT_MAX_DIM`` (the closed form carries ``[b, width, d]`` per layer, reverse mode
+  ``[b, width]``)."""
+
+  def __init__(self, pot: ConvexPotential, variables):
+    self.pot, self.variables = pot, variables
+
+  def __call__(self, x):
+    return self.pot.apply(self.variables, x)
+
+  def jet_for(self, x, hess: bool) -> bool:
+    """Whether the closed form serves ``x [b, d]`` (``hess``: for the Hessian)."""
+    most = JET_HESSIAN_MAX_DIM if hess else JET_GRADIENT_MAX_DIM
+    return x.shape[-1] <= most and potential_jet.supported(self.pot)
+
+
+JET_HESSIAN_MAX_DIM = 16
+"""The closed form carries ``[b, width, d, d]`` per layer where JAX's forward-over-reverse Hessian
+carries ``d`` tangents of ``[b, width]``: the same work, but ``d`` times the memory. Measured faster
+up to d = 16 (Ising L = 4, docs/speed.md); not measured above, so JAX's Hessian is kept there."""
+JET_GRADIENT_MAX_DIM = 4
+
+
 def batch_grad(w, x):
   """Per-point gradients of a batched energy ``w: [b, d] -> [b]`` at ``x`` ``[b, d]``."""
+  if isinstance(w, PotentialEnergy) and w.jet_for(x, False):
+    return potential_jet.value_and_grad(w.pot, w.variables, x)[1]
   return jax.grad(lambda x: jnp.sum(w(x)))(x)
 
 
 def batch_value_and_grad(w, x):
   """``(w(x) [b], grad w(x) [b, d])`` for a batched energy."""
+  if isinstance(w, PotentialEnergy) and w.jet_for(x, False):
+    return potential_jet.value_and_grad(w.pot, w.variables, x)
   vals, vjp = jax.vjp(w, x)
   return vals, vjp(jnp.ones_like(vals))[0]
 
 
+def batch_value_grad_hessian(w, x):
+  """``(w(x) [b], grad w(x) [b, d], Hess w(x) [b, d, d])`` for a batched energy."""
+  if isinstance(w, PotentialEnergy) and w.jet_for(x, True):
+    return potential_jet.value_grad_hessian(w.pot, w.variables, x)
+  return (*batch_value_and_grad(w, x), batch_hessian(w, x))
+
+
 def batch_hessian(w, x):
-  """Per-point Hessians ``[b, d, d]`` of a batched energy (``d`` JVPs of the gradient)."""
-  g = lambda x: batch_grad(w, x)
+  """Per-point Hessians ``[b, d, d]`` of a batched energy (``d`` JVPs of the gradient, or the
+  closed form of a :class:`PotentialEnergy`)."""
+  if isinstance(w, PotentialEnergy) and w.jet_for(x, True):
+    return potential_jet.value_grad_hessian(w.pot, w.variables, x)[2]
+  g = lambda x: jax.grad(lambda x: jnp.sum(w(x)))(x)
   d = x.shape[-1]
   basis = jnp.broadcast_to(jnp.eye(d, dtype=x.dtype)[:, None, :], (d,) + x.shape)
   cols = jax.vmap(lambda e: jax.jvp(g, (x,), (e,))[1])(basis)  # [d, b, d]

@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cmm_core import potentials
+
 __all__ = ["mala", "mala_aux", "adapt_step_size", "rough_samples", "TARGET_ACCEPT"]
 
 TARGET_ACCEPT = 0.57
@@ -30,8 +32,7 @@ def mala(energy, x, step_size, key, n_steps: int, precond=None):
     ``(x [b, d], acceptance rate averaged over steps and chains)``.
   """
   def value_grad(x, aux):
-    vals, vjp = jax.vjp(energy, x)
-    return vals, vjp(jnp.ones_like(vals))[0], aux
+    return (*potentials.batch_value_and_grad(energy, x), aux)
 
   x, _, acc = mala_aux(value_grad, x, jnp.zeros(()), step_size, key, n_steps, precond)
   return x, acc

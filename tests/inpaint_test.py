@@ -270,6 +270,7 @@ def test_flow_log_density_fn_matches_log_prob():
   np.testing.assert_allclose(g, fd, rtol=2e-2, atol=2e-2)
 
 
+@pytest.mark.slow  # ~19 s; the analytic model's quadrature check above runs by default
 def test_flow_conditional_matches_quadrature():
   _check_against_quadrature(_random_flow())
 

@@ -145,18 +145,18 @@ def _f_value(pot, variables, x):
 
 @functools.partial(jax.jit, static_argnums=0)
 def _f_grad(pot, variables, x):
-  return potentials.batch_grad(functools.partial(pot.apply, variables), x)
+  return potentials.batch_grad(potentials.PotentialEnergy(pot, variables), x)
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _f_logdet_hess(pot, variables, x):
-  h = potentials.batch_hessian(functools.partial(pot.apply, variables), x)
+  h = potentials.batch_hessian(potentials.PotentialEnergy(pot, variables), x)
   return jnp.linalg.slogdet(h)[1]
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4, 5, 6))
 def _f_conjugate(pot, variables, x, y0, iters, solver="newton", cg_iters=0, precond=None):
-  y, _, resid = potentials.conjugate_argmax(functools.partial(pot.apply, variables), x, y0,
+  y, _, resid = potentials.conjugate_argmax(potentials.PotentialEnergy(pot, variables), x, y0,
                                             max_iter=iters, solver=solver, cg_iters=cg_iters,
                                             precond=precond)
   return y, resid
@@ -164,7 +164,7 @@ def _f_conjugate(pot, variables, x, y0, iters, solver="newton", cg_iters=0, prec
 
 @functools.partial(jax.jit, static_argnums=(0, 5))
 def _f_mala(pot, variables, x, step_size, key, n_steps, precond):
-  return sampling.mala(functools.partial(pot.apply, variables), x, step_size, key, n_steps,
+  return sampling.mala(potentials.PotentialEnergy(pot, variables), x, step_size, key, n_steps,
                        precond)[0]
 
 
@@ -172,7 +172,7 @@ def _f_mala(pot, variables, x, step_size, key, n_steps, precond):
 def _f_star_mala(pot, variables, x, z, step_size, key, n_steps, iters, precond, solver="newton",
                  cg_iters=0, solve_precond=None):
   """MALA on e^{-f*}; ``z [b, d]`` are the chains' conjugates (warm starts)."""
-  energy = functools.partial(pot.apply, variables)
+  energy = potentials.PotentialEnergy(pot, variables)
 
   def value_grad(x, z):
     z, _, _ = potentials.conjugate_argmax(energy, x, z, max_iter=iters, solver=solver,
@@ -431,9 +431,11 @@ def _convex_log_density(pot, on_base: bool, base_kind: str, exact_gradient: bool
 
   def fn(args, y):
     variables, shift, a, B_inv = args
-    f = lambda v: pot.apply(variables, v)
+    f = potentials.PotentialEnergy(pot, variables)
+    # one point's value, gradient and Hessian, in closed form where potential_jet has it
+    jet = lambda v: [t[0] for t in potentials.batch_value_grad_hessian(f, v[None])]
     hold = (lambda t: t) if exact_gradient else jax.lax.stop_gradient
-    hess_logdet = lambda v: hold(jnp.linalg.slogdet(jax.hessian(f)(v))[1])
+    hess_logdet = lambda v: hold(jnp.linalg.slogdet(jet(v)[2])[1])
 
     def energy(x):  # the base's energy, unnormalised
       if base_kind == "normal":
@@ -444,13 +446,14 @@ def _convex_log_density(pot, on_base: bool, base_kind: str, exact_gradient: bool
       return f(x)
 
     if not on_base:  # rho = grad f* # mu: log mu(grad f(y)) + log det Hess f(y)
-      return -energy(jax.grad(f)(y)) + hess_logdet(y)
+      _, g, h = jet(y)
+      return -energy(g) + hold(jnp.linalg.slogdet(h)[1])
     # rho = grad f # mu: log mu(x) - log det Hess f(x) at x = grad f*(y - shift)
     y = y - shift
     x0 = conjugate(f, y, a, B_inv)
-    h = jax.lax.stop_gradient(jax.hessian(f)(x0))
+    _, g0, h = jax.lax.stop_gradient(jet(x0))
     # one more Newton step; its y-derivative is the implicit one, Hess f(x)^{-1}
-    x = x0 + jnp.linalg.solve(h, y - jax.lax.stop_gradient(jax.grad(f)(x0)))
+    x = x0 + jnp.linalg.solve(h, y - g0)
     return -energy(x) - hess_logdet(x)
 
   return fn
@@ -714,7 +717,8 @@ class ConvexFixedPoint(Model):
     c = static.config
     solve = self._solve_kwargs(static, state, c["conjugate_iters"])
     pot, tx = _potential(static), _optimizer(static)
-    energy_of = lambda params: functools.partial(pot.apply, {"params": params, "consts": state.consts})
+    energy_of = lambda params: potentials.PotentialEnergy(pot, {"params": params,
+                                                                "consts": state.consts})
     k_batch, k_move = jax.random.split(key)
     energy = energy_of(state.params)
     idx = jax.random.randint(k_batch, (c["batch_size"],), 0, data.shape[0])
@@ -761,8 +765,8 @@ class ConvexFixedPoint(Model):
         return rest - jnp.mean(surrogate), (rest - jnp.mean(logdet_few), g)
       if mle:
         # -log rho(y) = w(grad w(y)) - log det Hess w(y) + log Z; grad log Z = -E_{e^{-w}}[grad w]
-        g = potentials.batch_grad(f, y)
-        _, logdet = jnp.linalg.slogdet(potentials.batch_hessian(f, y))
+        _, g, hess = potentials.batch_value_grad_hessian(f, y)
+        _, logdet = jnp.linalg.slogdet(hess)
         loss = jnp.mean(f(g) - logdet) - jnp.mean(f(jax.lax.stop_gradient(x)))
         return loss, (loss, g)
       # E_P[f] + E_Q[<q, q*> - f(q*)] with q* fixed (Danskin)
@@ -898,7 +902,7 @@ def _ais_log_z(pot, variables, mean, chol, precond, step_size, key, n_temps, n_p
   """``log integral e^{-f}``: AIS from ``N(mean, chol chol^T)`` with ``n_temps`` temperatures
   (``beta = (k / n_temps)^2``) and two MALA steps each (preconditioner ``precond``, step size
   ``step_size``), ``n_particles`` particles."""
-  energy = functools.partial(pot.apply, variables)
+  energy = potentials.PotentialEnergy(pot, variables)
   d = mean.shape[0]
   chol_inv = jax.scipy.linalg.solve_triangular(chol, jnp.eye(d, dtype=chol.dtype), lower=True)
   log_norm = jnp.sum(jnp.log(jnp.diag(chol))) + 0.5 * d * jnp.log(2 * jnp.pi)

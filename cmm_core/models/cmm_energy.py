@@ -22,7 +22,6 @@ target. docs/energies.md has the measurements.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import warnings
 
 import jax
@@ -121,7 +120,8 @@ class CMMEnergy(CMM):
   def step(self, static, state: State, key, data):
     c, energy_target = static.config, static.get("energy")
     pot, tx = _potential(static), _optimizer(static)
-    energy_of = lambda params: functools.partial(pot.apply, {"params": params, "consts": state.consts})
+    energy_of = lambda params: potentials.PotentialEnergy(pot, {"params": params,
+                                                                "consts": state.consts})
     k_move, k_is = jax.random.split(key)
     energy = energy_of(state.params)
     warmup = state.t < c["burn_in"]
@@ -132,8 +132,8 @@ class CMMEnergy(CMM):
 
     def ell(f):
       """``l_w(y) = log rho_w(y) + log Z_w`` ``[b]``."""
-      _, logdet = jnp.linalg.slogdet(potentials.batch_hessian(f, y))
-      return -f(potentials.batch_grad(f, y)) + logdet
+      _, g, hess = potentials.batch_value_grad_hessian(f, y)
+      return -f(g) + jnp.linalg.slogdet(hess)[1]
 
     e_y = energy_target.fn(y)
 
