@@ -565,9 +565,11 @@ class PotentialEnergy:
 
 JET_HESSIAN_MAX_DIM = 16
 """The closed form carries ``[b, width, d, d]`` per layer where JAX's forward-over-reverse Hessian
-carries ``d`` tangents of ``[b, width]``: the same work, but ``d`` times the memory. Measured faster
+carries ``d`` tangents of ``[b, width]``: similar arithmetic, ``d`` times the memory. Measured faster
 up to d = 16 (Ising L = 4, docs/speed.md); not measured above, so JAX's Hessian is kept there."""
 JET_GRADIENT_MAX_DIM = 4
+"""The closed-form gradient carries ``[b, width, d]`` per layer, reverse mode ``[b, width]``: it
+pays in few dimensions only (MALA's two steps in 2D compiled 2.1 s against 2.7 s, same run time)."""
 
 
 def batch_grad(w, x):

@@ -83,8 +83,8 @@ class CMMEnergy(CMM):
   lattice_min_side, lattice_max_side = 2, 4
   lattice_suggested = {
       "hyper": {"learning_rate": 2e-2},
-      "why": "a rate of 2e-2: 0.069 nats per site after 1,250 steps (5 min) on L = 4, against 0.143 "
-             "at 5e-3"}
+      "why": "a rate of 2e-2: 0.069 nats per site after 5 min on L = 4, against 0.143 at 5e-3 "
+             "(measured side by side; 0.043 in 5 min since the Hessians are in closed form)"}
   # XLA:CPU (jaxlib 0.10.2) deadlocks, idle, in this step's training chunk from d = 16 with 256
   # chains (the conjugates feeding the Hessians' gradient inside the chunk's loop); its
   # concurrency-optimised scheduler is the cause: without it the chunk runs (docs/energies.md)
