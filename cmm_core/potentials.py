@@ -566,7 +566,8 @@ class PotentialEnergy:
 JET_HESSIAN_MAX_DIM = 16
 """The closed form carries ``[b, width, d, d]`` per layer where JAX's forward-over-reverse Hessian
 carries ``d`` tangents of ``[b, width]``: similar arithmetic, ``d`` times the memory. Measured faster
-up to d = 16 (Ising L = 4, docs/speed.md); not measured above, so JAX's Hessian is kept there."""
+on Ising L = 4 (d = 16) and slower on L = 8 (d = 64: 50 steps of cmm's energy route, compilation
+included, 150 s against JAX's 108 s; docs/speed.md)."""
 JET_GRADIENT_MAX_DIM = 4
 """The closed-form gradient carries ``[b, width, d]`` per layer, reverse mode ``[b, width]``: it
 pays in few dimensions only (MALA's two steps in 2D compiled 2.1 s against 2.7 s, same run time)."""
