@@ -8,7 +8,7 @@ gradient ``[b, k, d]`` and Hessian ``[b, k, d, d]`` forward layer by layer in cl
 parameter gradient is plain reverse mode over one explicit graph: cmm's 2D step runs about twice as
 fast, and compiles in about the same time (docs/speed.md, "Closed-form Hessians"). The result
 equals JAX's up to float rounding (``tests/potential_jet_test.py``). Potentials with axis hinges
-fall back to JAX's derivatives.
+have no closed form here: ``potentials.PotentialEnergy`` takes JAX's derivatives for them.
 """
 
 from __future__ import annotations
@@ -45,11 +45,9 @@ def value_and_grad(pot, variables, x):
 
 
 def _jet(pot, variables, x, hess: bool):
-  if not supported(pot):
-    from cmm_core import potentials  # noqa: PLC0415  (potentials imports this module)
-    w = lambda z: pot.apply(variables, z)   # a plain function: JAX's derivatives
-    v, g = potentials.batch_value_and_grad(w, x)
-    return v, g, potentials.batch_hessian(w, x) if hess else None
+  if not supported(pot):  # potentials.PotentialEnergy takes JAX's derivatives for these
+    raise ValueError(f"no closed-form derivatives for this potential "
+                     f"(axis_hinges={pot.axis_hinges}, activation={pot.activation!r})")
   params, consts = variables["params"], variables["consts"]
   if pot.radial:
     r = jnp.sqrt(jnp.sum(x * x, -1) + consts["radial_eps"] ** 2)            # [b]

@@ -600,7 +600,7 @@ def batch_hessian(w, x):
   closed form of a :class:`PotentialEnergy`)."""
   if isinstance(w, PotentialEnergy) and w.jet_for(x, True):
     return potential_jet.value_grad_hessian(w.pot, w.variables, x)[2]
-  g = lambda x: jax.grad(lambda x: jnp.sum(w(x)))(x)
+  g = lambda x: batch_grad(w, x)
   d = x.shape[-1]
   basis = jnp.broadcast_to(jnp.eye(d, dtype=x.dtype)[:, None, :], (d,) + x.shape)
   cols = jax.vmap(lambda e: jax.jvp(g, (x,), (e,))[1])(basis)  # [d, b, d]

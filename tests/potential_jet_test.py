@@ -101,3 +101,5 @@ def test_potential_energy_takes_the_closed_form_only_where_it_serves():
   assert not energy.jet_for(widest, True)
   hinged = potentials.PotentialEnergy(pot.clone(axis_hinges=4), None)
   assert not hinged.jet_for(x, True) and not potential_jet.supported(hinged.pot)
+  with pytest.raises(ValueError, match="axis_hinges=4"):
+    potential_jet.value_grad_hessian(hinged.pot, None, x)
