@@ -132,6 +132,16 @@ def replace(schema: Sequence[Hyper], **new_defaults) -> tuple:
                else h for h in schema)
 
 
+def optional(schema: Sequence[Hyper], **meanings: str) -> tuple:
+  """The schema with some numbers made optional: default None ("auto"), which means
+  ``meanings[name]`` (the model's ``resolve`` puts the value)."""
+  unknown = set(meanings) - {h.name for h in schema}
+  if unknown:
+    raise ValueError(f"no hyper-parameter(s) {sorted(unknown)} to make optional")
+  return tuple(dataclasses.replace(h, default=None, optional=meanings[h.name]) if h.name in meanings
+               else h for h in schema)
+
+
 def without(schema: Sequence[Hyper], *names: str) -> tuple:
   """The schema less the entries ``names``."""
   return tuple(h for h in schema if h.name not in names)

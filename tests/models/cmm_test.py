@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 import cmm_core as cc
+from cmm_core.models.cmm import ALPHA, CMM_ALPHA, CMM_SMALL_START, CMM_TUNED_MIN_ROWS, INIT_SCALE
 
 FAST = dict(batch_size=256, langevin_steps=2, conjugate_iters=4)
 GAUSS_STEPS = 300
@@ -158,6 +159,8 @@ def test_auto_settings_follow_the_dimension(model):
     # conjugate Newton iterations per step: one for the likelihood (conjugates only for the
     # sample metric), else 4 (dense) or 3 (Newton-CG)
     want["conjugate_iters"] = 1 if want.get("objective") == "mle" else (4 if d <= 16 else 3)
+    if model == "cmm":  # its floor and start are "auto" too: the shared values, rows unknown
+      want.update(alpha=ALPHA, init_scale=INIT_SCALE)
     config, auto = m.resolve(d)
     assert auto == want, (d, auto)
     assert {k: config[k] for k in want} == want
@@ -166,6 +169,52 @@ def test_auto_settings_follow_the_dimension(model):
   given = dict(pieces=8, conjugate_solver="newton", conjugate_iters=2, quadratic="trained")
   config, auto = cc.models.get(model)(**given).resolve(64)
   assert {k: config[k] for k in given} == given and not set(given) & set(auto)
+
+
+def test_cmm_floor_follows_the_rows_and_the_dimension():
+  """cmm's "auto" floor: CMM_ALPHA from CMM_TUNED_MIN_ROWS rows up to d = 16, else ALPHA; a value
+  given is kept; mm and brenier keep ALPHA."""
+  m = cc.models.get("cmm")()
+  for d, n, want in ((2, 4000, CMM_ALPHA), (16, CMM_TUNED_MIN_ROWS, CMM_ALPHA),
+                     (2, CMM_TUNED_MIN_ROWS - 1, ALPHA), (17, 4000, ALPHA), (2, None, ALPHA)):
+    config, auto = m.resolve(d, n)
+    assert config["alpha"] == auto["alpha"] == want, (d, n)
+  config, auto = cc.models.get("cmm")(alpha=0.1).resolve(2, 4000)
+  assert config["alpha"] == 0.1 and "alpha" not in auto
+  for other in ("mm", "brenier"):
+    assert cc.models.get(other)().resolve(2, 4000)[0]["alpha"] == ALPHA
+
+
+def _cmm_start(data, **hyper):
+  """``(fitted, params)`` of cmm's init alone (no step compiles) on ``data [n, d]``."""
+  import jax
+  m = cc.models.get("cmm")(**hyper)
+  static, state = m.init(jax.random.PRNGKey(0), np.asarray(data, np.float32))
+  return m.finalize(static, state, [], {"dim": data.shape[1]}), state.params
+
+
+def test_cmm_small_start_on_many_rows_only():
+  """cmm's "auto" random start: CMM_SMALL_START on a toy of CMM_TUNED_MIN_ROWS rows (its random
+  part is small next to the guess) at the full step, reported in the config and the auto settings,
+  and the same start when given; the shared start on fewer rows; make_potential's lowered one, with
+  its step cut, on a table in its own units. init only: no step compiles."""
+  import jax
+  toy = cc.targets.make("eight_gaussians", n=CMM_TUNED_MIN_ROWS, seed=0)
+  small, params = _cmm_start(toy)
+  assert small.config["init_scale"] == CMM_SMALL_START and small.config["alpha"] == CMM_ALPHA
+  assert small.info["auto"]["init_scale"] == small.extras["init_scale"] == pytest.approx(CMM_SMALL_START)
+  assert small.extras["lr_scale"] == 1.0
+  _, given = _cmm_start(toy, init_scale=small.config["init_scale"], alpha=small.config["alpha"])
+  for a, b in zip(jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(given)):
+    np.testing.assert_array_equal(a, b)
+  few, _ = _cmm_start(toy[:500])
+  assert few.extras["init_scale"] == INIT_SCALE and few.config["alpha"] == ALPHA
+  # Old Faithful as given, repeated to CMM_TUNED_MIN_ROWS rows: its start is lowered from INIT_SCALE
+  faithful = np.tile(np.asarray(cc.datasets.load("old_faithful"), np.float64), (5, 1))
+  lowered, _ = _cmm_start(faithful)
+  assert lowered.extras["init_scale"] < CMM_SMALL_START
+  assert lowered.extras["lr_scale"] == pytest.approx(lowered.extras["init_scale"] / INIT_SCALE,
+                                                     rel=1e-5)
 
 
 def test_damped_quadratic_moves_at_a_quarter_of_the_step():
@@ -213,9 +262,12 @@ def test_auto_settings_are_recorded_in_the_fitted_config():
   data = np.random.default_rng(0).standard_normal((300, 64)).astype(np.float32)
   static, state = m.init(jax.random.PRNGKey(0), data)
   fitted = m.finalize(static, state, [], {"dim": 64})
-  want = {**_AUTO_HIGH, "conjugate_iters": 1}
+  want = {**_AUTO_HIGH, "conjugate_iters": 1, "alpha": ALPHA}
   assert {k: fitted.config[k] for k in want} == want
-  assert fitted.info["auto"] == want and static.config == fitted.config
+  # the start that ran: INIT_SCALE lowered by make_potential, reported with the auto settings
+  assert fitted.info["auto"] == {**want, "init_scale": fitted.extras["init_scale"]}
+  assert fitted.extras["init_scale"] < fitted.config["init_scale"] == INIT_SCALE
+  assert static.config == fitted.config
   assert m.config["objective"] == "auto" and m.config["pieces"] is None  # the model is unchanged
 
 
