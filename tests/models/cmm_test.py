@@ -188,7 +188,7 @@ def test_cmm_floor_follows_the_rows_and_the_dimension():
 def _cmm_start(data, **hyper):
   """``(fitted, params)`` of cmm's init alone (no step compiles) on ``data [n, d]``."""
   import jax
-  m = cc.models.get("cmm")(**hyper)
+  m = cc.models.get("cmm")(hidden=(4,), **hyper)  # a small network: quicker to compile
   static, state = m.init(jax.random.PRNGKey(0), np.asarray(data, np.float32))
   return m.finalize(static, state, [], {"dim": data.shape[1]}), state.params
 
