@@ -300,7 +300,8 @@ def make_potential(points: np.ndarray, base_mean: np.ndarray, potential_matrix: 
       the data are far from the origin). The normalisation covers both regions, and half of the
       pieces and kinks are placed in each, so that the guess holds in both.
     max_ratio: the most the random start may move ``grad w``, relative to the guess
-      (:func:`start_ratio`; ``RANDOM_PART_RATIO`` by default).
+      (:func:`start_ratio`; ``RANDOM_PART_RATIO`` by default); None: ``init_scale`` as given,
+      unchecked.
     even: an even potential (``ConvexPotential.even``), for a guess centred at the origin.
     radial: a potential of ``|x|`` only (``ConvexPotential.radial``), for a target invariant under
       rotations about the origin: the 1-D potential starts from the isotropic guess
@@ -328,7 +329,8 @@ def make_potential(points: np.ndarray, base_mean: np.ndarray, potential_matrix: 
                               axis_hinges=AXIS_HINGES if far else 0)
     guess = (base_mean, potential_matrix)
   pot, variables = build(init_scale=init_scale)
-  for _ in range(3):  # the random part is close to linear in init_scale: a few rescalings settle it
+  # the random part is close to linear in init_scale: a few rescalings settle it
+  for _ in range(3 if max_ratio is not None else 0):
     ratio = start_ratio(pot, variables, regions, *guess)
     if not ratio > max_ratio:  # also stops on NaN
       break

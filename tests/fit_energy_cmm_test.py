@@ -37,6 +37,8 @@ def test_a_gaussian_energy_gives_the_closed_form_cmm():
   assert fitted.model == "cmm" and fitted.info["energy"] == "gaussian"
 
 
+# about 30 s (two fits): in the slow suite, to keep the default one under 8 minutes (docs/testing.md)
+@pytest.mark.slow
 def test_save_load_and_the_same_seed_give_the_same_model(tmp_path):
   a, b = (cc.fit_energy("cmm", _gaussian(), steps=60, seed=3, **SMALL) for _ in range(2))
   assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]

@@ -68,6 +68,14 @@ random start where its random part is as small next to the Gaussian guess as the
 ``make_potential`` finds from ``INIT_SCALE``). On the toys (4,000 rows) the held-out NLL is better
 and steadier; on tables of 100-300 rows it was worse, so they keep the shared values
 (docs/training.md, session 42)."""
+
+
+def cmm_tuned(dim: int, n) -> bool:
+  """Whether cmm's "auto" floor and start are ``CMM_ALPHA`` and ``CMM_SMALL_START``: from
+  ``CMM_TUNED_MIN_ROWS`` rows (``n``; None: unknown, no) up to ``HIGH_DIM`` dimensions."""
+  return dim <= HIGH_DIM and n is not None and n >= CMM_TUNED_MIN_ROWS
+
+
 _HIGH_DIM_CONJUGATE_ITERS = 3   # "auto" Newton-CG iterations per training step above HIGH_DIM
 # above HIGH_DIM the ICNN's random start may move grad w by at most this fraction of the Gaussian
 # guess's spread (potentials.RANDOM_PART_RATIO, 1.0, below): at d = 64 a random part as large as
@@ -604,9 +612,8 @@ class ConvexFixedPoint(Model):
     def put(name, value):
       c[name] = auto[name] = value
 
-    tuned = not high and n is not None and n >= CMM_TUNED_MIN_ROWS
     if "alpha" in c and c["alpha"] is None:
-      put("alpha", CMM_ALPHA if tuned else ALPHA)
+      put("alpha", CMM_ALPHA if cmm_tuned(dim, n) else ALPHA)
     if "init_scale" in c and c["init_scale"] is None:  # init may start smaller (CMM_SMALL_START)
       put("init_scale", INIT_SCALE)
     if c.get("objective") == "auto":
@@ -665,11 +672,10 @@ class ConvexFixedPoint(Model):
         pieces=c.get("pieces", 0), extra_points=extra, **symmetry_flags(c))
     max_ratio = potentials.RANDOM_PART_RATIO if d <= HIGH_DIM else _HIGH_DIM_RANDOM_PART_RATIO
     potential, lr_scale = None, 1.0
-    if (self.side == "cmm" and self.config.get("init_scale") is None and d <= HIGH_DIM
-        and n >= CMM_TUNED_MIN_ROWS):
+    if self.side == "cmm" and self.config.get("init_scale") is None and cmm_tuned(d, n):
       # cmm's "auto" start (CMM_SMALL_START), where its random part is as small next to the guess
       # as the rule below lets INIT_SCALE's be; elsewhere that rule's start
-      potential, variables = build(init_scale=CMM_SMALL_START, max_ratio=np.inf)
+      potential, variables = build(init_scale=CMM_SMALL_START, max_ratio=None)
       regions = [points] if extra is None else [points, extra]
       limit = max_ratio * CMM_SMALL_START / INIT_SCALE
       if potentials.start_ratio(potential, variables, regions, guess["a"], guess["B"]) <= limit:
