@@ -26,6 +26,9 @@ def _finite(v):
   return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
+# Each harness below is a fresh process that imports JAX and compiles a fit (13-16 s in the suite):
+# in the slow suite, which CI runs after the default one (docs/testing.md, session 43).
+@pytest.mark.slow
 def test_run_quick_end_to_end(tmp_path):
   out, md = _run("run", "--quick", "--models", "maflow", "--targets", "gaussian_2d",
                  "--max-seconds", "2", tmp_path=tmp_path)
@@ -50,6 +53,7 @@ def test_run_quick_end_to_end(tmp_path):
   assert "## gaussian_2d" in md and "| maflow |" in md
 
 
+@pytest.mark.slow
 def test_scaling_quick_end_to_end(tmp_path):
   out, md = _run("scaling", "--quick", "--models", "maflow", "--ns", "128", "--ds", "2", "3",
                  "--n-fixed", "128", tmp_path=tmp_path)

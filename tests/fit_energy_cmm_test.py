@@ -50,10 +50,14 @@ def test_save_load_and_the_same_seed_give_the_same_model(tmp_path):
   assert back.model == "cmm" and back.info["energy"] == "gaussian"
 
 
+# 28 s alone (the energy step and the summary's ELBO compile for it): in the slow suite. The default
+# suite runs `fit-energy` with maflow (tests/fit_energy_test.py) and cmm's energy route on Compare
+# (tests/app/compare_energy_test.py).
+@pytest.mark.slow
 def test_command_line_fits_cmm_to_an_energy(tmp_path, capsys):
   from cmm_core import cli
   out = tmp_path / "g.msgpack"
-  # the module's Gaussian and settings: the compiled chunk of the test above
+  # the module's Gaussian and settings (the slow tests above compile the same chunk)
   assert cli.main(["fit-energy", "--model", "cmm", "--energy", "gaussian", "--param", "mean=[1, -0.5]",
                    "--param", "cov=[[2, 0.6], [0.6, 0.5]]", "--steps", "55", "--hyper", "hidden=16,16",
                    "--hyper", "pieces=0", "--out", str(out), "-q"]) == 0

@@ -334,7 +334,7 @@ def _model_blob() -> dict:
   from flax import serialization
   from cmm_core import io as cio
   from cmm_core.models import maflow
-  config = maflow.MAFlow(hidden=4, n_steps=1).config
+  config = maflow.MAFlow(hidden=4, n_steps=1).resolve(2)[0]
   params = maflow.init_params(maflow._spec(config, 2), jax.random.PRNGKey(0), 0.1)
   fitted = maflow.MAFlowFitted(
       config=config, params=params, extras={"dim": 2, "shift": np.zeros(2), "scale": 1.0},
@@ -541,11 +541,14 @@ def _edge_config(model: str, j: int) -> dict:
     # the likelihood is evaluated through w on the data side: keep one or the other, in turn
     hyper_.update(potential="data") if (j // 2) % 2 else hyper_.update(objective="semidual")
   if model == "maflow":
-    if hyper_["potential"] == "mlp" and (hyper_["segments"] > 1 or hyper_["radial"] > 0):
+    segments = hyper_["segments"] or 1   # None: "auto", 1 unless the steps are auto as well
+    if hyper_["potential"] == "mlp" and (segments > 1 or hyper_["radial"] > 0):
       # segments and radial units need the one-layer potential ("single", or "auto" resolves to it):
       # drop them here, the other configurations hold their upper bounds
       hyper_.update(segments=1, radial=0)
-    hyper_["n_steps"] = hyper_["segments"] * max(1, hyper_["n_steps"] // hyper_["segments"])
+      segments = 1
+    if hyper_["n_steps"] is not None:
+      hyper_["n_steps"] = segments * max(1, hyper_["n_steps"] // segments)
   # small data and batches: the fit's size is not what is checked
   batch = {"batch_size": 16} if model in ("cmm", "mm", "brenier") else {}
   return {**hyper_, **batch, **_SMALL.get(model, {})}

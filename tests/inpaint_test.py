@@ -90,7 +90,7 @@ def test_gaussian_inpaint_keeps_observed_bits_and_dtype():
 def _random_flow(d=2, seed=0, init_scale=2.0, shift=(0.7, -0.4), scale=1.3) -> MAFlowFitted:
   """An untrained flow with a random, clearly non-Gaussian potential (no fit: nothing compiles);
   small (16 units, 5 RK4 steps to T = 2) so that its chains run in seconds."""
-  config = dict(MAFlow(hidden=16, n_steps=5, step_size=0.4).config)
+  config = dict(MAFlow(hidden=16, n_steps=5, step_size=0.4).resolve(d)[0])
   spec = maflow._spec(config, d)
   params = maflow.init_params(spec, jax.random.PRNGKey(seed), init_scale, 1.0)
   extras = {"dim": d, "shift": np.asarray(shift[:d], np.float32), "scale": scale, "laplacian_train": "exact"}

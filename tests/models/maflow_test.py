@@ -58,7 +58,7 @@ _SLOW = pytest.mark.slow
     {"segments": 2, "radial": 4, "time_dependent": True, "symmetry": "reflection"},
 ])
 def test_field_matches_autodiff(hyper):
-  config = MAFlow(hidden=hyper.pop("hidden", 24), **hyper).config
+  config = MAFlow(hidden=hyper.pop("hidden", 24), **hyper).resolve(2)[0]
   spec = maflow._spec(config, 2)
   params = maflow.init_params(spec, jax.random.PRNGKey(1), 2.0)
   u = jax.random.normal(jax.random.PRNGKey(2), (40, 2)) * 1.5
@@ -71,7 +71,7 @@ def test_field_matches_autodiff(hyper):
 
 @pytest.mark.slow
 def test_exact_laplacian_in_5d_and_hutchinson_is_unbiased():
-  config = MAFlow(potential="mlp", hidden=16, depth=2).config
+  config = MAFlow(potential="mlp", hidden=16, depth=2).resolve(5)[0]
   spec = maflow._spec(config, 5)
   params = maflow.init_params(spec, jax.random.PRNGKey(3), 2.0)
   u = jax.random.normal(jax.random.PRNGKey(4), (8, 5))
@@ -163,36 +163,62 @@ def test_auto_standardization_follows_the_columns_units():
   toy = cc.fit("maflow", x, steps=1, seed=0)
   # 256 rows: the few-rows settings (docs/peers.md, session 38)
   assert toy.info["auto"] == {"standardize_by": "scalar", "potential": "single", "hidden": 64,
-                              "learning_rate": 5e-3, "batch_size": 256}
+                              "learning_rate": 5e-3, "batch_size": 256, "segments": 1,
+                              "n_steps": 10, "step_size": 0.2}
   assert toy.config["standardize_by"] == "scalar"
   units = cc.fit("maflow", x * np.array([1.0, 500.0]), steps=1, seed=0)
   assert units.info["auto"]["standardize_by"] == "covariance"
   np.testing.assert_allclose(units.extras["scale"], np.linalg.cholesky(np.cov(x.T * [[1.0], [500.0]],
                                                                               bias=True)), rtol=1e-3)
   fixed = cc.fit("maflow", x, steps=1, seed=0, standardize_by="coordinate", potential="single",
-                 hidden=64, learning_rate=5e-3, batch_size=256)
+                 hidden=64, learning_rate=5e-3, batch_size=256, segments=1, n_steps=10,
+                 step_size=0.2)
   assert "auto" not in fixed.info and np.count_nonzero(fixed.extras["scale"]) == 2
 
 
 def test_the_rows_pick_width_rate_and_batch_unless_given():
-  many = MAFlow().resolve(2, 1000)
-  assert many == ({**MAFlow().config, "potential": "single", "hidden": 96, "learning_rate": 1.5e-2,
-                   "batch_size": 128},
-                  {"potential": "single", "hidden": 96, "learning_rate": 1.5e-2, "batch_size": 128})
+  plain = {"segments": 1, "n_steps": 10, "step_size": 0.2}
+  many = MAFlow().resolve(3, 1000)
+  auto = {"potential": "single", "hidden": 96, "learning_rate": 1.5e-2, "batch_size": 128, **plain}
+  assert many == ({**MAFlow().config, **auto}, auto)
   few, auto = MAFlow().resolve(2, 999)
   assert (few["hidden"], few["learning_rate"], few["batch_size"]) == (64, 5e-3, 256)
+  assert {k: few[k] for k in plain} == plain
   assert MAFlow().resolve(2)[0]["batch_size"] == 256  # rows unknown: few
   given, auto = MAFlow(learning_rate=1e-3, batch_size=64).resolve(2, 4000)
   assert (given["learning_rate"], given["batch_size"], given["hidden"]) == (1e-3, 64, 96)
   assert "learning_rate" not in auto and "batch_size" not in auto
   # a fit runs with, records and reloads the resolved values
   fitted = cc.fit("maflow", cc.targets.make("eight_gaussians", 1000, seed=0), steps=2, seed=0)
-  assert fitted.config["batch_size"] == 128 and fitted.info["auto"]["learning_rate"] == 1.5e-2
-  assert fitted.params["W"].shape == (96, 2)  # the one-layer potential, 96 units
+  assert fitted.config["batch_size"] == 128 and fitted.info["auto"]["learning_rate"] == 1e-2
+  assert fitted.params["W"].shape == (2, 96, 2)  # two one-layer potentials, 96 units each
   # the energy route has no rows: plain numbers, no "auto"
   energy = {h.name: h for h in maflow.MAFlowEnergy.schema}
-  assert [(energy[k].default, energy[k].optional) for k in ("hidden", "learning_rate", "batch_size")] == [
-      (64, ""), (5e-3, ""), (256, "")]
+  names = ("hidden", "learning_rate", "batch_size", "segments", "n_steps", "step_size")
+  assert [(energy[k].default, energy[k].optional) for k in names] == [
+      (64, ""), (5e-3, ""), (256, ""), (1, ""), (10, ""), (0.2, "")]
+
+
+def test_2d_data_with_many_rows_get_two_segments_on_a_finer_grid():
+  # docs/peers.md (session 43): two potentials in sequence on 16 RK4 steps of 0.125 at a rate of 1e-2
+  segmented = {"segments": 2, "n_steps": 16, "step_size": 0.125, "learning_rate": 1e-2}
+  config, auto = MAFlow().resolve(2, 1000)
+  assert {k: config[k] for k in segmented} == {k: auto[k] for k in segmented} == segmented
+  assert config["n_steps"] * config["step_size"] == pytest.approx(2.0)  # the same T
+  # any of the three given, a symmetry, radial units or a time-dependent potential: the plain flow
+  # (two segments on the coarse grid learn its error: docs/peers.md)
+  for given in ({"n_steps": 10}, {"step_size": 0.2}, {"segments": 1}, {"symmetry": "reflection"},
+                {"radial": 4}, {"time_dependent": True}, {"potential": "mlp"}):
+    config, _ = MAFlow(**given).resolve(2, 4000)
+    assert config["segments"] == given.get("segments", 1), given
+    assert config["learning_rate"] == 1.5e-2, given
+  # a rate given is kept; segments given with the steps left auto: the plain grid, checked
+  assert MAFlow(learning_rate=3e-3).resolve(2, 4000)[0]["learning_rate"] == 3e-3
+  assert MAFlow(segments=5).resolve(2, 4000)[0]["n_steps"] == 10
+  with pytest.raises(ValueError, match="multiple of segments"):
+    MAFlow(segments=3)
+  # fewer rows or more dimensions: the plain flow
+  assert MAFlow().resolve(2, 999)[0]["segments"] == MAFlow().resolve(3, 4000)[0]["segments"] == 1
 
 
 def test_auto_potential_is_the_mlp_above_16_dimensions_or_with_many_rows():
@@ -351,7 +377,9 @@ def test_forward_then_backward_is_the_identity(gaussian_fit):
 
 def test_density_integrates_to_one(gaussian_fit):
   _, fitted, _ = gaussian_fit
-  g = np.linspace(-8, 8, 161)
+  # wide: with two time segments (the default on 2-D data from 1,000 rows) the flow at T / 2 is
+  # about twice as wide as the data (std 2.8 against 1.4), and +-8 missed 8% of its mass
+  g = np.linspace(-20, 20, 241)
   mesh = np.stack(np.meshgrid(g - 0.5 + GAUSS_MEAN[0], g + GAUSS_MEAN[1]), -1).reshape(-1, 2)
   mass = np.exp(fitted.log_prob(mesh)).sum() * (g[1] - g[0]) ** 2
   assert abs(mass - 1) <= 0.03, mass
