@@ -94,7 +94,7 @@ _AUTO_MANY_ROWS_SETTINGS = {"hidden": 96, "learning_rate": 1.5e-2, "batch_size":
 # density that integrates to 1.05-4.9).
 _AUTO_PLAIN_TIME = {"segments": 1, "n_steps": 10, "step_size": 0.2}
 _AUTO_SEGMENTED = {"segments": 2, "n_steps": 16, "step_size": 0.125, "learning_rate": 1e-2}
-_AUTO_SEGMENTED_MAX_DIM = 2
+_AUTO_SEGMENTED_DIM = 2   # measured on 2-D toys only (1-D and 3-D+ keep the plain flow)
 _LOG_2PI = math.log(2 * math.pi)
 
 
@@ -812,7 +812,7 @@ class MAFlow(Model):
       c["potential"] = auto["potential"] = resolve_potential(c, dim, n)
     many = n is not None and n >= _AUTO_MANY_ROWS
     by_rows = dict(_AUTO_MANY_ROWS_SETTINGS if many else _AUTO_FEW_ROWS_SETTINGS)
-    segmented = (many and dim <= _AUTO_SEGMENTED_MAX_DIM and c["potential"] == "single"
+    segmented = (many and dim == _AUTO_SEGMENTED_DIM and c["potential"] == "single"
                  and c["symmetry"] == "none" and c["radial"] == 0 and not c["time_dependent"]
                  and all(c[name] is None for name in _AUTO_PLAIN_TIME))
     by_rows.update(_AUTO_SEGMENTED if segmented else _AUTO_PLAIN_TIME)
