@@ -308,6 +308,8 @@ def _cmd_fit(args) -> int:
   loss = fitted.history[-1]["loss"] if fitted.history else math.nan
   if fitted.info.get("message") and status != "done":
     _err(f"warning: {fitted.info['message']}")
+  for warning in fitted.info.get("warnings") or []:  # what the app shows under the fit
+    _err(f"warning: {warning}")
   print(f"model {fitted.model}  steps {done}/{steps}  seconds {seconds:.1f}  status {status}  "
         f"loss {loss:.5g}  saved {out}", flush=True)
   if interrupted:

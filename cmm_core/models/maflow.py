@@ -545,6 +545,17 @@ class MAFlowFitted(FittedModel):
     """``T = step_size * n_steps``."""
     return self.spec.end_time
 
+  def grid_error(self, n: int = 256, seed: int = 0) -> float:
+    """Mean change of ``log_prob``, in nats, on ``n`` of the flow's own samples when its RK4 grid
+    is halved (twice the steps, the same ``T``): about 0 when the grid resolves the flow, well
+    above 0 when training learnt the integrator's error (then :meth:`log_prob` is optimistic and
+    no longer integrates to one; docs/peers.md, session 43)."""
+    y = self.sample(n, seed=seed)
+    c = self.config
+    finer = dataclasses.replace(self, config={**c, "n_steps": 2 * int(c["n_steps"]),
+                                              "step_size": float(c["step_size"]) / 2})
+    return float(np.mean(self.log_prob(y) - finer.log_prob(y)))
+
   @functools.cached_property
   def _fns(self) -> dict:
     return _compiled(self.spec)
@@ -897,7 +908,34 @@ class MAFlow(Model):
       auto["standardize_by"] = config["standardize_by"]
     if auto:
       info = {**info, "auto": auto}
-    return MAFlowFitted(config=config, params=state.params, extras=extras, history=history, info=info)
+    fitted = MAFlowFitted(config=config, params=state.params, extras=extras, history=history, info=info)
+    if info.get("status") in ("done", "stopped") and _grid_sensitive(fitted.spec):
+      fitted = _checked_grid(fitted)
+    return fitted
+
+
+_GRID_CHECK_NATS = 0.01  # a larger mean change of log_prob on a grid twice as fine: warned
+
+
+def _grid_sensitive(spec: _Spec) -> bool:
+  """Settings whose training has learnt the RK4 grid's error in measured fits (time segments, a
+  time-dependent potential; docs/peers.md, docs/maflow.md): checked at the end of a fit. The
+  one-layer potential only (closed-form Laplacian: the check costs a second or two)."""
+  return spec.potential == "single" and (spec.segments > 1 or spec.time_dependent)
+
+
+def _checked_grid(fitted: MAFlowFitted) -> MAFlowFitted:
+  """``fitted`` with ``info["grid_error"]`` (:meth:`MAFlowFitted.grid_error`) and, above
+  ``_GRID_CHECK_NATS``, a warning that its log-densities are optimistic."""
+  err = fitted.grid_error()
+  info = {**fitted.info, "grid_error": err}
+  if not np.isfinite(err) or abs(err) > _GRID_CHECK_NATS:
+    info["warnings"] = [*(info.get("warnings") or []),
+                        f"maflow's log-density depends on its RK4 grid: on a grid twice as fine its "
+                        f"own samples score {err:.3g} nats lower on average, so the NLL shown is "
+                        f"optimistic (training learnt the integrator's error). Use more n_steps "
+                        f"with a smaller step_size, a lower learning_rate, or kinetic > 0."]
+  return dataclasses.replace(fitted, info=info)
 
 
 def lr_schedule(static):

@@ -221,6 +221,32 @@ def test_2d_data_with_many_rows_get_two_segments_on_a_finer_grid():
   assert [MAFlow().resolve(d, n)[0]["segments"] for d, n in ((2, 999), (1, 4000), (3, 4000))] == [1] * 3
 
 
+def test_a_fit_whose_density_depends_on_its_grid_is_flagged():
+  # two segments on a coarse grid can learn the RK4 error (docs/peers.md, session 43): the end of
+  # such a fit compares log_prob on a grid twice as fine. A strong random field on one RK4 step per
+  # segment: far from resolved, flagged; a weak one: resolved, no warning.
+  x = cc.targets.make("two_moons", 256, seed=0)
+  coarse = dict(hidden=4, segments=2, n_steps=2, step_size=1.0)
+  strong = cc.fit("maflow", x, steps=1, seed=0, init_scale=10.0, **coarse)
+  assert abs(strong.info["grid_error"]) > 0.5, strong.info["grid_error"]
+  assert any("depends on its RK4 grid" in w for w in strong.info["warnings"]), strong.info["warnings"]
+  weak = cc.fit("maflow", x, steps=1, seed=0, init_scale=0.1, **coarse)
+  assert abs(weak.info["grid_error"]) < 1e-3 and not weak.info["warnings"]
+  # the plain flow is not checked at the end of a fit (its training has not learnt the error in
+  # any measured fit); the method still answers
+  plain = cc.fit("maflow", x, steps=1, seed=0, init_scale=10.0, hidden=4, n_steps=2, step_size=1.0)
+  assert "grid_error" not in plain.info and abs(plain.grid_error()) > 0.5
+
+
+def test_the_command_line_prints_the_fits_warnings(tmp_path, capsys):
+  from cmm_core import cli
+  hyper = ["hidden=4", "segments=2", "n_steps=2", "step_size=1.0", "init_scale=10.0"]
+  args = ["fit", "--model", "maflow", "--target", "two_moons", "--n", "256", "--steps", "1", "-q",
+          "--out", str(tmp_path / "m.msgpack")]
+  assert cli.main(args + [a for h in hyper for a in ("--hyper", h)]) == 0
+  assert "warning: maflow's log-density depends on its RK4 grid" in capsys.readouterr().err
+
+
 def test_auto_potential_is_the_mlp_above_16_dimensions_or_with_many_rows():
   # the choice is in the fitted config (what ran, what a saved model reloads with) and in info
   rng = np.random.default_rng(0)
