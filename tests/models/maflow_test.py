@@ -221,30 +221,30 @@ def test_2d_data_with_many_rows_get_two_segments_on_a_finer_grid():
   assert [MAFlow().resolve(d, n)[0]["segments"] for d, n in ((2, 999), (1, 4000), (3, 4000))] == [1] * 3
 
 
-def test_a_fit_whose_density_depends_on_its_grid_is_flagged():
+def test_a_flow_whose_density_depends_on_its_grid_is_flagged():
   # two segments on a coarse grid can learn the RK4 error (docs/peers.md, session 43): the end of
-  # such a fit compares log_prob on a grid twice as fine. A strong random field on one RK4 step per
-  # segment: far from resolved, flagged; a weak one: resolved, no warning.
-  x = cc.targets.make("two_moons", 256, seed=0)
+  # such a fit compares log_prob on a grid twice as fine (no training here: random flows). A strong
+  # random field on one RK4 step per segment: far from resolved, flagged; a weak one: resolved.
   coarse = dict(hidden=4, segments=2, n_steps=2, step_size=1.0)
-  strong = cc.fit("maflow", x, steps=1, seed=0, init_scale=10.0, **coarse)
+  strong = maflow._checked_grid(_random_fitted(init_scale=100.0, **coarse))
   assert abs(strong.info["grid_error"]) > 0.5, strong.info["grid_error"]
   assert any("depends on its RK4 grid" in w for w in strong.info["warnings"]), strong.info["warnings"]
-  weak = cc.fit("maflow", x, steps=1, seed=0, init_scale=0.1, **coarse)
-  assert abs(weak.info["grid_error"]) < 1e-3 and not weak.info["warnings"]
-  # the plain flow is not checked at the end of a fit (its training has not learnt the error in
-  # any measured fit); the method still answers
-  plain = cc.fit("maflow", x, steps=1, seed=0, init_scale=10.0, hidden=4, n_steps=2, step_size=1.0)
-  assert "grid_error" not in plain.info and abs(plain.grid_error()) > 0.5
+  weak = maflow._checked_grid(_random_fitted(init_scale=0.05, **coarse))
+  assert abs(weak.info["grid_error"]) < 1e-3 and not weak.info["warnings"], weak.info
+  # which flows a fit checks: segments or time, on the one-layer potential
+  assert maflow._grid_sensitive(strong.spec) and not maflow._grid_sensitive(
+      _random_fitted(hidden=4, n_steps=2, step_size=1.0).spec)
 
 
 def test_the_command_line_prints_the_fits_warnings(tmp_path, capsys):
+  # a real fit: the check runs at its end (info["grid_error"]) and the command prints its warning
   from cmm_core import cli
   hyper = ["hidden=4", "segments=2", "n_steps=2", "step_size=1.0", "init_scale=10.0"]
   args = ["fit", "--model", "maflow", "--target", "two_moons", "--n", "256", "--steps", "1", "-q",
           "--out", str(tmp_path / "m.msgpack")]
   assert cli.main(args + [a for h in hyper for a in ("--hyper", h)]) == 0
   assert "warning: maflow's log-density depends on its RK4 grid" in capsys.readouterr().err
+  assert abs(cc.load(tmp_path / "m.msgpack").info["grid_error"]) > 0.5
 
 
 def test_auto_potential_is_the_mlp_above_16_dimensions_or_with_many_rows():
