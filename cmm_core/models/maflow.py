@@ -233,43 +233,51 @@ def init_params(spec: _Spec, key, init_scale: float, weight_scale: float = 1.0):
   """Initial parameters: a potential close to zero, so the flow starts near the identity.
 
   ``init_scale`` sizes the output weights ``v``, ``weight_scale`` the first layer (one-layer potential).
+  The one-layer potential is drawn with NumPy from a generator seeded by ``key``'s data: no JAX
+  program to compile at a fit's start (jitted, its normal draws took 0.6 s to compile, a tenth of
+  a 2-D fit's time to its first figures).
   """
-  d, h = spec.dim, spec.hidden
+  d = spec.dim
   if spec.potential == "single":
+    rng = np.random.default_rng(np.asarray(jax.random.key_data(key), np.uint32).ravel().tolist())
     if spec.segments > 1:  # one independent potential per time segment, stacked on a leading axis
-      keys = jax.random.split(key, spec.segments)
       one = dataclasses.replace(spec, segments=1)
-      parts = [init_params(one, k, init_scale, weight_scale) for k in keys]
-      return jax.tree_util.tree_map(lambda *a: jnp.stack(a), *parts)
-    k1, k2, k3, k4, k5 = jax.random.split(key, 5)
-    n_units = h + spec.radial
-    p = {"W": weight_scale * jax.random.normal(k1, (h, d)) / math.sqrt(d),
-         "b": weight_scale * jax.random.normal(k2, (h,)),
-         "v": init_scale * jax.random.normal(k3, (n_units,)) / math.sqrt(n_units)}
-    if spec.time_dependent:
-      p["c"] = weight_scale * jax.random.normal(k4, (h,))
-    if spec.radial > 0:
-      # softplus(alpha |u - m|^2 + beta): shells (alpha > 0) or bumps (alpha < 0) of squared radius
-      # r2 ~ U(0, 3) about centres m ~ N(0, I / 4), as sharp as the ridges (|alpha| ~ weight_scale / 2)
-      ka, kr, km, kt = jax.random.split(k5, 4)
-      alpha = 0.5 * weight_scale * jax.random.normal(ka, (spec.radial,))
-      r2 = 3.0 * jax.random.uniform(kr, (spec.radial,))
-      p["m"] = 0.5 * jax.random.normal(km, (spec.radial, d))
-      p["alpha"] = alpha
-      p["beta"] = -alpha * r2
-      if spec.time_dependent:
-        p["gamma"] = weight_scale * jax.random.normal(kt, (spec.radial,))
-    return jax.tree_util.tree_map(lambda a: a.astype(jnp.float32), p)
+      parts = [_single_init(one, rng, init_scale, weight_scale) for _ in range(spec.segments)]
+      return {name: jnp.asarray(np.stack([q[name] for q in parts])) for name in parts[0]}
+    return {name: jnp.asarray(a) for name, a in _single_init(spec, rng, init_scale, weight_scale).items()}
   if spec.segments > 1:
     raise ValueError("maflow: segments > 1 needs potential='single'")
-  mlp = _MLP(spec.hidden, spec.depth, init_scale)
-  return mlp.init(key, jnp.zeros((1, d + int(spec.time_dependent))))
+  return _init_mlp_once(spec.hidden, spec.depth, init_scale, key, d + int(spec.time_dependent))
 
 
-# a fit's start: one program (op by op, each draw was a compilation of its own), compiled without
+def _single_init(spec: _Spec, rng: np.random.Generator, init_scale: float,
+                 weight_scale: float) -> dict:
+  """One one-layer potential's parameters (float32 NumPy arrays) drawn from ``rng``."""
+  d, h = spec.dim, spec.hidden
+  n_units = h + spec.radial
+  p = {"W": weight_scale * rng.standard_normal((h, d)) / math.sqrt(d),
+       "b": weight_scale * rng.standard_normal(h),
+       "v": init_scale * rng.standard_normal(n_units) / math.sqrt(n_units)}
+  if spec.time_dependent:
+    p["c"] = weight_scale * rng.standard_normal(h)
+  if spec.radial > 0:
+    # softplus(alpha |u - m|^2 + beta): shells (alpha > 0) or bumps (alpha < 0) of squared radius
+    # r2 ~ U(0, 3) about centres m ~ N(0, I / 4), as sharp as the ridges (|alpha| ~ weight_scale / 2)
+    alpha = 0.5 * weight_scale * rng.standard_normal(spec.radial)
+    r2 = 3.0 * rng.uniform(size=spec.radial)
+    p["m"] = 0.5 * rng.standard_normal((spec.radial, d))
+    p["alpha"] = alpha
+    p["beta"] = -alpha * r2
+    if spec.time_dependent:
+      p["gamma"] = weight_scale * rng.standard_normal(spec.radial)
+  return {name: np.asarray(a, np.float32) for name, a in p.items()}
+
+
+# the MLP's start: one program (op by op, each draw was a compilation of its own), compiled without
 # LLVM's optimisations as it runs once
-_init_params_once = jax.jit(init_params, static_argnums=(0, 2, 3),
-                            compiler_options=compile_cache.ONE_OFF)
+@functools.partial(jax.jit, static_argnums=(0, 1, 2, 4), compiler_options=compile_cache.ONE_OFF)
+def _init_mlp_once(hidden: int, depth: int, init_scale: float, key, n_inputs: int):
+  return _MLP(hidden, depth, init_scale).init(key, jnp.zeros((1, n_inputs)))
 
 
 def _segment(spec: _Spec, p, t):
@@ -438,7 +446,10 @@ def integrate(field, params, u, *, t0: float, dt: float, n_steps: int, need_lap:
   else:
     dts = jnp.asarray(dts, u.dtype)
     steps = (index, t0 + jnp.cumsum(dts) - dts, dts)
-  (x, acc, ke), path = jax.lax.scan(body, (u, acc0, acc0), steps)
+  # each RK4 step rematerialised in the backward pass: it keeps only the carry [n, d] per step
+  # instead of every stage's [n, hidden] activations, which on the CPU cost more memory traffic
+  # than recomputing them (docs/maflow.md: a 2-D toy's training step 8.9 -> 4.9 ms)
+  (x, acc, ke), path = jax.lax.scan(jax.checkpoint(body), (u, acc0, acc0), steps)
   if keep_path:
     path = jnp.concatenate([u[None], path], 0)
     return x, acc, path
@@ -857,8 +868,8 @@ class MAFlow(Model):
     static = self.static(data, total_steps if c["lr_decay"] < 1.0 else 0, config=config,
                          laplacian=self.laplacian_mode(d, n), standardize_by=standardize_by,
                          auto=tuple(sorted(auto.items())), **extra)
-    return static, _init_params_once(_spec(config, d), key, float(c["init_scale"]),
-                                     float(c["weight_scale"]))
+    return static, init_params(_spec(config, d), key, float(c["init_scale"]),
+                               float(c["weight_scale"]))
 
   def _standardization(self, points, d: int) -> tuple[np.ndarray, np.ndarray, str]:
     """``(shift [d], L [d, d], mode)`` from ``points`` ``[n, d]`` (None: no standardisation),
