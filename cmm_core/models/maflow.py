@@ -95,6 +95,10 @@ _AUTO_MANY_ROWS_SETTINGS = {"hidden": 96, "learning_rate": 1.5e-2, "batch_size":
 _AUTO_PLAIN_TIME = {"segments": 1, "n_steps": 10, "step_size": 0.2}
 _AUTO_SEGMENTED = {"segments": 2, "n_steps": 16, "step_size": 0.125, "learning_rate": 1e-2}
 _AUTO_SEGMENTED_DIM = 2   # measured on 2-D toys only (1-D and 3-D+ keep the plain flow)
+# longer segmented fits integrate on a finer grid: at 3,000 steps one two_moons fit of three learnt
+# the 16-step grid's error (its density integrated to 1.8); 24 steps kept it honest (session 44)
+_AUTO_FINE_GRID_FROM_STEPS = 1500
+_AUTO_SEGMENTED_FINE = {"n_steps": 24, "step_size": 1 / 12}
 _LOG_2PI = math.log(2 * math.pi)
 
 
@@ -767,10 +771,12 @@ class MAFlow(Model):
       hyper.Int("depth", 2, 1, 8, 'hidden layers of the "mlp" potential'),
       hyper.Bool("time_dependent", False, "phi(x, t) instead of phi(x)"),
       hyper.Int("n_steps", None, 1, 500, "RK4 steps; T = step_size * n_steps",
-                optional=f"16 for 2-D data from {_AUTO_MANY_ROWS} rows (with segments), 10 otherwise"),
+                optional=f"16 for 2-D data from {_AUTO_MANY_ROWS} rows (with segments; 24 for fits of more "
+                         f"than {_AUTO_FINE_GRID_FROM_STEPS} steps), 10 otherwise"),
       hyper.Float("step_size", None, 1e-4, 5.0, "eps (the reference code uses 0.1)",
-                  optional=f"0.125 for 2-D data from {_AUTO_MANY_ROWS} rows (with segments), 0.2 "
-                           "otherwise: T = 2"),
+                  optional=f"0.125 for 2-D data from {_AUTO_MANY_ROWS} rows (with segments; 1/12 for "
+                           f"fits of more than {_AUTO_FINE_GRID_FROM_STEPS} steps), 0.2 otherwise: "
+                           "T = 2"),
       hyper.Choice("laplacian", "auto", ("auto", "exact", "hutchinson"),
                    "how mlp potentials compute the Laplacian in training"),
       hyper.Float("learning_rate", None, 1e-6, 0.1,
@@ -824,11 +830,12 @@ class MAFlow(Model):
     self._check_dim(data.shape[1])
     return data, {}
 
-  def resolve(self, dim: int, n: Optional[int] = None) -> tuple[dict, dict]:
-    """The settings a fit on ``n`` rows (None: unknown, taken as few) of ``dim``-dimensional data
-    runs with: ``(config, auto)``, ``config`` with ``potential="auto"`` and the None ("auto")
-    ``hidden``, ``learning_rate`` and ``batch_size`` replaced, ``auto`` the replaced values
-    ``{name: value}``."""
+  def resolve(self, dim: int, n: Optional[int] = None,
+              steps: Optional[int] = None) -> tuple[dict, dict]:
+    """The settings a fit of ``steps`` training steps (None: the default count) on ``n`` rows
+    (None: unknown, taken as few) of ``dim``-dimensional data runs with: ``(config, auto)``,
+    ``config`` with ``potential="auto"`` and the None ("auto") settings replaced, ``auto`` the
+    replaced values ``{name: value}``."""
     c, auto = dict(self.config), {}
     if c["potential"] == "auto":
       c["potential"] = auto["potential"] = resolve_potential(c, dim, n)
@@ -838,6 +845,8 @@ class MAFlow(Model):
                  and c["symmetry"] == "none" and c["radial"] == 0 and not c["time_dependent"]
                  and all(c[name] is None for name in _AUTO_PLAIN_TIME))
     by_rows.update(_AUTO_SEGMENTED if segmented else _AUTO_PLAIN_TIME)
+    if segmented and (steps or self.default_steps) > _AUTO_FINE_GRID_FROM_STEPS:
+      by_rows.update(_AUTO_SEGMENTED_FINE)
     for name, value in by_rows.items():
       if name in c and c[name] is None:  # left on "auto"
         c[name] = auto[name] = value
@@ -864,7 +873,7 @@ class MAFlow(Model):
     """``(static, params)`` of a fit on ``data`` ``[n, d]``: the settings resolved for ``d``
     (:meth:`resolve`, recorded for ``finalize``) and the initial parameters."""
     c, n, d = self.config, int(data.shape[0]), int(data.shape[1])
-    config, auto = self.resolve(d, n)
+    config, auto = self.resolve(d, n, total_steps)
     static = self.static(data, total_steps if c["lr_decay"] < 1.0 else 0, config=config,
                          laplacian=self.laplacian_mode(d, n), standardize_by=standardize_by,
                          auto=tuple(sorted(auto.items())), **extra)

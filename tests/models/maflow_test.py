@@ -205,6 +205,12 @@ def test_2d_data_with_many_rows_get_two_segments_on_a_finer_grid():
   config, auto = MAFlow().resolve(2, 1000)
   assert {k: config[k] for k in segmented} == {k: auto[k] for k in segmented} == segmented
   assert config["n_steps"] * config["step_size"] == pytest.approx(2.0)  # the same T
+  # a longer fit: a finer grid still, same T (session 44: 16 steps were learnt at 3,000 steps)
+  for steps, grid in ((1000, 16), (1500, 16), (1501, 24), (3000, 24)):
+    config, auto = MAFlow().resolve(2, 4000, steps)
+    assert (config["n_steps"], auto["n_steps"], config["segments"]) == (grid, grid, 2), steps
+    assert config["n_steps"] * config["step_size"] == pytest.approx(2.0)
+  assert MAFlow(n_steps=16, segments=2, step_size=0.125).resolve(2, 4000, 3000)[0]["n_steps"] == 16
   # any of the three given, a symmetry, radial units or a time-dependent potential: the plain flow
   # (two segments on the coarse grid learn its error: docs/peers.md)
   for given in ({"n_steps": 10}, {"step_size": 0.2}, {"segments": 1}, {"symmetry": "reflection"},
