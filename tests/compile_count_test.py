@@ -40,9 +40,9 @@ def events():
   jax.monitoring.unregister_event_duration_listener(listener)
 
 
-# cmm and mm run brenier's training code (one convex-potential model class) with more compiled
-# machinery (chains, conjugates): brenier keeps the check in the default suite, they in the slow one
-SLOW_TO_COMPILE = ("cmm", "mm")
+# cmm, mm and brenier share one convex-potential model class and its compiled machinery (chains,
+# conjugates; 14-30 s each): the check runs for them in the slow suite, for maflow and sdot in both
+SLOW_TO_COMPILE = ("cmm", "mm", "brenier")
 
 
 @pytest.mark.parametrize("model", [pytest.param(m, marks=pytest.mark.slow) if m in SLOW_TO_COMPILE

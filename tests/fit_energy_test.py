@@ -105,6 +105,7 @@ def test_bad_arguments_are_clear_errors():
     cc.fit_energy("maflow", ring, learning_rate=-1.0)
 
 
+@pytest.mark.slow  # 12 s; test_command_line_fit_energy stays in the default suite
 def test_command_line_fit_energy_uses_the_apps_settings(tmp_path, capsys):
   from cmm_core import cli
   out = tmp_path / "ising.msgpack"

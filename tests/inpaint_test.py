@@ -185,6 +185,7 @@ def _moments_1d(logp, grid):
   return m, w @ (grid - m) ** 2, w @ np.abs(grid)
 
 
+@pytest.mark.slow  # 13 s; the quadrature checks of the conditionals stay in the default suite
 def test_mala_targets_the_density_not_its_start():
   """Rows of three kinds (1000 copies each) started from a Gaussian 2 units off and 3 times too
   wide: a bimodal conditional (y0 | y1 = 1: modes at +-sqrt(1.5)), a Gaussian one (y1 | y0 = 1:

@@ -6,7 +6,9 @@ import cmm_core as cc
 from small_fits import fit as _fit  # tests/small_fits.py: tests/ is on pytest's path
 
 
-@pytest.fixture(scope="module", params=["cmm", "mm", "brenier"])
+# cmm in the default suite; mm and brenier (the same model class, 9-11 s each to fit) in the slow one
+@pytest.fixture(scope="module", params=["cmm", pytest.param("mm", marks=pytest.mark.slow),
+                                        pytest.param("brenier", marks=pytest.mark.slow)])
 def small_fit(request):
   return _fit(request.param)
 

@@ -239,6 +239,7 @@ def test_axis_hinges_start_at_the_guess_and_stay_convex(rng):
   assert pot2.axis_hinges == 0 and pot2.pieces == 64
 
 
+@pytest.mark.slow  # 10 s; the hinges' start and convexity stay in the default suite
 def test_axis_hinges_do_not_depend_on_the_sign_of_an_axis(rng):
   # an eigenvector's sign is arbitrary: with hinges bending one way only, penguins' bill depth next
   # to body mass fitted when eigh returned +q for the mass axis (ED 0.18 of a Gaussian's) and not with

@@ -193,6 +193,7 @@ def _check_fit(name: str, r: dict) -> None:
     assert r["chains"][0] <= TOL * (1 + r["chains"][1]), (name, r)
 
 
+@pytest.mark.slow  # 23 s for its two-device subprocess: the default suite's time (session 44)
 def test_two_devices_match_one(two_devices):
   r = two_devices["maflow"]
   _check_fit("maflow", r)
@@ -215,6 +216,7 @@ def test_two_devices_match_one_cmm_chains(two_devices_slow):
   assert "'batch'" in two_devices_slow["cmm_layout"], two_devices_slow["cmm_layout"]
 
 
+@pytest.mark.slow  # shares the 23-s two-device fixture above
 def test_two_devices_split_the_batch(two_devices):
   assert two_devices["maflow_split"], "the maflow batch was not split over the two devices"
   assert not two_devices["maflow_split_without_constraint"], "the split check cannot tell"

@@ -226,6 +226,7 @@ def test_pca_linear_part_starts_at_the_fitted_gaussian(latent, k):
   np.testing.assert_allclose(cov_g, want, atol=0.02 * lam.max())
 
 
+@pytest.mark.slow  # 10 s in 64-D
 def test_linear_init_auto_uses_the_principal_axes_above_16_dimensions():
   rng = np.random.default_rng(0)
   for d, fourier, expected in ((16, 64, "random"), (17, 64, "pca"), (17, 0, "random")):
