@@ -59,8 +59,6 @@ def flow_honesty(fitted, energy, *, n: int, seed: int, finer: int = 4) -> dict:
   ``|inverse_transport(transport(z)) - z|`` (median, max), and the same field integrated with
   ``finer`` times smaller RK4 steps to the same end time: its ELBO gap per site, its importance-
   weighted log Z gap, and how far its samples lie from the trained map's (median)."""
-  import dataclasses
-
   import numpy as np
 
   from cmm_core import metrics
@@ -68,9 +66,7 @@ def flow_honesty(fitted, energy, *, n: int, seed: int, finer: int = 4) -> dict:
   z = fitted.sample_base(n, seed=seed)
   x = fitted.transport(z)
   back = np.linalg.norm(fitted.inverse_transport(x) - z, axis=1)
-  c = fitted.config
-  fine = dataclasses.replace(fitted, config={**c, "n_steps": int(c["n_steps"]) * finer,
-                                             "step_size": float(c["step_size"]) / finer})
+  fine = fitted.on_finer_grid(finer)
   m = metrics.free_energy_metrics(fine, energy, seed=seed, n=n)
   moved = np.linalg.norm(fine.transport(z) - x, axis=1)
   return {"round_trip_median": float(np.median(back)), "round_trip_max": float(back.max()),

@@ -237,6 +237,8 @@ def test_a_flow_whose_density_depends_on_its_grid_is_flagged():
   assert any("depends on its RK4 grid" in w for w in strong.info["warnings"]), strong.info["warnings"]
   weak = maflow._checked_grid(_random_fitted(init_scale=0.05, **coarse))
   assert abs(weak.info["grid_error"]) < 1e-3 and not weak.info["warnings"], weak.info
+  finer = strong.on_finer_grid(3)  # the grid the check (and benchmarks/energies.py) refines
+  assert (finer.config["n_steps"], finer.end_time) == (6, pytest.approx(strong.end_time))
   # which flows a fit checks: segments or time, on the one-layer potential
   assert maflow._grid_sensitive(strong.spec) and not maflow._grid_sensitive(
       _random_fitted(hidden=4, n_steps=2, step_size=1.0).spec)
