@@ -99,6 +99,25 @@ _AUTO_SEGMENTED_DIM = 2   # measured on 2-D toys only (1-D and 3-D+ keep the pla
 # the 16-step grid's error (its density integrated to 1.8); 24 steps kept it honest (session 44)
 _AUTO_FINE_GRID_FROM_STEPS = 1500
 _AUTO_SEGMENTED_FINE = {"n_steps": 24, "step_size": 1 / 12}
+# ... and those of more than _AUTO_KINETIC_FROM_STEPS add a small kinetic penalty: at 12,000 steps
+# a two_moons fit learnt the 24-step grid's error (held-out NLL 1.5 nats *below* the truth; session
+# 45), which the penalty prevents; below that count it only cost likelihood (docs/maflow.md)
+_AUTO_KINETIC_FROM_STEPS = 4000
+_AUTO_LONG_KINETIC = 0.001
+
+
+def _plain_time(c: dict) -> dict:
+  """The plain time grid for the settings ``c``, its None ("auto") entries filled: one segment on
+  10 RK4 steps of 0.2; with ``segments = K`` given and the steps left auto, the first multiple of K
+  from 10 (each RK4 step in one segment) over the same T = 2."""
+  k = c["segments"] if c["segments"] is not None else _AUTO_PLAIN_TIME["segments"]
+  n_auto = c["n_steps"] is None
+  n = k * math.ceil(_AUTO_PLAIN_TIME["n_steps"] / k) if n_auto else c["n_steps"]
+  end_time = _AUTO_PLAIN_TIME["n_steps"] * _AUTO_PLAIN_TIME["step_size"]
+  step = c["step_size"] if c["step_size"] is not None else (
+      end_time / n if n_auto else _AUTO_PLAIN_TIME["step_size"])
+  return {"segments": k, "n_steps": n, "step_size": step}
+
 _LOG_2PI = math.log(2 * math.pi)
 
 
@@ -776,7 +795,8 @@ class MAFlow(Model):
       hyper.Bool("time_dependent", False, "phi(x, t) instead of phi(x)"),
       hyper.Int("n_steps", None, 1, 500, "RK4 steps; T = step_size * n_steps",
                 optional=f"16 for 2-D data from {_AUTO_MANY_ROWS} rows (with segments; 24 for fits of more "
-                         f"than {_AUTO_FINE_GRID_FROM_STEPS} steps), 10 otherwise"),
+                         f"than {_AUTO_FINE_GRID_FROM_STEPS} steps), 10 otherwise (segments given: "
+                         "the first multiple of them from 10, over T = 2)"),
       hyper.Float("step_size", None, 1e-4, 5.0, "eps (the reference code uses 0.1)",
                   optional=f"0.125 for 2-D data from {_AUTO_MANY_ROWS} rows (with segments; 1/12 for "
                            f"fits of more than {_AUTO_FINE_GRID_FROM_STEPS} steps), 0.2 otherwise: "
@@ -807,14 +827,16 @@ class MAFlow(Model):
                 optional=f"2 for 2-D data from {_AUTO_MANY_ROWS} rows (the plain one-layer "
                          "potential, steps and step size left auto), 1 otherwise"),
       hyper.Int("radial", 0, 0, 2048, '"single": extra radial units softplus(alpha |u - m|^2 + beta)'),
-      hyper.Float("kinetic", 0.0, 0.0, 100.0,
-                  "weight of the kinetic-energy penalty mean int |grad phi|^2 dt (RNODE)"),
+      hyper.Float("kinetic", None, 0.0, 100.0,
+                  "weight of the kinetic-energy penalty mean int |grad phi|^2 dt (RNODE)",
+                  optional=f"{_AUTO_LONG_KINETIC:g} for 2-D fits with segments (auto) of more than "
+                           f"{_AUTO_KINETIC_FROM_STEPS} steps, 0 otherwise"),
   )
 
   def validate(self, c: dict) -> None:
     # an "auto" value left None: the plain one (the segmented set needs all three left auto)
-    segments, n_steps = (c[name] if c[name] is not None else _AUTO_PLAIN_TIME[name]
-                         for name in ("segments", "n_steps"))
+    plain = _plain_time(c)
+    segments, n_steps = plain["segments"], plain["n_steps"]
     if c["potential"] == "mlp" and (segments > 1 or c["radial"] > 0):
       raise ValueError(f"{self.name}: segments > 1 and radial > 0 need potential='single', "
                        f"got potential={c['potential']!r}")
@@ -848,9 +870,11 @@ class MAFlow(Model):
     segmented = (many and dim == _AUTO_SEGMENTED_DIM and c["potential"] == "single"
                  and c["symmetry"] == "none" and c["radial"] == 0 and not c["time_dependent"]
                  and all(c[name] is None for name in _AUTO_PLAIN_TIME))
-    by_rows.update(_AUTO_SEGMENTED if segmented else _AUTO_PLAIN_TIME)
-    if segmented and (steps or self.default_steps) > _AUTO_FINE_GRID_FROM_STEPS:
+    by_rows.update(_AUTO_SEGMENTED if segmented else _plain_time(c))
+    steps = steps or self.default_steps
+    if segmented and steps > _AUTO_FINE_GRID_FROM_STEPS:
       by_rows.update(_AUTO_SEGMENTED_FINE)
+    by_rows["kinetic"] = _AUTO_LONG_KINETIC if segmented and steps > _AUTO_KINETIC_FROM_STEPS else 0.0
     for name, value in by_rows.items():
       if name in c and c[name] is None:  # left on "auto"
         c[name] = auto[name] = value
@@ -938,7 +962,7 @@ class MAFlow(Model):
     return fitted
 
 
-_GRID_CHECK_NATS = 0.01  # a larger mean change of log_prob on a grid twice as fine: warned
+GRID_CHECK_NATS = 0.01  # a larger mean change of log_prob on a grid twice as fine: warned
 
 
 def _grid_sensitive(spec: _Spec) -> bool:
@@ -950,10 +974,10 @@ def _grid_sensitive(spec: _Spec) -> bool:
 
 def _checked_grid(fitted: MAFlowFitted) -> MAFlowFitted:
   """``fitted`` with ``info["grid_error"]`` (:meth:`MAFlowFitted.grid_error`) and, above
-  ``_GRID_CHECK_NATS``, a warning that its log-densities are optimistic."""
+  ``GRID_CHECK_NATS``, a warning that its log-densities are optimistic."""
   err = fitted.grid_error()
   info = {**fitted.info, "grid_error": err}
-  if not np.isfinite(err) or abs(err) > _GRID_CHECK_NATS:
+  if not np.isfinite(err) or abs(err) > GRID_CHECK_NATS:
     shift = (f"{err:.3g} nats lower on average, so the NLL shown is optimistic (training learnt "
              f"the integrator's error)" if err > 0 else
              f"{abs(err):.3g} nats higher on average, so the NLL shown is not accurate")
@@ -985,7 +1009,7 @@ def optimizer(static) -> optax.GradientTransformation:
 _EXACT_LOGDET_MAX_DIM = 64   # sample_with_log_prob: exact Jacobian log-determinants up to here
 _ENERGY_WARMUP_CHAINS = 4096  # MALA chains whose moments standardise an energy fit's coordinates
 _ENERGY_STANDARDIZE = False   # the energy route's default for ``standardize`` (docs/energies.md)
-_ENERGY_DEFAULTS = {**_AUTO_FEW_ROWS_SETTINGS, **_AUTO_PLAIN_TIME}  # no "auto" (no rows)
+_ENERGY_DEFAULTS = {**_AUTO_FEW_ROWS_SETTINGS, **_AUTO_PLAIN_TIME, "kinetic": 0.0}  # no "auto" (no rows)
 _ENERGY_LR_DECAY = 0.05       # the energy route's final / initial learning rate (its figures were
                               # measured with it; decaying to 0 changed no 2D ELBO gap, docs/maflow.md)
 

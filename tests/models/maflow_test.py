@@ -105,7 +105,7 @@ def test_bad_hyper_parameters_are_refused():
          ("step_size", "0.1"), ("learning_rate", 1.0), ("batch_size", 4), ("symmetry", "mirror"),
          ("symmetry_order", 1), ("laplacian", "approx"), ("potential", "icnn"), ("time_dependent", "yes"),
          ("standardize", 1), ("init_scale", 0.0), ("grad_clip", -1.0), ("lr_decay", 1.5),
-         ("lr_decay", -0.1), ("segments", 0), ("segments", 3), ("radial", -1), ("radial", 2.5),
+         ("lr_decay", -0.1), ("segments", 0), ("segments", 11), ("radial", -1), ("radial", 2.5),
          ("kinetic", -1.0)]
   for name, value in bad:
     with pytest.raises(ValueError, match=name):
@@ -164,7 +164,7 @@ def test_auto_standardization_follows_the_columns_units():
   # 256 rows: the few-rows settings (docs/peers.md, session 38)
   assert toy.info["auto"] == {"standardize_by": "scalar", "potential": "single", "hidden": 64,
                               "learning_rate": 5e-3, "batch_size": 256, "segments": 1,
-                              "n_steps": 10, "step_size": 0.2}
+                              "n_steps": 10, "step_size": 0.2, "kinetic": 0.0}
   assert toy.config["standardize_by"] == "scalar"
   units = cc.fit("maflow", x * np.array([1.0, 500.0]), steps=1, seed=0)
   assert units.info["auto"]["standardize_by"] == "covariance"
@@ -172,14 +172,15 @@ def test_auto_standardization_follows_the_columns_units():
                                                                               bias=True)), rtol=1e-3)
   fixed = cc.fit("maflow", x, steps=1, seed=0, standardize_by="coordinate", potential="single",
                  hidden=64, learning_rate=5e-3, batch_size=256, segments=1, n_steps=10,
-                 step_size=0.2)
+                 step_size=0.2, kinetic=0.0)
   assert "auto" not in fixed.info and np.count_nonzero(fixed.extras["scale"]) == 2
 
 
 def test_the_rows_pick_width_rate_and_batch_unless_given():
   plain = {"segments": 1, "n_steps": 10, "step_size": 0.2}
   many = MAFlow().resolve(3, 1000)
-  auto = {"potential": "single", "hidden": 96, "learning_rate": 1.5e-2, "batch_size": 128, **plain}
+  auto = {"potential": "single", "hidden": 96, "learning_rate": 1.5e-2, "batch_size": 128, **plain,
+          "kinetic": 0.0}
   assert many == ({**MAFlow().config, **auto}, auto)
   few, auto = MAFlow().resolve(2, 999)
   assert (few["hidden"], few["learning_rate"], few["batch_size"]) == (64, 5e-3, 256)
@@ -194,9 +195,9 @@ def test_the_rows_pick_width_rate_and_batch_unless_given():
   assert fitted.params["W"].shape == (2, 96, 2)  # two one-layer potentials, 96 units each
   # the energy route has no rows: plain numbers, no "auto"
   energy = {h.name: h for h in maflow.MAFlowEnergy.schema}
-  names = ("hidden", "learning_rate", "batch_size", "segments", "n_steps", "step_size")
+  names = ("hidden", "learning_rate", "batch_size", "segments", "n_steps", "step_size", "kinetic")
   assert [(energy[k].default, energy[k].optional) for k in names] == [
-      (64, ""), (5e-3, ""), (256, ""), (1, ""), (10, ""), (0.2, "")]
+      (64, ""), (5e-3, ""), (256, ""), (1, ""), (10, ""), (0.2, ""), (0.0, "")]
 
 
 def test_2d_data_with_many_rows_get_two_segments_on_a_finer_grid():
@@ -211,6 +212,14 @@ def test_2d_data_with_many_rows_get_two_segments_on_a_finer_grid():
     assert (config["n_steps"], auto["n_steps"], config["segments"]) == (grid, grid, 2), steps
     assert config["n_steps"] * config["step_size"] == pytest.approx(2.0)
   assert MAFlow(n_steps=16, segments=2, step_size=0.125).resolve(2, 4000, 3000)[0]["n_steps"] == 16
+  # longer still: a small kinetic penalty (session 45: 12,000 steps learnt the 24-step grid's error);
+  # a penalty given is kept, and the plain flow has none
+  k, n = maflow._AUTO_LONG_KINETIC, maflow._AUTO_KINETIC_FROM_STEPS
+  assert 0 < k <= 0.01
+  assert [MAFlow().resolve(2, 4000, s)[0]["kinetic"] for s in (1000, n, n + 1)] == [0.0, 0.0, k]
+  assert MAFlow().resolve(2, 4000, n + 1)[1]["kinetic"] == k  # shown as an auto setting
+  assert MAFlow(kinetic=0.5).resolve(2, 4000, n + 1)[0]["kinetic"] == 0.5
+  assert MAFlow(radial=4).resolve(2, 4000, n + 1)[0]["kinetic"] == 0.0
   # any of the three given, a symmetry, radial units or a time-dependent potential: the plain flow
   # (two segments on the coarse grid learn its error: docs/peers.md)
   for given in ({"n_steps": 10}, {"step_size": 0.2}, {"segments": 1}, {"symmetry": "reflection"},
@@ -218,11 +227,17 @@ def test_2d_data_with_many_rows_get_two_segments_on_a_finer_grid():
     config, _ = MAFlow(**given).resolve(2, 4000)
     assert config["segments"] == given.get("segments", 1), given
     assert config["learning_rate"] == 1.5e-2, given
-  # a rate given is kept; segments given with the steps left auto: the plain grid, checked
+  # a rate given is kept; segments given with the steps left auto: the first multiple of them from
+  # 10 steps over the same T (a segments slider moved alone is not an error); steps given: checked
   assert MAFlow(learning_rate=3e-3).resolve(2, 4000)[0]["learning_rate"] == 3e-3
-  assert MAFlow(segments=5).resolve(2, 4000)[0]["n_steps"] == 10
+  for segments, grid in ((5, 10), (3, 12), (4, 12), (7, 14)):
+    config, auto = MAFlow(segments=segments).resolve(2, 4000)
+    assert (config["n_steps"], auto["n_steps"]) == (grid, grid), segments
+    assert config["n_steps"] * config["step_size"] == pytest.approx(2.0), segments
+  assert MAFlow(segments=4, step_size=0.1).resolve(2, 4000)[0]["step_size"] == 0.1
+  assert MAFlow(n_steps=12).resolve(2, 4000)[0]["step_size"] == 0.2
   with pytest.raises(ValueError, match="multiple of segments"):
-    MAFlow(segments=3)
+    MAFlow(segments=3, n_steps=10)
   # fewer rows, or another dimension than the 2-D it was measured on: the plain flow
   assert [MAFlow().resolve(d, n)[0]["segments"] for d, n in ((2, 999), (1, 4000), (3, 4000))] == [1] * 3
 
