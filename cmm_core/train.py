@@ -127,7 +127,10 @@ def run(model: Model, data: np.ndarray, *, steps: int, seed: int = 0,
     callback: ``callback(step, record, fitted_so_far)`` after each chunk; returning
       ``False`` stops training, keeping the last parameters.
     chunk_size: steps per compiled chunk (with ``chunk_seconds``: the most steps in a chunk).
-    max_seconds: optional wall-clock budget; training stops at the first chunk past it.
+    max_seconds: optional wall-clock budget; training stops at the first chunk past it. After
+      each chunk from the second on, the steps the rest of the budget holds at the speed measured
+      since the first chunk are passed to ``model.set_horizon`` (a learning rate that decays over
+      the fit decays over the budget, not over ``steps``) and recorded in ``info["planned_steps"]``.
     info: facts about the data recorded in ``FittedModel.info``.
     devices: None = every visible device when there are several (the batch is split over them;
       see :func:`cmm_core.sharding.plan`), an int ``k`` = the first ``k`` devices, 1 = one device.
@@ -175,6 +178,7 @@ def run(model: Model, data: np.ndarray, *, steps: int, seed: int = 0,
   status, message = "done", ""
   t0 = time.perf_counter()
   done = 0
+  timed_from = None  # (steps, seconds) at the end of the first chunk, which holds the compilation
   length = chunk if chunk_seconds is None else min(chunk, FIRST_TIMED_CHUNK)
   while done < steps:
     n_active = min(length, steps - done)
@@ -204,6 +208,14 @@ def run(model: Model, data: np.ndarray, *, steps: int, seed: int = 0,
     if max_seconds is not None and record["seconds"] >= max_seconds and done < steps:
       status, message = "stopped", f"time budget of {max_seconds:g} s reached at step {done}"
       break
+    if max_seconds is not None:  # the schedule's horizon: the steps the budget's rest will hold
+      if timed_from is None:
+        timed_from = (done, record["seconds"])
+      elif record["seconds"] > timed_from[1]:
+        per_step = (record["seconds"] - timed_from[1]) / (done - timed_from[0])
+        planned = done + int((max_seconds - record["seconds"]) / per_step)
+        info["planned_steps"] = int(min(steps, max(done + 1, planned)))
+        state = model.set_horizon(static, state, info["planned_steps"])
   info.update(status=status, message=message, steps_done=done,
               fit_seconds=time.perf_counter() - t0)
   return model.finalize(static, local(state), history, info)

@@ -179,6 +179,12 @@ def two_devices() -> dict:
 
 
 @pytest.fixture(scope="module")
+def two_devices_plan() -> dict:
+  """Only the device plan and its errors on two devices (no model's comparison fits)."""
+  return _run_two_devices(())
+
+
+@pytest.fixture(scope="module")
 def two_devices_slow() -> dict:
   """sdot and cmm on two devices, and the layout of cmm's chains (several minutes of compiling)."""
   return _run_two_devices(("sdot", "cmm"))
@@ -222,8 +228,8 @@ def test_two_devices_split_the_batch(two_devices):
   assert not two_devices["maflow_split_without_constraint"], "the split check cannot tell"
 
 
-def test_two_devices_plan_and_errors(two_devices):
-  assert two_devices["plan_checked"]
+def test_two_devices_plan_and_errors(two_devices_plan):
+  assert two_devices_plan["plan_checked"]
 
 
 # -- in-process (one visible device) --------------------------------------------------------------

@@ -237,6 +237,13 @@ class Model(abc.ABC):
   def finalize(self, static: Static, state, history: list, info: dict) -> FittedModel:
     """Wraps a training state into a ``fitted_cls``."""
 
+  def set_horizon(self, static, state, total_steps: int):
+    """``state`` with its learning-rate schedule running over ``total_steps`` steps instead of
+    the ``total_steps`` it was planned on: the training loop's plan for a time budget, set between
+    chunks (:mod:`cmm_core.schedules`). Models without a schedule that depends on it keep ``state``."""
+    del static, total_steps
+    return state
+
   def divergence_hint(self) -> str:
     """What the user should change when training diverges."""
     return "Lower the learning rate or the number of steps per update."

@@ -63,7 +63,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from cmm_core import batching, compile_cache, hyper, sampling, sharding
+from cmm_core import batching, compile_cache, hyper, sampling, schedules, sharding
 from cmm_core.models.base import FittedModel, Model, check_n, check_seed, columns_in_different_units
 
 __all__ = ["MAFlow", "MAFlowEnergy", "MAFlowFitted", "group_matrices"]
@@ -917,6 +917,10 @@ class MAFlow(Model):
     mode = "scalar" if c["symmetry"] == "rotation" else resolve_standardize_by(points, c["standardize_by"])
     return (*standardization(points, mode, centre=c["symmetry"] == "none"), mode)
 
+  def set_horizon(self, static, state: MAFlowState, total_steps: int) -> MAFlowState:
+    """``state`` with its learning-rate decay running over ``total_steps`` (a time budget's)."""
+    return state._replace(opt_state=schedules.with_horizon(state.opt_state, total_steps))
+
   # -- one step --------------------------------------------------------------
   def step(self, static, state: MAFlowState, key, data):
     c, spec, mode = static.config, _spec(static.config, static.dim), static.get("laplacian")
@@ -988,22 +992,16 @@ def _checked_grid(fitted: MAFlowFitted) -> MAFlowFitted:
   return dataclasses.replace(fitted, info=info)
 
 
-def lr_schedule(static):
-  """The learning rate at each step: cosine decay from ``learning_rate`` to ``lr_decay`` times it
-  over the fit's steps (a constant when ``lr_decay`` is 1)."""
-  c = static.config
-  if c["lr_decay"] >= 1.0:
-    return optax.constant_schedule(c["learning_rate"])
-  return optax.cosine_decay_schedule(c["learning_rate"], max(1, static.total_steps),
-                                     alpha=c["lr_decay"])
-
-
 def optimizer(static) -> optax.GradientTransformation:
-  """Adam on :func:`lr_schedule`, after global-norm clipping at ``grad_clip`` (0 = none)."""
+  """Adam with the rate cosine-decayed from ``learning_rate`` to ``lr_decay`` times it over the fit's
+  steps (a constant when ``lr_decay`` is 1; the horizon in the state: :meth:`MAFlow.set_horizon`),
+  after global-norm clipping at ``grad_clip`` (0 = none)."""
   c = static.config
   clip = [optax.clip_by_global_norm(c["grad_clip"])] if c["grad_clip"] > 0 else []
-  lr = lr_schedule(static) if c["lr_decay"] < 1.0 else c["learning_rate"]
-  return optax.chain(*clip, optax.adam(lr))
+  if c["lr_decay"] >= 1.0:
+    return optax.chain(*clip, optax.adam(c["learning_rate"]))
+  return optax.chain(*clip, schedules.adam_cosine(c["learning_rate"], c["lr_decay"],
+                                                  max(1, static.total_steps)))
 
 
 _EXACT_LOGDET_MAX_DIM = 64   # sample_with_log_prob: exact Jacobian log-determinants up to here

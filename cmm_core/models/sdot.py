@@ -54,7 +54,7 @@ from ott.geometry import semidiscrete_pointcloud
 from ott.problems.linear import semidiscrete_linear_problem
 from ott.solvers.linear import semidiscrete
 
-from cmm_core import hyper, metrics as metrics_lib, sharding
+from cmm_core import hyper, metrics as metrics_lib, schedules, sharding
 from cmm_core.models.base import (FittedModel, Model, check_n, check_points, check_seed,
                                   columns_in_different_units)
 
@@ -154,13 +154,6 @@ class _DualState(NamedTuple):
   psi: jnp.ndarray       # [m] SGD / Adam iterate
   psi_avg: jnp.ndarray   # [m] exponential moving average (used by the generator)
   opt_state: Any
-
-
-def _generator_lr(lr: float, decay: float, total_steps: int):
-  """The generator's learning rate: constant, or cosine from ``lr`` to ``decay * lr``."""
-  if decay >= 1.0:
-    return lr
-  return optax.cosine_decay_schedule(lr, max(1, int(total_steps)), alpha=decay)
 
 
 def _psi_optimizer(name: str, lr: float, m: int):
@@ -381,6 +374,12 @@ class SDOT(Model):
   def divergence_hint(self) -> str:
     return "Lower learning_rate or psi_learning_rate, or raise epsilon."
 
+  def set_horizon(self, static, state: "SDOTState", total_steps: int) -> "SDOTState":
+    """``state`` with the generator's learning-rate decay running over ``total_steps`` training
+    steps (a time budget's), ``generator_steps`` Adam steps each."""
+    steps = int(total_steps) * int(static.config["generator_steps"])
+    return state._replace(opt_state=schedules.with_horizon(state.opt_state, steps))
+
   def prepare(self, data):
     info = {"warnings": []}
     cap = int(self.config["max_data"])
@@ -503,9 +502,13 @@ def _generator(static) -> Generator:
 
 
 def _generator_optimizer(static) -> optax.GradientTransformation:
+  """Adam on the generator at ``learning_rate``: constant, or cosine-decayed to ``lr_decay`` times
+  it over the fit's generator steps (the horizon in the state: :meth:`SDOT.set_horizon`)."""
   c = static.config
-  return optax.adam(_generator_lr(c["learning_rate"], c["lr_decay"],
-                                  static.total_steps * int(c["generator_steps"])))
+  if c["lr_decay"] >= 1.0:
+    return optax.adam(c["learning_rate"])
+  return schedules.adam_cosine(c["learning_rate"], c["lr_decay"],
+                               max(1, static.total_steps * int(c["generator_steps"])))
 
 
 def epsilon_sweep(data, epsilons=(0.0, 0.025, 0.05, 0.1), *, steps: Optional[int] = 600,

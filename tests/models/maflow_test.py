@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import cmm_core as cc
+from cmm_core import schedules
 from cmm_core.models import maflow
 from cmm_core.models.maflow import MAFlow, MAFlowFitted
 
@@ -360,8 +361,11 @@ def test_kinetic_and_lr_decay_in_training():
   data = cc.targets.make("two_moons", n=512, seed=0)
   m = MAFlow(lr_decay=0.1, kinetic=0.5, segments=2, radial=4, hidden=8, batch_size=32)
   static, state = m.init(jax.random.PRNGKey(0), jnp.asarray(data, jnp.float32), total_steps=40)
-  schedule = maflow.lr_schedule(static)
-  assert abs(float(schedule(0)) - 5e-3) < 1e-9 and abs(float(schedule(40)) - 5e-4) < 1e-9
+  horizon = [s for s in jax.tree_util.tree_leaves(state.opt_state, is_leaf=lambda s: isinstance(
+      s, schedules.HorizonState)) if isinstance(s, schedules.HorizonState)]
+  assert len(horizon) == 1 and float(horizon[0].horizon) == 40  # the decay over the planned steps
+  moved = m.set_horizon(static, state, 25)
+  assert float(jax.tree_util.tree_leaves(moved.opt_state)[-1]) == 25  # ... or over a time budget's
   state, metrics = jax.jit(lambda s, k: m.step(static, s, k, jnp.asarray(data, jnp.float32)))(
       state, jax.random.PRNGKey(1))
   assert {"loss", "grad_norm", "kinetic"} <= set(metrics) and float(metrics["kinetic"]) > 0

@@ -13,6 +13,7 @@ from ott.problems.linear import linear_problem, semidiscrete_linear_problem
 from ott.solvers.linear import semidiscrete, sinkhorn
 
 import cmm_core as cc
+from cmm_core import schedules
 from cmm_core.models import sdot
 
 SMALL = dict(hidden=(32, 32), batch_size=128)
@@ -263,10 +264,17 @@ def test_fourier_generator_starts_linear_and_keeps_its_frequencies(small_run, tm
 
 def test_lr_decay_schedule(small_fit):
   # 1 keeps the learning rate constant; < 1 is a cosine from lr to lr_decay * lr
-  assert sdot._generator_lr(3e-4, 1.0, 1500) == 3e-4
-  sched = sdot._generator_lr(1e-3, 0.01, 1000)
-  np.testing.assert_allclose([float(sched(0)), float(sched(500)), float(sched(1000))],
-                             [1e-3, 0.505e-3, 1e-5], rtol=1e-5)
+  # over every generator step of the fit (the schedule itself: tests/schedules_test.py)
+  data = jnp.asarray(cc.targets.make("two_moons", n=128, seed=0), jnp.float32)
+  model = sdot.SDOT(lr_decay=0.01, generator_steps=2)
+  static, state = model.init(jax.random.PRNGKey(0), data, total_steps=500)
+  horizons = lambda s: [h.horizon for h in jax.tree_util.tree_leaves(
+      s.opt_state, is_leaf=lambda h: isinstance(h, schedules.HorizonState))
+      if isinstance(h, schedules.HorizonState)]
+  assert horizons(state) == [1000]
+  assert horizons(model.set_horizon(static, state, 300)) == [600]  # a time budget's plan
+  constant = sdot.SDOT(lr_decay=1.0)
+  assert horizons(constant.init(jax.random.PRNGKey(0), data, total_steps=500)[1]) == []
   # the small fit trained with the default decay (its protocol test checks the fit itself)
   assert small_fit[1].config["lr_decay"] == sdot.SDOT.defaults["lr_decay"] < 1.0
 
