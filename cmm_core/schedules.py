@@ -22,14 +22,13 @@ __all__ = ["HorizonState", "scale_by_cosine_horizon", "adam_cosine", "with_horiz
 
 class HorizonState(NamedTuple):
   count: jnp.ndarray    # [] int32: updates applied so far
-  horizon: jnp.ndarray  # [] float32: the steps the decay runs over (after ``delay``)
+  horizon: jnp.ndarray  # [] float32: the steps the decay runs over
 
 
-def scale_by_cosine_horizon(learning_rate: float, alpha: float, horizon: int,
-                            delay: int = 0) -> optax.GradientTransformation:
-  """Scale updates by ``-lr(count)``: ``learning_rate`` for the first ``delay`` updates, then
-  ``optax.cosine_decay_schedule(learning_rate, horizon, alpha)`` (the same values), with
-  ``horizon`` held in the state (:func:`with_horizon`)."""
+def scale_by_cosine_horizon(learning_rate: float, alpha: float,
+                            horizon: int) -> optax.GradientTransformation:
+  """Scale updates by ``-lr(count)``, ``lr`` the values of ``optax.cosine_decay_schedule(
+  learning_rate, horizon, alpha)``, with ``horizon`` held in the state (:func:`with_horizon`)."""
 
   def init(params):
     del params
@@ -37,7 +36,7 @@ def scale_by_cosine_horizon(learning_rate: float, alpha: float, horizon: int,
 
   def update(updates, state, params=None):
     del params
-    t = jnp.clip((state.count - delay).astype(jnp.float32), 0.0, state.horizon) / state.horizon
+    t = jnp.minimum(state.count.astype(jnp.float32), state.horizon) / state.horizon
     lr = learning_rate * ((1.0 - alpha) * 0.5 * (1.0 + jnp.cos(jnp.pi * t)) + alpha)
     updates = jax.tree_util.tree_map(lambda u: (-lr * u).astype(u.dtype), updates)
     return updates, HorizonState(state.count + 1, state.horizon)
@@ -45,11 +44,10 @@ def scale_by_cosine_horizon(learning_rate: float, alpha: float, horizon: int,
   return optax.GradientTransformation(init, update)
 
 
-def adam_cosine(learning_rate: float, alpha: float, horizon: int,
-                delay: int = 0) -> optax.GradientTransformation:
-  """``optax.adam`` on a cosine decay to ``alpha * learning_rate`` over ``horizon`` steps after
-  ``delay`` constant ones, the horizon changeable (:func:`with_horizon`)."""
-  return optax.chain(optax.scale_by_adam(), scale_by_cosine_horizon(learning_rate, alpha, horizon, delay))
+def adam_cosine(learning_rate: float, alpha: float, horizon: int) -> optax.GradientTransformation:
+  """``optax.adam`` on a cosine decay to ``alpha * learning_rate`` over ``horizon`` steps, the
+  horizon changeable (:func:`with_horizon`)."""
+  return optax.chain(optax.scale_by_adam(), scale_by_cosine_horizon(learning_rate, alpha, horizon))
 
 
 def with_horizon(opt_state, horizon: int):

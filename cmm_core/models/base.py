@@ -238,11 +238,19 @@ class Model(abc.ABC):
     """Wraps a training state into a ``fitted_cls``."""
 
   def set_horizon(self, static, state, total_steps: int):
-    """``state`` with its learning-rate schedule running over ``total_steps`` steps instead of
-    the ``total_steps`` it was planned on: the training loop's plan for a time budget, set between
-    chunks (:mod:`cmm_core.schedules`). Models without a schedule that depends on it keep ``state``."""
-    del static, total_steps
-    return state
+    """``state`` with its learning-rate decay running over ``total_steps`` training steps instead
+    of the number it was planned on: the training loop's plan for a time budget, set between chunks
+    (:mod:`cmm_core.schedules`). A state without an ``opt_state``, or a constant rate, is kept."""
+    if not hasattr(state, "opt_state"):
+      return state
+    from cmm_core import schedules  # JAX: not at import (the command line's help stays fast)
+    updates = self.schedule_steps(static, total_steps)
+    return state._replace(opt_state=schedules.with_horizon(state.opt_state, updates))
+
+  def schedule_steps(self, static, total_steps: int) -> int:
+    """The optimiser updates that ``total_steps`` training steps make: the decay's horizon."""
+    del static
+    return int(total_steps)
 
   def divergence_hint(self) -> str:
     """What the user should change when training diverges."""

@@ -503,7 +503,7 @@ def _optimizer(static) -> optax.GradientTransformation:
   lr, end = c["learning_rate"], c["lr_decay"]
   if dict(static.extra).get("axis_hinges", 0):
     end = min(end, AXIS_LR_END)
-  if end < 1.0:  # the horizon in the state: ConvexFixedPoint.set_horizon
+  if end < 1.0:  # the horizon in the state: Model.set_horizon
     return schedules.adam_cosine(lr, end, max(1, static.total_steps - c["burn_in"]))
   return optax.adam(lr)
 
@@ -593,11 +593,9 @@ class ConvexFixedPoint(Model):
   def divergence_hint(self) -> str:
     return "Lower learning_rate (e.g. halve it) or raise alpha."
 
-  def set_horizon(self, static, state: State, total_steps: int) -> State:
-    """``state`` with its learning-rate decay running over ``total_steps`` (a time budget's), less
-    the burn-in steps (the decay counts the optimiser's updates, which start after them)."""
-    horizon = int(total_steps) - int(static.config["burn_in"])
-    return state._replace(opt_state=schedules.with_horizon(state.opt_state, horizon))
+  def schedule_steps(self, static, total_steps: int) -> int:
+    """The optimiser's updates start after the burn-in steps."""
+    return int(total_steps) - int(static.config["burn_in"])
 
   def resolve(self, dim: int, n: Optional[int] = None) -> tuple[dict, dict]:
     """The settings a fit on ``n`` rows (None: unknown) of ``dim``-dimensional data runs with:

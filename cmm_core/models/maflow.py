@@ -917,10 +917,6 @@ class MAFlow(Model):
     mode = "scalar" if c["symmetry"] == "rotation" else resolve_standardize_by(points, c["standardize_by"])
     return (*standardization(points, mode, centre=c["symmetry"] == "none"), mode)
 
-  def set_horizon(self, static, state: MAFlowState, total_steps: int) -> MAFlowState:
-    """``state`` with its learning-rate decay running over ``total_steps`` (a time budget's)."""
-    return state._replace(opt_state=schedules.with_horizon(state.opt_state, total_steps))
-
   # -- one step --------------------------------------------------------------
   def step(self, static, state: MAFlowState, key, data):
     c, spec, mode = static.config, _spec(static.config, static.dim), static.get("laplacian")
@@ -994,7 +990,7 @@ def _checked_grid(fitted: MAFlowFitted) -> MAFlowFitted:
 
 def optimizer(static) -> optax.GradientTransformation:
   """Adam with the rate cosine-decayed from ``learning_rate`` to ``lr_decay`` times it over the fit's
-  steps (a constant when ``lr_decay`` is 1; the horizon in the state: :meth:`MAFlow.set_horizon`),
+  steps (a constant when ``lr_decay`` is 1; the horizon in the state: :meth:`Model.set_horizon`),
   after global-norm clipping at ``grad_clip`` (0 = none)."""
   c = static.config
   clip = [optax.clip_by_global_norm(c["grad_clip"])] if c["grad_clip"] > 0 else []

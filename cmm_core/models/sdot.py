@@ -374,11 +374,10 @@ class SDOT(Model):
   def divergence_hint(self) -> str:
     return "Lower learning_rate or psi_learning_rate, or raise epsilon."
 
-  def set_horizon(self, static, state: "SDOTState", total_steps: int) -> "SDOTState":
-    """``state`` with the generator's learning-rate decay running over ``total_steps`` training
-    steps (a time budget's), ``generator_steps`` Adam steps each."""
-    steps = int(total_steps) * int(static.config["generator_steps"])
-    return state._replace(opt_state=schedules.with_horizon(state.opt_state, steps))
+  def schedule_steps(self, static, total_steps: int) -> int:
+    """The generator's Adam steps: ``generator_steps`` per training step (the dual's optimiser,
+    in ``state.dual``, has a constant rate)."""
+    return int(total_steps) * int(static.config["generator_steps"])
 
   def prepare(self, data):
     info = {"warnings": []}
@@ -503,7 +502,7 @@ def _generator(static) -> Generator:
 
 def _generator_optimizer(static) -> optax.GradientTransformation:
   """Adam on the generator at ``learning_rate``: constant, or cosine-decayed to ``lr_decay`` times
-  it over the fit's generator steps (the horizon in the state: :meth:`SDOT.set_horizon`)."""
+  it over the fit's generator steps (the horizon in the state: :meth:`Model.set_horizon`)."""
   c = static.config
   if c["lr_decay"] >= 1.0:
     return optax.adam(c["learning_rate"])
