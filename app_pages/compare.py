@@ -500,7 +500,9 @@ def _budget_widgets(prefix: str, max_steps: int, defaults: dict) -> tuple:
     value = float(a.number_input("seconds per model", 1.0, 3600.0, 30.0, 5.0, format="%g",
                                  key=f"{prefix}_seconds", persist_state=KEEP,
                                  help="Wall-clock time, compilation included; training stops at the "
-                                      "first chunk of steps past it."))
+                                      "first chunk of steps past it. A model whose learning rate "
+                                      "decays over its fit decays it over the steps this time is "
+                                      "measured to hold."))
   else:
     a.caption("default steps: " + ", ".join(f"{m} {n}" for m, n in defaults.items()))
   seed = int(b.number_input("seed", 0, limits.MAX_APP_SEED, 0, 1, key=f"{prefix}_seed", persist_state=KEEP))

@@ -615,7 +615,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _training_outputs(p, default_out: str) -> None:
   """The options ``fit`` and ``fit-energy`` share: the time budget, the file, the progress lines."""
   p.add_argument("--max-seconds", type=_pos_float, metavar="S",
-                 help="stop training after this many seconds (the model is kept)")
+                 help="stop training after this many seconds (the model is kept; a decaying "
+                      "learning rate decays over the steps the budget is measured to hold)")
   p.add_argument("--out", metavar="FILE.msgpack",
                  help=f"where to save the model (default {default_out})")
   p.add_argument("--quiet", "-q", action="store_true", help="no progress lines")
