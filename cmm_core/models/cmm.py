@@ -494,6 +494,11 @@ def symmetry_flags(config: dict) -> dict:
   return {"even": symmetry == "reflection", "radial": symmetry == "rotation"}
 
 
+def _updates(static, total_steps: int) -> int:
+  """The optimiser updates of ``total_steps`` training steps: they start after the burn-in."""
+  return int(total_steps) - int(static.config["burn_in"])
+
+
 def _optimizer(static) -> optax.GradientTransformation:
   """Adam at ``learning_rate``, cosine-decayed over the steps after burn-in to ``lr_decay`` of it
   (constant at 1), or to at most ``AXIS_LR_END`` of it with the separable part (tables in mixed
@@ -504,7 +509,7 @@ def _optimizer(static) -> optax.GradientTransformation:
   if dict(static.extra).get("axis_hinges", 0):
     end = min(end, AXIS_LR_END)
   if end < 1.0:  # the horizon in the state: Model.set_horizon
-    return schedules.adam_cosine(lr, end, max(1, static.total_steps - c["burn_in"]))
+    return schedules.adam_cosine(lr, end, max(1, _updates(static, static.total_steps)))
   return optax.adam(lr)
 
 
@@ -594,8 +599,7 @@ class ConvexFixedPoint(Model):
     return "Lower learning_rate (e.g. halve it) or raise alpha."
 
   def schedule_steps(self, static, total_steps: int) -> int:
-    """The optimiser's updates start after the burn-in steps."""
-    return int(total_steps) - int(static.config["burn_in"])
+    return _updates(static, total_steps)
 
   def resolve(self, dim: int, n: Optional[int] = None) -> tuple[dict, dict]:
     """The settings a fit on ``n`` rows (None: unknown) of ``dim``-dimensional data runs with:

@@ -375,9 +375,8 @@ class SDOT(Model):
     return "Lower learning_rate or psi_learning_rate, or raise epsilon."
 
   def schedule_steps(self, static, total_steps: int) -> int:
-    """The generator's Adam steps: ``generator_steps`` per training step (the dual's optimiser,
-    in ``state.dual``, has a constant rate)."""
-    return int(total_steps) * int(static.config["generator_steps"])
+    """The generator's Adam steps (the dual's optimiser, in ``state.dual``, has a constant rate)."""
+    return _generator_updates(static, total_steps)
 
   def prepare(self, data):
     info = {"warnings": []}
@@ -500,6 +499,11 @@ def _generator(static) -> Generator:
                    fourier=c["fourier"], fourier_scale=c["fourier_scale"])
 
 
+def _generator_updates(static, total_steps: int) -> int:
+  """The generator's Adam steps in ``total_steps`` training steps: ``generator_steps`` each."""
+  return int(total_steps) * int(static.config["generator_steps"])
+
+
 def _generator_optimizer(static) -> optax.GradientTransformation:
   """Adam on the generator at ``learning_rate``: constant, or cosine-decayed to ``lr_decay`` times
   it over the fit's generator steps (the horizon in the state: :meth:`Model.set_horizon`)."""
@@ -507,7 +511,7 @@ def _generator_optimizer(static) -> optax.GradientTransformation:
   if c["lr_decay"] >= 1.0:
     return optax.adam(c["learning_rate"])
   return schedules.adam_cosine(c["learning_rate"], c["lr_decay"],
-                               max(1, static.total_steps * int(c["generator_steps"])))
+                               max(1, _generator_updates(static, static.total_steps)))
 
 
 def epsilon_sweep(data, epsilons=(0.0, 0.025, 0.05, 0.1), *, steps: Optional[int] = 600,
