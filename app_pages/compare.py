@@ -572,7 +572,7 @@ def _energy_entry() -> None:
       data=lambda: report.html_report(
           f"Compare on the energy {e.label}", sections=sections, target=f"exp(−E) / Z, E = {e.label}",
           settings={"models": ", ".join(run["models"]), "budget": run["budget_text"], "seed": run["seed"],
-                    "MCMC": f"{run['method']} ({run['plan']['n_chains']} chains, {run['plan']['n_steps']} transitions)"},
+                    "MCMC": _energy.mcmc_settings_text(run)},
           metrics=table.to_dict("records"), link=run["link"]),
       file_name=name[:-len(".csv")] + "_report.html", mime="text/html",
       help="One file for a handout: the table, the panels and curves (interactive, opens offline), the "

@@ -31,7 +31,7 @@ with top[0]:
   c = st.columns(2)
   method_label = c[0].selectbox("MCMC baseline", list(METHODS), key="en_method", persist_state=KEEP)
   step_size = c[1].number_input("MCMC step size (fixed)", value=0.1, step=0.01, format="%g", key="en_step_size",
-                                persist_state=KEEP, help="MALA: x − h ∇E + √(2h) ξ; HMC: the leapfrog step")
+                                persist_state=KEEP, help="MALA: x − h ∇E + √(2h) ξ; HMC and NUTS: the leapfrog step")
   train_clicked = st.button("Train", type="primary", icon=":material/play_arrow:", key="en_train",
                             disabled=energy is None)
 with top[1]:

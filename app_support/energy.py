@@ -37,7 +37,8 @@ MCMC_CHAINS_PER_BATCH = 1  # MCMC chains per flow batch point (chains = the flow
 MAX_KEPT_ENERGIES = 8
 # the page's widget labels (links preset the widgets by them, app_support/link.py)
 MODEL_LABELS = {"maflow": "maflow (Monge-Ampère flow)", "cmm": "cmm (conjugate moment measure)"}
-METHOD_LABELS = {"mala": "MALA", "hmc": "HMC (10 leapfrog steps)"}
+METHOD_LABELS = {"mala": "MALA", "hmc": "HMC (10 leapfrog steps)", "nuts": "NUTS (no-U-turn)"}
+NUTS_PILOT = 8  # NUTS transitions of a pilot run that measures its cost per transition
 SOURCE_LABELS = {"builtin": "built-in", "formula": "formula"}
 
 
@@ -112,13 +113,39 @@ def exact_reference(spec: tuple, n: int = 1024) -> dict:
   return out
 
 
-def mcmc_plan(budget: int, method: str, n_chains: int, n_leapfrog: int = 10) -> dict:
+def mcmc_plan(budget: int, method: str, n_chains: int, n_leapfrog: int = 10,
+              per_transition: float | None = None) -> dict:
   """How the MCMC baseline spends ``budget`` gradient evaluations: ``{"n_chains", "n_steps",
-  "keep", "thin"}`` (four states per chain from its second half, so ``4 n_chains`` samples)."""
-  n_steps = mcmc.steps_for_budget(budget, method, n_chains, n_leapfrog)
+  "keep", "thin", "per_transition"}`` (four states per chain from its second half, so ``4 n_chains``
+  samples). ``per_transition``: NUTS's measured evaluations per transition and chain (a pilot run)."""
+  n_steps = mcmc.steps_for_budget(budget, method, n_chains, n_leapfrog, per_transition=per_transition)
   keep = min(4, n_steps)
   thin = max(1, (n_steps // 2) // keep)
-  return {"n_chains": int(n_chains), "n_steps": int(n_steps), "keep": int(keep), "thin": int(thin)}
+  per = {"mala": 1.0, "hmc": float(n_leapfrog)}.get(method, per_transition)
+  return {"n_chains": int(n_chains), "n_steps": int(n_steps), "keep": int(keep), "thin": int(thin),
+          "per_transition": per}
+
+
+def mcmc_budget_text(run: dict, mlabel: str) -> str:
+  """How the MCMC baseline spent its budget, in a sentence (for the results' caption)."""
+  plan = run["plan"]
+  if run["method"] == "nuts":
+    spent = (run.get("mcmc") or {}).get("grad_evals")
+    cost = (f"each NUTS transition doubles its trajectory until it turns back: about "
+            f"{plan['per_transition']:.1f} ∇E per transition on a pilot of {NUTS_PILOT} transitions, which "
+            f"sets the transitions to fit the budget"
+            + (f"; counted as they ran: {spent:,} ∇E in all, pilot excluded" if spent else ""))
+  else:
+    cost = f"{plan['per_transition']:g} ∇E per transition, plus one per chain to start"
+  return (f" {mlabel} runs {plan['n_chains']} chains from N(0, I) for {plan['n_steps']} transitions ({cost}) "
+          f"and keeps {plan['keep']} states per chain, {plan['thin']} apart, from the end.")
+
+
+def mcmc_settings_text(run: dict) -> str:
+  """``"mala (256 chains, 199 transitions)"``, or the method alone where no plan was made."""
+  plan = run.get("plan")
+  return (f"{run['method']} ({plan['n_chains']} chains, {plan['n_steps']} transitions)" if plan
+          else run["method"])
 
 
 def evaluate(spec: tuple, fits: dict, *, seed: int, method: str, step_size: float, n_leapfrog: int = 10) -> dict:
@@ -149,11 +176,14 @@ def evaluate(spec: tuple, fits: dict, *, seed: int, method: str, step_size: floa
     flow = {"metrics": metrics.free_energy_metrics(fitted, e, seed=seed, n=n_eval), "grad_evals": evals,
             "seconds": float(summary["seconds"]), "stats": viz.sample_stats(e, samples, reference=ref)}
     models[name] = {"fitted": fitted, "flow": flow, "samples": samples, "latent": latent}
-  plan = mcmc_plan(budget, method, batch * MCMC_CHAINS_PER_BATCH, n_leapfrog)
   out = {"spec": spec, "models": models, "exact": exact, "mcmc": None, "mcmc_samples": None,
-         "mcmc_error": None, "plan": plan, "method": method, "budget": budget}
+         "mcmc_error": None, "plan": None, "method": method, "budget": budget}
   try:
     t0 = time.perf_counter()
+    per = None
+    if method == "nuts":  # its cost per transition varies: measured on a short pilot from the same start
+      per = mcmc.evals_per_transition(e, batch * MCMC_CHAINS_PER_BATCH, float(step_size), seed, n_pilot=NUTS_PILOT)
+    out["plan"] = plan = mcmc_plan(budget, method, batch * MCMC_CHAINS_PER_BATCH, n_leapfrog, per_transition=per)
     res = mcmc.sample(e, plan["n_chains"], plan["n_steps"], seed, method=method, step_size=float(step_size),
                       keep=plan["keep"], thin=plan["thin"], n_leapfrog=n_leapfrog)
     out["mcmc"] = {"grad_evals": res.n_grad_evals, "seconds": time.perf_counter() - t0,
@@ -276,17 +306,15 @@ def show_results(run: dict, e, prefix: str = "en", caption: str = "") -> tuple:
                  "(docs/energies.md).")
   if run["mcmc_error"]:
     st.warning(f"MCMC: {run['mcmc_error']}")
-  plan = run["plan"]
+  plan = run["plan"] or {}
   spent = " ".join(BUDGET_TEXT[name].format(b=m["fitted"].config["batch_size"]) + ": "
                    f"{summaries[name]['steps']} steps × {m['fitted'].config['batch_size']} = "
                    f"{m['flow']['grad_evals']:,}." for name, m in run["models"].items())
   st.caption(
       "**Same budget** = as many evaluations of ∇E for MCMC as the model spent on E. " + spent
-      + f" {mlabel} runs {plan['n_chains']} chains from N(0, I) for {plan['n_steps']} transitions "
-      f"({'1' if run['method'] == 'mala' else '10'} ∇E per transition, plus one per chain to start) and "
-      f"keeps {plan['keep']} states per chain, {plan['thin']} apart, from the end. The models' own cost "
-      "(integrating the flow's potential, cmm's chains and conjugates) is not counted; the seconds are "
-      "shown too.")
+      + (mcmc_budget_text(run, mlabel) if plan else "")
+      + " The models' own cost (integrating the flow's potential, cmm's chains and conjugates) is not "
+      "counted; the seconds are shown too.")
   # one row per model: its samples and its base; MCMC's samples beside the first
   for i, (name, m) in enumerate(run["models"].items()):
     cols = st.columns(3)

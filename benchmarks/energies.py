@@ -1,4 +1,4 @@
-"""Fitting energies (issue 18): time to a free-energy gap, cmm and maflow, next to MALA.
+"""Fitting energies (issue 18): time to a free-energy gap, cmm and maflow, next to MALA and NUTS.
 
 For each model and energy, ``cc.fit_energy`` runs with the model's defaults (maflow with
 ``symmetry="reflection"`` on lattices, as the page does), in chunks of ``--eval-every`` steps; after
@@ -9,15 +9,21 @@ samples; its time is not counted) and the run stops at the first chunk whose ELB
 the gap, the last measurement (ELBO gap, importance-weighted log Z gap, ESS) and, in 2D, the energy
 distance of 1024 samples to exact grid samples against the distance between two exact draws.
 
-MALA (blackjax, 256 chains from N(0, I), fixed step ``--mala-step``): in 2D, the transitions are
-doubled from 25 until the energy distance of the chains' last states to the exact draw is within
-the two-draw distance + 0.01 (the models' sample check in tests/), reporting the gradient
-evaluations and seconds of that run. MALA gives no density, so no gap.
+``--budget`` runs each fit the way the app's seconds budget does instead: ``--max-seconds`` is the
+fit's time budget (its learning rate decays over the steps the budget holds) and the fit is measured
+once, at the end.
+
+MCMC (``--mcmc``, default MALA and NUTS; blackjax, 256 chains from N(0, I), fixed steps
+``--mala-step`` and ``--nuts-step``): in 2D, the transitions are doubled from 25 until the energy
+distance of four states per chain (from the second half) to the exact draw is within the two-draw
+distance + 0.01 (the models' sample check in tests/), reporting the gradient evaluations (NUTS's as
+its trajectories took them) and seconds of that run. MCMC gives no density, so no gap.
 
     python benchmarks/energies.py --out benchmarks/results/energies.json --markdown /tmp/energies.md
     python benchmarks/energies.py --models cmm --energies ring --max-seconds 60
     python benchmarks/energies.py --lattices 4 --models maflow cmm --max-seconds 300
     python benchmarks/energies.py --energies --lattices 8 --models maflow --eval-every 2500 --honesty
+    python benchmarks/energies.py --energies --lattices 8 --models maflow --max-seconds 900 --budget --honesty
 
 ``--honesty`` checks at each measurement that a flow's density is that of its samples (the round
 trip and a 4x finer integration, :func:`flow_honesty`; docs/energies.md).
@@ -76,22 +82,28 @@ def flow_honesty(fitted, energy, *, n: int, seed: int, finer: int = 4) -> dict:
 
 def fit_to_gap(model: str, energy, *, gap: float, max_seconds: float, eval_every: int, eval_n: int,
                seed: int = 0, hyper: Optional[dict] = None, steps: Optional[int] = None,
-               honesty: bool = False) -> dict:
+               honesty: bool = False, budget: bool = False) -> dict:
   """One model on one energy until its ELBO gap is at most ``gap`` (per site on a lattice).
-  ``honesty``: each measurement of a flow also runs :func:`flow_honesty` (not counted either)."""
+  ``honesty``: each measurement of a flow also runs :func:`flow_honesty` (not counted either).
+  ``budget``: instead, one fit with ``max_seconds`` as its time budget (the app's seconds budget:
+  the rate decays over it), measured once at the end."""
   import cmm_core as cc
   from cmm_core import metrics
   sites = energy.dim if energy.L else 1
   evals, spent = [], [0.0]   # spent: seconds of evaluation inside the callbacks (not training)
 
-  def callback(step, record, fitted):
-    clock = record["seconds"] - spent[0]   # the fit's clock, less the earlier measurements
-    t0 = time.perf_counter()
+  def measure(step, clock, fitted):
     m = metrics.free_energy_metrics(fitted, energy, seed=step, n=eval_n)
     evals.append({"step": step, "train_seconds": round(clock, 2), "gap": m.gap, "gap_per_site": m.gap / sites,
                   "iw_gap": energy.log_z - m.iw_log_z, "ess_fraction": m.ess / m.n})
     if honesty and hasattr(fitted, "inverse_transport") and model == "maflow":
       evals[-1].update(flow_honesty(fitted, energy, n=eval_n, seed=step))
+    return m
+
+  def callback(step, record, fitted):
+    clock = record["seconds"] - spent[0]   # the fit's clock, less the earlier measurements
+    t0 = time.perf_counter()
+    m = measure(step, clock, fitted)
     spent[0] += time.perf_counter() - t0
     return not (m.gap / sites <= gap or clock >= max_seconds)
 
@@ -101,11 +113,18 @@ def fit_to_gap(model: str, energy, *, gap: float, max_seconds: float, eval_every
   t0 = time.perf_counter()
   # steps: the fit's planned length (its learning-rate schedule decays over it); by default so many
   # that the rate stays at its start for the whole run
-  fitted = cc.fit_energy(model, energy, steps=steps or cc.api.MAX_STEPS, seed=seed, chunk_size=eval_every,
-                         callback=callback, **hyper)
+  if budget:
+    fitted = cc.fit_energy(model, energy, steps=steps or cc.api.MAX_STEPS, seed=seed, max_seconds=max_seconds,
+                           **hyper)
+    measure(fitted.info["steps_done"], fitted.info["fit_seconds"], fitted)
+  else:
+    fitted = cc.fit_energy(model, energy, steps=steps or cc.api.MAX_STEPS, seed=seed, chunk_size=eval_every,
+                           callback=callback, **hyper)
   wall = time.perf_counter() - t0
   last = evals[-1]
-  out = {"model": model, "energy": energy.label, "dim": energy.dim, "hyper": hyper, "reached": last["gap_per_site"] <= gap,
+  out = {"model": model, "energy": energy.label, "dim": energy.dim, "hyper": hyper, "budget": budget,
+         "planned_steps": fitted.info.get("planned_steps"), "grid_error": fitted.info.get("grid_error"),
+         "reached": last["gap_per_site"] <= gap,
          "seconds_to_gap": last["train_seconds"] if last["gap_per_site"] <= gap else None,
          "steps": last["step"], "wall_seconds_with_evals": round(wall, 1), "last": last, "evals": evals}
   if energy.dim == 2 and energy.box is not None:
@@ -116,14 +135,14 @@ def fit_to_gap(model: str, energy, *, gap: float, max_seconds: float, eval_every
   return out
 
 
-def mala_to_level(energy, *, step_size: float, n_chains: int = 256, max_steps: int = 6400) -> dict:
-  """MALA transitions doubled until the chains match exact samples (2D): within the two-draw
-  energy distance + 0.01."""
+def mcmc_to_level(energy, method: str, *, step_size: float, n_chains: int = 256, max_steps: int = 6400) -> dict:
+  """MCMC (``"mala"``, ``"nuts"``, ``"hmc"``) transitions doubled until the chains match exact samples
+  (2D): within the two-draw energy distance + 0.01."""
   from cmm_core import mcmc, metrics
   exact, floor = _exact(energy)
   n_steps, runs = 25, []
   while True:
-    res = mcmc.sample(energy, n_chains, n_steps, seed=0, method="mala", step_size=step_size, keep=4,
+    res = mcmc.sample(energy, n_chains, n_steps, seed=0, method=method, step_size=step_size, keep=4,
                       thin=max(1, n_steps // 8))
     ed = float(metrics.energy_distance(res.samples, exact))
     runs.append({"n_steps": n_steps, "grad_evals": res.n_grad_evals, "seconds": round(res.seconds, 2),
@@ -132,14 +151,17 @@ def mala_to_level(energy, *, step_size: float, n_chains: int = 256, max_steps: i
       break
     n_steps *= 2
   last = runs[-1]
-  return {"model": "mala", "energy": energy.label, "reached": last["energy_distance"] <= floor + 0.01,
-          "energy_distance_floor": floor, "last": last, "runs": runs}
+  return {"model": method, "step_size": step_size, "energy": energy.label,
+          "reached": last["energy_distance"] <= floor + 0.01, "energy_distance_floor": floor, "last": last,
+          "runs": runs}
 
 
 def to_markdown(out: dict) -> str:
   cfg = out["config"]
-  lines = [f"Gap target {cfg['gap']} nats ({cfg['gap_per_site']} per site on lattices), at most "
-           f"{cfg['max_seconds']} s of training per fit, measured every {cfg['eval_every']} steps on "
+  when = ("a time budget, measured at the end" if cfg.get("budget") else
+          f"at most, measured every {cfg['eval_every']} steps")
+  lines = [f"Gap target {cfg['gap']} nats ({cfg['gap_per_site']} per site on lattices), "
+           f"{cfg['max_seconds']} s of training per fit ({when}) on "
            f"{cfg['eval_n']} samples; {out['machine']['cpus_usable']} CPUs, jax {out['machine']['jax_version']}.",
            "", "| energy | model | reached | seconds to gap | steps | last gap | IW log Z gap | ESS | energy distance (floor) |",
            "|---|---|---|---|---|---|---|---|---|"]
@@ -149,12 +171,13 @@ def to_markdown(out: dict) -> str:
     lines.append(f"| {r['energy']} | {r['model']} | {'yes' if r['reached'] else 'no'} | "
                  f"{r['seconds_to_gap'] if r['seconds_to_gap'] is not None else '-'} | {r['steps']} | "
                  f"{last['gap']:.4f} | {last['iw_gap']:.4f} | {last['ess_fraction']:.0%} | {ed} |")
-  if out["mala"]:
-    lines += ["", "| energy | MALA reached | transitions | gradient evaluations | seconds | energy distance (floor) | acceptance |",
-              "|---|---|---|---|---|---|---|"]
-    for r in out["mala"]:
+  if out["mcmc"]:
+    lines += ["", "| energy | MCMC (step) | reached | transitions | gradient evaluations | seconds | energy distance (floor) | acceptance |",
+              "|---|---|---|---|---|---|---|---|"]
+    for r in out["mcmc"]:
       last = r["last"]
-      lines.append(f"| {r['energy']} | {'yes' if r['reached'] else 'no'} | {last['n_steps']} | "
+      lines.append(f"| {r['energy']} | {r['model'].upper()} ({r['step_size']:g}) | "
+                   f"{'yes' if r['reached'] else 'no'} | {last['n_steps']} | "
                    f"{last['grad_evals']:,} | {last['seconds']} | {last['energy_distance']:.4f} "
                    f"({r['energy_distance_floor']:.4f}) | {last['acceptance']:.0%} |")
   return "\n".join(lines) + "\n"
@@ -188,8 +211,14 @@ def main(argv=None) -> int:
   p.add_argument("--max-seconds", type=float, default=120.0, help="training seconds per fit")
   p.add_argument("--eval-every", type=int, default=50, help="steps between measurements")
   p.add_argument("--eval-n", type=int, default=2048, help="samples per measurement")
+  p.add_argument("--mcmc", nargs="*", default=["mala", "nuts"], choices=["mala", "nuts", "hmc"],
+                 help="MCMC baselines in 2D (none: --mcmc with no name, or --no-mala)")
   p.add_argument("--mala-step", type=float, default=0.1, help="MALA's fixed step size")
-  p.add_argument("--no-mala", action="store_true")
+  p.add_argument("--nuts-step", type=float, default=0.1, help="NUTS's (and HMC's) fixed step size")
+  p.add_argument("--no-mala", action="store_true", help="no MCMC baseline (as --mcmc with no name)")
+  p.add_argument("--budget", action="store_true",
+                 help="--max-seconds as each fit's time budget (the rate decays over it, as in the app), "
+                      "measured once at the end")
   p.add_argument("--steps", type=int, default=None,
                  help="each fit's planned steps (its learning rate decays over them; default: constant)")
   p.add_argument("--hyper", action="append", default=[], metavar="MODEL.NAME=VALUE",
@@ -202,24 +231,26 @@ def main(argv=None) -> int:
   args = p.parse_args(argv)
   from cmm_core import energies
   hypers = _hypers(args.hyper, args.models)
-  fits, mala = [], []
+  fits, chains = [], []
   targets = [(energies.make(n), args.gap) for n in args.energies]
   targets += [(energies.make("ising", L=L), args.gap_per_site) for L in args.lattices]
   for energy, gap in targets:
     for model in args.models:
       r = fit_to_gap(model, energy, gap=gap, max_seconds=args.max_seconds, eval_every=args.eval_every,
-                     eval_n=args.eval_n, hyper=hypers[model], steps=args.steps, honesty=args.honesty)
+                     eval_n=args.eval_n, hyper=hypers[model], steps=args.steps, honesty=args.honesty,
+                     budget=args.budget)
       fits.append(r)
       print(f"[energies] {energy.label} {model}: reached {r['reached']} in {r['seconds_to_gap']} s, "
             f"{r['steps']} steps, last gap {r['last']['gap']:.4f}", file=sys.stderr, flush=True)
-    if energy.dim == 2 and not args.no_mala:
-      r = mala_to_level(energy, step_size=args.mala_step)
-      mala.append(r)
-      print(f"[energies] {energy.label} MALA: reached {r['reached']} with {r['last']['n_steps']} "
+    for method in ([] if energy.dim != 2 or args.no_mala else args.mcmc):
+      step = args.mala_step if method == "mala" else args.nuts_step
+      r = mcmc_to_level(energy, method, step_size=step)
+      chains.append(r)
+      print(f"[energies] {energy.label} {method.upper()}: reached {r['reached']} with {r['last']['n_steps']} "
             f"transitions", file=sys.stderr, flush=True)
   config = {k: getattr(args, k) for k in ("gap", "gap_per_site", "max_seconds", "eval_every", "eval_n", "mala_step",
-                                          "hyper", "steps", "honesty")}
-  out = {"machine": machine_info(), "config": config, "fits": fits, "mala": mala}
+                                          "nuts_step", "mcmc", "hyper", "steps", "honesty", "budget")}
+  out = {"machine": machine_info(), "config": config, "fits": fits, "mcmc": chains}
   write_outputs(out, args.out, args.markdown, to_markdown, "energies")
   return 0
 

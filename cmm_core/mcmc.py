@@ -1,4 +1,4 @@
-"""A plain MCMC baseline for energies (blackjax): MALA or HMC with a fixed step size.
+"""A plain MCMC baseline for energies (blackjax): MALA, HMC or NUTS with a fixed step size.
 
 >>> from cmm_core import energies, mcmc
 >>> x = mcmc.run_mcmc(energies.make("ring"), n_chains=256, n_steps=200, seed=0)   # [256, 2]
@@ -9,7 +9,8 @@ Every chain starts from ``N(0, I)`` (the flow's base: neither sampler is told wh
 is) and runs ``n_steps`` transitions; the samples are each chain's last ``keep`` states, ``thin``
 transitions apart. The cost is counted in evaluations of the energy's gradient, the unit the
 "Sample an energy" page uses to give the flow and the chains the same budget: MALA takes one per
-transition, HMC ``n_leapfrog``, plus one per chain to start. Why blackjax rather than
+transition, HMC ``n_leapfrog``, NUTS as many as its trajectories took (counted as they run), plus
+one per chain to start. Why blackjax rather than
 :mod:`cmm_core.sampling`: ``docs/energies.md``.
 """
 
@@ -28,12 +29,13 @@ import numpy as np
 from cmm_core.models.base import check_seed
 
 __all__ = ["METHODS", "McmcResult", "sample", "run_mcmc", "grad_evals", "steps_for_budget",
-           "MAX_CHAINS", "MAX_MCMC_STEPS"]
+           "evals_per_transition", "MAX_CHAINS", "MAX_MCMC_STEPS"]
 
-METHODS = ("mala", "hmc")
+METHODS = ("mala", "hmc", "nuts")
 MAX_CHAINS = 65_536
 MAX_MCMC_STEPS = 1_000_000
 MAX_LEAPFROG = 1_000
+NUTS_MAX_DOUBLINGS = 10  # blackjax's default: at most 2^10 - 1 leapfrog steps per NUTS transition
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,8 +45,10 @@ class McmcResult:
   Attributes:
     samples: ``[n_chains * keep, d]`` float32, chain-major (chain ``i``'s states are rows
       ``i * keep .. i * keep + keep - 1``, oldest first).
-    acceptance: the Metropolis acceptance rate over all transitions and chains.
-    n_grad_evals: energy gradient evaluations used (:func:`grad_evals`).
+    acceptance: the Metropolis acceptance rate over all transitions and chains (NUTS: the mean
+      acceptance probability of its trajectories' states, the figure its step size is tuned by).
+    n_grad_evals: energy gradient evaluations used (:func:`grad_evals`; NUTS: the leapfrog steps
+      its trajectories took, counted, plus one per chain).
     seconds: wall-clock time, compilation included.
     method, step_size, n_chains, n_steps, n_leapfrog: the settings.
   """
@@ -61,15 +65,34 @@ class McmcResult:
 
 def grad_evals(method: str, n_chains: int, n_steps: int, n_leapfrog: int = 10) -> int:
   """Energy gradient evaluations of ``n_steps`` transitions of ``n_chains`` chains: one per
-  transition for MALA, ``n_leapfrog`` for HMC, plus one per chain for the start."""
+  transition for MALA, ``n_leapfrog`` for HMC, plus one per chain for the start. NUTS's count is
+  known only after the run (:attr:`McmcResult.n_grad_evals`): this raises for it."""
+  if method == "nuts":
+    raise ValueError("mcmc: NUTS's gradient evaluations depend on its trajectories; read them from "
+                     "sample(...).n_grad_evals")
   per = 1 if method == "mala" else int(n_leapfrog)
   return int(n_chains) * (int(n_steps) * per + 1)
 
 
-def steps_for_budget(budget: int, method: str, n_chains: int, n_leapfrog: int = 10) -> int:
-  """The most transitions (at least 1) whose :func:`grad_evals` fits in ``budget``."""
+def steps_for_budget(budget: int, method: str, n_chains: int, n_leapfrog: int = 10,
+                     per_transition: float | None = None) -> int:
+  """The most transitions (at least 1) whose :func:`grad_evals` fits in ``budget``. NUTS's
+  transitions cost a varying number of evaluations: give ``per_transition`` (per chain, e.g. from
+  :func:`evals_per_transition`), and the plan fits the budget on that average."""
+  if method == "nuts":
+    if per_transition is None or not per_transition >= 1:
+      raise ValueError("mcmc: NUTS's transitions cost a varying number of gradient evaluations; give "
+                       "per_transition (evals_per_transition measures it)")
+    return max(1, int((int(budget) // int(n_chains) - 1) / float(per_transition)))
   per = 1 if method == "mala" else int(n_leapfrog)
   return max(1, (int(budget) // int(n_chains) - 1) // per)
+
+
+def evals_per_transition(energy, n_chains: int, step_size: float, seed: int = 0, *, n_pilot: int = 8) -> float:
+  """NUTS's gradient evaluations per transition and chain, measured on a pilot of ``n_pilot``
+  transitions of ``n_chains`` chains from the start :func:`sample` uses with ``seed`` (at least 1)."""
+  res = sample(energy, n_chains, n_pilot, seed, method="nuts", step_size=step_size)
+  return max(1.0, (res.n_grad_evals - res.n_chains) / (res.n_chains * n_pilot))
 
 
 def _check_int(name: str, value, lo: int, hi: int) -> int:
@@ -82,29 +105,35 @@ def _check_int(name: str, value, lo: int, hi: int) -> int:
 def _run(energy, method, key, x0, step_size, *, n_burn, keep, thin, n_leapfrog):
   d = x0.shape[1]
   logdensity = lambda x: -energy.fn(x[None])[0]
+  unit_mass = jnp.ones((d,), x0.dtype)
   if method == "mala":
     kernel = blackjax.mala(logdensity, step_size)
+  elif method == "hmc":
+    kernel = blackjax.hmc(logdensity, step_size, unit_mass, n_leapfrog)
   else:
-    kernel = blackjax.hmc(logdensity, step_size, jnp.ones((d,), x0.dtype), n_leapfrog)
+    kernel = blackjax.nuts(logdensity, step_size, unit_mass, max_num_doublings=NUTS_MAX_DOUBLINGS)
   n = x0.shape[0]
 
-  def transition(state, k):
+  def transition(state, k):  # -> (mean acceptance, gradient evaluations) of one transition
     state, info = jax.vmap(kernel.step)(jax.random.split(k, n), state)
-    return state, jnp.mean(info.is_accepted.astype(jnp.float32))
+    if method == "nuts":
+      return state, (jnp.mean(info.acceptance_rate), jnp.sum(info.num_integration_steps))
+    return state, (jnp.mean(info.is_accepted.astype(jnp.float32)), jnp.zeros((), jnp.int32))
 
   def block(state, k):  # thin transitions, then record the positions
-    state, acc = jax.lax.scan(transition, state, jax.random.split(k, thin))
-    return state, (state.position, jnp.mean(acc))
+    state, (acc, evals) = jax.lax.scan(transition, state, jax.random.split(k, thin))
+    return state, (state.position, jnp.mean(acc), evals)
 
   k_burn, k_keep = jax.random.split(key)
   state = jax.vmap(kernel.init)(x0)
-  acc_burn = jnp.zeros(())
+  acc_burn, evals_burn = jnp.zeros(()), jnp.zeros((0,), jnp.int32)
   if n_burn:
-    state, accs = jax.lax.scan(transition, state, jax.random.split(k_burn, n_burn))
+    state, (accs, evals_burn) = jax.lax.scan(transition, state, jax.random.split(k_burn, n_burn))
     acc_burn = jnp.sum(accs)
-  _, (kept, accs) = jax.lax.scan(block, state, jax.random.split(k_keep, keep))  # [keep, n, d]
+  _, (kept, accs, evals) = jax.lax.scan(block, state, jax.random.split(k_keep, keep))  # [keep, n, d]
   acceptance = (acc_burn + jnp.sum(accs) * thin) / (n_burn + keep * thin)
-  return jnp.swapaxes(kept, 0, 1).reshape(n * keep, d), acceptance
+  # NUTS's leapfrog steps per transition (0 for MALA and HMC), summed in int64 outside
+  return jnp.swapaxes(kept, 0, 1).reshape(n * keep, d), acceptance, (evals_burn, evals)
 
 
 def sample(energy, n_chains: int, n_steps: int, seed: int = 0, *, method: str = "mala",
@@ -117,8 +146,10 @@ def sample(energy, n_chains: int, n_steps: int, seed: int = 0, *, method: str = 
     n_chains: independent chains, each started from ``N(0, I)`` (or ``init``).
     n_steps: transitions per chain (the last ``(keep - 1) * thin + ...`` of them are kept; see ``keep``).
     seed: seeds the start and the chains (same seed, same samples).
-    method: ``"mala"`` (Metropolis-adjusted Langevin, proposal ``x - h grad E + sqrt(2 h) xi``) or
-      ``"hmc"`` (``n_leapfrog`` leapfrog steps of size ``step_size``, identity mass matrix).
+    method: ``"mala"`` (Metropolis-adjusted Langevin, proposal ``x - h grad E + sqrt(2 h) xi``),
+      ``"hmc"`` (``n_leapfrog`` leapfrog steps of size ``step_size``, identity mass matrix) or
+      ``"nuts"`` (the No-U-Turn sampler: leapfrog steps of size ``step_size``, identity mass, each
+      trajectory doubled until it turns back, at most ``NUTS_MAX_DOUBLINGS`` times).
     step_size: the fixed step size ``h`` (not adapted).
     keep: states kept per chain: after ``thin`` transitions each, ending with the last one
       (``keep * thin <= n_steps``).
@@ -158,11 +189,12 @@ def sample(energy, n_chains: int, n_steps: int, seed: int = 0, *, method: str = 
     if x0.shape != (n_chains, d):
       raise ValueError(f"mcmc: init must have shape [{n_chains}, {d}], got {tuple(x0.shape)}")
   t0 = time.perf_counter()
-  out, acc = _run(energy, method, k_run, x0, jnp.float32(step_size), n_burn=n_steps - keep * thin,
-                  keep=keep, thin=thin, n_leapfrog=n_leapfrog if method == "hmc" else 1)
+  out, acc, counted = _run(energy, method, k_run, x0, jnp.float32(step_size), n_burn=n_steps - keep * thin,
+                           keep=keep, thin=thin, n_leapfrog=n_leapfrog if method == "hmc" else 1)
   out = np.asarray(out, np.float32)
-  return McmcResult(samples=out, acceptance=float(acc),
-                    n_grad_evals=grad_evals(method, n_chains, n_steps, n_leapfrog),
+  counted = sum(int(np.asarray(c, np.int64).sum()) for c in counted)
+  evals = (n_chains + counted) if method == "nuts" else grad_evals(method, n_chains, n_steps, n_leapfrog)
+  return McmcResult(samples=out, acceptance=float(acc), n_grad_evals=evals,
                     seconds=time.perf_counter() - t0, method=method, step_size=float(step_size),
                     n_chains=n_chains, n_steps=n_steps, n_leapfrog=n_leapfrog if method == "hmc" else 0)
 

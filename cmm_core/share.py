@@ -20,7 +20,7 @@ Query parameters (all optional):
   ``hp.<model>.<name>``.
 - Sample an energy page: ``energy=<built-in>`` with ``e.<param>`` (its parameters), or
   ``formula=<text>`` with ``dim`` and ``box`` (the half-width); ``fit=maflow,cmm`` (the models),
-  ``steps``, ``seed``, ``mcmc=mala|hmc`` and ``mcmc_step``. The same with ``budget`` instead of
+  ``steps``, ``seed``, ``mcmc=mala|hmc|nuts`` and ``mcmc_step``. The same with ``budget`` instead of
   ``steps`` is the Compare page's energy entry (its models fitted under one budget).
 - ``run=1``: start training (Train page, Sample an energy page) or the comparison (Compare page) as
   the link opens.
@@ -333,7 +333,7 @@ def _decode_compare(r: _Reader) -> Optional[dict]:
 
 
 ENERGY_KEYS = ("energy", "formula", "dim", "box", "fit", "mcmc", "mcmc_step")
-MCMC_METHODS = ("mala", "hmc")
+MCMC_METHODS = ("mala", "hmc", "nuts")
 
 
 def _decode_energy(r: _Reader) -> Optional[dict]:

@@ -155,7 +155,7 @@ def test_energy_settings_an_even_potential_on_lattices_and_measured_ones_for_bui
   hyper, why = cc.api.energy_settings("maflow", energies.make("ising", L=4))
   assert hyper == {"symmetry": "reflection"} and "Z2" in why
   hyper, why = cc.api.energy_settings("maflow", energies.make("ising", L=8))  # 64-D: finer RK4
-  assert hyper == {"symmetry": "reflection", "n_steps": 20, "step_size": 0.1} and "folds" in why
+  assert hyper == {"symmetry": "reflection", "n_steps": 20, "step_size": 0.1, "segments": 4} and "folds" in why
   assert cc.api.energy_settings("cmm", energies.make("ising", L=8))[0] == {"symmetry": "reflection"}
   hyper, why = cc.api.energy_settings("cmm", energies.make("ising", L=4))  # measured up to L = 4
   assert hyper == {"symmetry": "reflection", "learning_rate": 2e-2} and "L = 4" in why

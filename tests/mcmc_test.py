@@ -1,4 +1,4 @@
-"""The MCMC baseline (cmm_core.mcmc): blackjax MALA / HMC on energies, with the budget counted."""
+"""The MCMC baseline (cmm_core.mcmc): blackjax MALA / HMC / NUTS on energies, with the budget counted."""
 
 import numpy as np
 import pytest
@@ -14,18 +14,26 @@ def gauss():
   return energies.make("gaussian", mean=MEAN.tolist(), cov=COV.tolist())
 
 
-@pytest.mark.parametrize("method,step", [("mala", 0.3), ("hmc", 0.2)])
-def test_chains_match_the_gaussian_moments(gauss, method, step):
-  res = mcmc.sample(gauss, n_chains=1024, n_steps=120, seed=0, method=method, step_size=step,
-                    keep=4, thin=20, n_leapfrog=5)
+@pytest.mark.parametrize("method,step,n_steps", [("mala", 0.3, 120), ("hmc", 0.2, 120), ("nuts", 0.3, 40)])
+def test_chains_match_the_gaussian_moments(gauss, method, step, n_steps):
+  # NUTS: about 11 leapfrog steps per transition, so a third of the transitions cost as much
+  res = mcmc.sample(gauss, n_chains=1024, n_steps=n_steps, seed=0, method=method, step_size=step,
+                    keep=4, thin=n_steps // 6, n_leapfrog=5)
   x = res.samples.astype(np.float64)
   assert x.shape == (4096, 2) and np.all(np.isfinite(x))
-  # 1024 independent chains from N(0, I), 40+ transitions in: 4096 draws, mildly correlated per chain;
+  # 1024 independent chains from N(0, I), 20+ transitions in: 4096 draws, mildly correlated per chain;
   # the standard error of a mean is <= sqrt(2 / 1024) = 0.044, of a covariance entry ~0.09
   np.testing.assert_allclose(x.mean(0), MEAN, atol=0.12)
   np.testing.assert_allclose(np.cov(x.T), COV, atol=0.25)
   assert 0.5 < res.acceptance <= 1.0
-  assert res.n_grad_evals == mcmc.grad_evals(method, 1024, 120, 5)
+  if method == "nuts":  # counted from the trajectories: a U-turn of this Gaussian (standard
+    # deviations 0.8-1.5) at steps of 0.3 takes a few to a few tens of leapfrog steps
+    per_transition = (res.n_grad_evals - 1024) / (1024 * n_steps)
+    assert 3 <= per_transition <= 40
+    with pytest.raises(ValueError, match="NUTS"):
+      mcmc.grad_evals("nuts", 1024, n_steps)
+  else:
+    assert res.n_grad_evals == mcmc.grad_evals(method, 1024, n_steps, 5)
 
 
 def test_a_wrong_target_is_told_apart(gauss):
@@ -58,10 +66,14 @@ def test_budget_arithmetic():
   assert mcmc.grad_evals("mala", 256, 199) <= 51200 < mcmc.grad_evals("mala", 256, 200)
   assert mcmc.steps_for_budget(51200, "hmc", 256, n_leapfrog=10) == 19
   assert mcmc.steps_for_budget(10, "mala", 256) == 1
+  with pytest.raises(ValueError, match="NUTS"):
+    mcmc.steps_for_budget(51200, "nuts", 256)
+  # NUTS on a measured average: 199 evaluations per chain after the start, 9.5 per transition
+  assert mcmc.steps_for_budget(51200, "nuts", 256, per_transition=9.5) == 20
 
 
 @pytest.mark.parametrize("kwargs,match", [
-    ({"n_chains": 0}, "n_chains"), ({"n_steps": 0}, "n_steps"), ({"method": "nuts"}, "method"),
+    ({"n_chains": 0}, "n_chains"), ({"n_steps": 0}, "n_steps"), ({"method": "slice"}, "method"),
     ({"step_size": -1.0}, "step_size"), ({"step_size": float("nan")}, "step_size"),
     ({"keep": 4, "thin": 4}, "keep"), ({"init": np.zeros((3, 2))}, "init"), ({"seed": -1}, "seed")])
 def test_bad_arguments_are_value_errors(kwargs, match):

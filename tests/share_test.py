@@ -147,10 +147,10 @@ def test_energy_settings_round_trip_and_bad_values():
   assert got["energy"] == {**settings, "params": {"L": 8, "T": 2.5}, "mode": None, "value": None}
   assert not got["run"]
   formula = {"source": "formula", "text": "(|x| - 2)^2 / 0.32", "dim": 2, "box": 4.0, "models": ["cmm"],
-             "steps": 100, "seed": 0, "method": "mala", "step_size": 0.1}
+             "steps": 100, "seed": 0, "method": "nuts", "step_size": 0.1}
   got = share.decode({**share.encode(energy=formula), "run": "1"})
   assert got["energy"] == {**formula, "mode": None, "value": None} and got["run"]
-  got = share.decode({"energy": "ising", "e.L": "99", "e.nope": "1", "fit": "sdot", "mcmc": "nuts",
+  got = share.decode({"energy": "ising", "e.L": "99", "e.nope": "1", "fit": "sdot", "mcmc": "gibbs",
                       "model": "cmm"})
   assert got["energy"]["params"] == {} and got["energy"]["models"] is None and got["energy"]["method"] is None
   assert len(got["problems"]) == 5 and all("ignored" in p for p in got["problems"])

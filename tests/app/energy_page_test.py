@@ -136,14 +136,14 @@ def test_ising_shows_spin_images():
 def test_a_link_restores_the_energy_and_settings_and_run_1_trains():
   from cmm_core import share
   query = {"energy": "ring", "e.radius": "1.5", "fit": "maflow", "steps": "20", "seed": "3",
-           "mcmc": "hmc", "mcmc_step": "0.05"}
+           "mcmc": "nuts", "mcmc_step": "0.05"}
   at = open_app(PAGE, home_first=False, query=query)
   assert not at.exception and not at.warning, [w.value for w in at.warning]
   assert at.selectbox(key="en_name").value == "ring"
   assert at.number_input(key="en_p_ring_radius").value == 1.5
   assert at.multiselect(key="en_models").value == ["maflow (Monge-Ampère flow)"]
   assert at.number_input(key="en_steps").value == 20 and at.number_input(key="en_seed").value == 3
-  assert at.selectbox(key="en_method").value.startswith("HMC")
+  assert at.selectbox(key="en_method").value.startswith("NUTS")
   assert "energy_run" not in at.session_state  # no run=1: nothing trained
   # the page writes the same settings back and shows the link with its run=1 form
   written = {k: at.query_params[k][-1] if isinstance(at.query_params[k], list) else at.query_params[k]
@@ -154,8 +154,13 @@ def test_a_link_restores_the_energy_and_settings_and_run_1_trains():
   at = open_app(PAGE, home_first=False, query={**query, "run": "1"})
   assert not at.exception and not at.error, [e.value for e in at.error]
   run_ = at.session_state["energy_run"]
-  assert list(run_["models"]) == ["maflow"] and run_["method"] == "hmc"
+  assert list(run_["models"]) == ["maflow"] and run_["method"] == "nuts"
   assert run_["models"]["maflow"]["fitted"].history[-1]["step"] == 20
+  # NUTS: its transitions planned from a pilot's measured cost, its evaluations counted as they ran
+  plan, budget = run_["plan"], run_["budget"]
+  assert plan["per_transition"] >= 1 and run_["mcmc"]["grad_evals"] >= plan["n_chains"] * (plan["n_steps"] + 1)
+  assert run_["mcmc"]["grad_evals"] <= budget + plan["n_chains"] * plan["per_transition"] * 4
+  assert any("pilot" in c.value for c in at.caption)
 
 
 def test_a_formula_link_and_a_bad_value():
