@@ -136,7 +136,7 @@ def test_ising_shows_spin_images():
 def test_a_link_restores_the_energy_and_settings_and_run_1_trains():
   from cmm_core import share
   query = {"energy": "ring", "e.radius": "1.5", "fit": "maflow", "steps": "20", "seed": "3",
-           "mcmc": "nuts", "mcmc_step": "0.05"}
+           "mcmc": "nuts", "mcmc_step": "0.2"}
   at = open_app(PAGE, home_first=False, query=query)
   assert not at.exception and not at.warning, [w.value for w in at.warning]
   assert at.selectbox(key="en_name").value == "ring"
