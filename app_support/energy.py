@@ -113,17 +113,15 @@ def exact_reference(spec: tuple, n: int = 1024) -> dict:
   return out
 
 
-def mcmc_plan(budget: int, method: str, n_chains: int, n_leapfrog: int = 10,
-              per_transition: float | None = None) -> dict:
+def mcmc_plan(budget: int, method: str, n_chains: int, per_transition: float, n_leapfrog: int = 10) -> dict:
   """How the MCMC baseline spends ``budget`` gradient evaluations: ``{"n_chains", "n_steps",
   "keep", "thin", "per_transition"}`` (four states per chain from its second half, so ``4 n_chains``
-  samples). ``per_transition``: NUTS's measured evaluations per transition and chain (a pilot run)."""
+  samples). ``per_transition``: :func:`cmm_core.mcmc.evals_per_transition` (NUTS's from a pilot run)."""
   n_steps = mcmc.steps_for_budget(budget, method, n_chains, n_leapfrog, per_transition=per_transition)
   keep = min(4, n_steps)
   thin = max(1, (n_steps // 2) // keep)
-  per = {"mala": 1.0, "hmc": float(n_leapfrog)}.get(method, per_transition)
   return {"n_chains": int(n_chains), "n_steps": int(n_steps), "keep": int(keep), "thin": int(thin),
-          "per_transition": per}
+          "per_transition": float(per_transition)}
 
 
 def mcmc_budget_text(run: dict, mlabel: str) -> str:
@@ -134,7 +132,8 @@ def mcmc_budget_text(run: dict, mlabel: str) -> str:
     cost = (f"each NUTS transition doubles its trajectory until it turns back: about "
             f"{plan['per_transition']:.1f} ∇E per transition on a pilot of {NUTS_PILOT} transitions, which "
             f"sets the transitions to fit the budget"
-            + (f"; counted as they ran: {spent:,} ∇E in all, pilot excluded" if spent else ""))
+            + (f"; counted as they ran: {spent:,} ∇E in all, pilot excluded (its seconds are included)"
+               if spent else ""))
   else:
     cost = f"{plan['per_transition']:g} ∇E per transition, plus one per chain to start"
   return (f" {mlabel} runs {plan['n_chains']} chains from N(0, I) for {plan['n_steps']} transitions ({cost}) "
@@ -180,10 +179,10 @@ def evaluate(spec: tuple, fits: dict, *, seed: int, method: str, step_size: floa
          "mcmc_error": None, "plan": None, "method": method, "budget": budget}
   try:
     t0 = time.perf_counter()
-    per = None
-    if method == "nuts":  # its cost per transition varies: measured on a short pilot from the same start
-      per = mcmc.evals_per_transition(e, batch * MCMC_CHAINS_PER_BATCH, float(step_size), seed, n_pilot=NUTS_PILOT)
-    out["plan"] = plan = mcmc_plan(budget, method, batch * MCMC_CHAINS_PER_BATCH, n_leapfrog, per_transition=per)
+    chains = batch * MCMC_CHAINS_PER_BATCH  # NUTS's cost per transition varies: a short pilot measures it
+    per = mcmc.evals_per_transition(e, chains, float(step_size), seed, method=method, n_leapfrog=n_leapfrog,
+                                    n_pilot=NUTS_PILOT)
+    out["plan"] = plan = mcmc_plan(budget, method, chains, per, n_leapfrog)
     res = mcmc.sample(e, plan["n_chains"], plan["n_steps"], seed, method=method, step_size=float(step_size),
                       keep=plan["keep"], thin=plan["thin"], n_leapfrog=n_leapfrog)
     out["mcmc"] = {"grad_evals": res.n_grad_evals, "seconds": time.perf_counter() - t0,

@@ -63,15 +63,20 @@ class McmcResult:
   n_leapfrog: int
 
 
+def _fixed_cost(method: str, n_leapfrog: int) -> int:
+  """Gradient evaluations per transition and chain of a fixed-cost method (MALA 1, HMC
+  ``n_leapfrog``); NUTS's vary with its trajectories, so it raises."""
+  if method == "nuts":
+    raise ValueError("mcmc: NUTS's gradient evaluations depend on its trajectories; read them from "
+                     "sample(...).n_grad_evals, or measure its average with evals_per_transition")
+  return 1 if method == "mala" else int(n_leapfrog)
+
+
 def grad_evals(method: str, n_chains: int, n_steps: int, n_leapfrog: int = 10) -> int:
   """Energy gradient evaluations of ``n_steps`` transitions of ``n_chains`` chains: one per
   transition for MALA, ``n_leapfrog`` for HMC, plus one per chain for the start. NUTS's count is
   known only after the run (:attr:`McmcResult.n_grad_evals`): this raises for it."""
-  if method == "nuts":
-    raise ValueError("mcmc: NUTS's gradient evaluations depend on its trajectories; read them from "
-                     "sample(...).n_grad_evals")
-  per = 1 if method == "mala" else int(n_leapfrog)
-  return int(n_chains) * (int(n_steps) * per + 1)
+  return int(n_chains) * (int(n_steps) * _fixed_cost(method, n_leapfrog) + 1)
 
 
 def steps_for_budget(budget: int, method: str, n_chains: int, n_leapfrog: int = 10,
@@ -84,13 +89,16 @@ def steps_for_budget(budget: int, method: str, n_chains: int, n_leapfrog: int = 
       raise ValueError("mcmc: NUTS's transitions cost a varying number of gradient evaluations; give "
                        "per_transition (evals_per_transition measures it)")
     return max(1, int((int(budget) // int(n_chains) - 1) / float(per_transition)))
-  per = 1 if method == "mala" else int(n_leapfrog)
-  return max(1, (int(budget) // int(n_chains) - 1) // per)
+  return max(1, (int(budget) // int(n_chains) - 1) // _fixed_cost(method, n_leapfrog))
 
 
-def evals_per_transition(energy, n_chains: int, step_size: float, seed: int = 0, *, n_pilot: int = 8) -> float:
-  """NUTS's gradient evaluations per transition and chain, measured on a pilot of ``n_pilot``
-  transitions of ``n_chains`` chains from the start :func:`sample` uses with ``seed`` (at least 1)."""
+def evals_per_transition(energy, n_chains: int, step_size: float, seed: int = 0, *, method: str = "nuts",
+                         n_leapfrog: int = 10, n_pilot: int = 8) -> float:
+  """Gradient evaluations per transition and chain: MALA's 1 and HMC's ``n_leapfrog`` as they are;
+  NUTS's measured on a pilot of ``n_pilot`` transitions of ``n_chains`` chains from the start
+  :func:`sample` uses with ``seed`` (at least 1)."""
+  if method != "nuts":
+    return float(_fixed_cost(method, n_leapfrog))
   res = sample(energy, n_chains, n_pilot, seed, method="nuts", step_size=step_size)
   return max(1.0, (res.n_grad_evals - res.n_chains) / (res.n_chains * n_pilot))
 

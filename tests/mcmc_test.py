@@ -70,6 +70,9 @@ def test_budget_arithmetic():
     mcmc.steps_for_budget(51200, "nuts", 256)
   # NUTS on a measured average: 199 evaluations per chain after the start, 9.5 per transition
   assert mcmc.steps_for_budget(51200, "nuts", 256, per_transition=9.5) == 20
+  # the fixed-cost methods need no pilot (no energy is touched)
+  assert mcmc.evals_per_transition(None, 256, 0.1, method="mala") == 1.0
+  assert mcmc.evals_per_transition(None, 256, 0.1, method="hmc", n_leapfrog=7) == 7.0
 
 
 @pytest.mark.parametrize("kwargs,match", [
