@@ -108,6 +108,19 @@ def test_energies_end_to_end(tmp_path):
   assert "| gaussian | MALA (0.1) |" in md and "| gaussian | NUTS (0.1) |" in md
 
 
+@pytest.mark.slow
+def test_energies_with_a_time_budget_measures_once_at_the_end(tmp_path):
+  out, md = _run("energies", "--models", "maflow", "--energies", "gaussian", "--max-seconds", "6",
+                 "--budget", "--mcmc", tmp_path=tmp_path)
+  (fit,) = out["fits"]
+  assert fit["budget"] and out["config"]["budget"] and out["mcmc"] == []  # --mcmc alone: no chains
+  (last,) = fit["evals"]  # one measurement, after the budget
+  assert last["train_seconds"] >= 6 and last["step"] == fit["steps"]
+  # the rate decays over the steps the budget holds: planned from the measured speed, near the steps done
+  assert fit["planned_steps"] is not None and 0.5 * fit["steps"] <= fit["planned_steps"] <= 2 * fit["steps"]
+  assert fit["reached"] == (last["gap"] <= 0.05) and "a time budget, measured at the end" in md
+
+
 def test_digits_image_figures_of_the_gaussian_baseline(monkeypatch):
   # the reference figures: a fitted Gaussian's c2st about 0.79-0.83, its conditional's
   # completions of the bottom half read right about 64% of the time, the classifier ~97% on clean digits
