@@ -155,7 +155,8 @@ def test_energy_settings_an_even_potential_on_lattices_and_measured_ones_for_bui
   hyper, why = cc.api.energy_settings("maflow", energies.make("ising", L=4))
   assert hyper == {"symmetry": "reflection"} and "Z2" in why
   hyper, why = cc.api.energy_settings("maflow", energies.make("ising", L=8))  # 64-D: finer RK4
-  assert hyper == {"symmetry": "reflection", "n_steps": 20, "step_size": 0.1, "segments": 4} and "folds" in why
+  assert hyper == {"symmetry": "reflection", "n_steps": 20, "step_size": 0.1, "segments": 4, "hidden": 128,
+                   "learning_rate": 2e-2, "gradient": "path"} and "folds" in why and "path gradient" in why
   assert cc.api.energy_settings("cmm", energies.make("ising", L=8))[0] == {"symmetry": "reflection"}
   hyper, why = cc.api.energy_settings("cmm", energies.make("ising", L=4))  # measured up to L = 4
   assert hyper == {"symmetry": "reflection", "learning_rate": 2e-2} and "L = 4" in why
@@ -219,3 +220,66 @@ def test_an_importance_weighted_log_z_far_above_the_exact_one_flags_the_density(
   low = metrics.free_energy_metrics(_Normal(2.0), energy, n=1024)
   assert low.iw_log_z - energy.log_z == pytest.approx(2.0) and low.density_suspect
   assert low.gap == pytest.approx(-2.0)   # the "gap" it would report: negative, optimistic
+
+
+def _random_flow(d=2, **hyper):
+  """A non-trivial 2-D flow (random even one-layer potentials, two segments) and its state."""
+  import jax
+  from cmm_core.models import maflow
+  config = maflow.MAFlowEnergy(energies.make("gaussian"), segments=2, n_steps=10, step_size=0.1,
+                               radial=2, symmetry="reflection", **hyper).resolve(d)[0]
+  spec = maflow._spec(config, d)
+  params = maflow.init_params(spec, jax.random.PRNGKey(0), 2.0, 1.0)
+  shift, scale = np.zeros(d), np.array([[1.3, 0.0], [0.4, 0.8]])
+  state = maflow.MAFlowState(params, None, *maflow._state_affine(shift, scale))
+  return maflow, spec, state
+
+
+def test_the_score_ode_is_the_gradient_of_the_flows_log_density():
+  # what the path gradient holds fixed: grad_x log q at the samples, integrated forward with them
+  import jax
+  import jax.numpy as jnp
+  maflow, spec, state = _random_flow()
+  z = jax.random.normal(jax.random.PRNGKey(1), (64, 2))
+  field = maflow.make_field(spec, "exact")
+
+  @jax.jit
+  def both(z):
+    u, _ = maflow.integrate(field, state.params, z, t0=0.0, dt=spec.step_size, n_steps=spec.n_steps)
+    x = state.shift + u @ state.scale.T
+
+    def log_q(y):  # backward RK4 from x to z in the data coordinates (the scale's Jacobian is constant)
+      return jnp.sum(maflow.flow_log_prob(field, spec, state.params, (y - state.shift) @ state.whiten.T))
+    return maflow.sample_score(spec, state, z), jax.grad(log_q)(x)
+  score, expected = map(np.asarray, both(z))
+  assert np.abs(expected).max() > 0.5                                   # a non-trivial density
+  np.testing.assert_allclose(np.asarray(score), expected, atol=2e-3 * np.abs(expected).max())
+
+
+@pytest.mark.slow  # four programs of batched RK4 gradients to compile: about 30 s
+def test_the_path_gradient_is_unbiased_and_vanishes_when_q_is_the_target():
+  import jax
+  import jax.numpy as jnp
+  maflow, spec, state = _random_flow()
+  field = maflow.make_field(spec, "exact")
+
+  def batch_grads(energy, keys, path):  # [batches, parameters]: one gradient per batch of 1,024
+    def one(key):
+      z = jax.random.normal(key, (1024, 2))
+      score = maflow.sample_score(spec, state, z) if path else None
+      loss = lambda p: maflow.reverse_kl_loss(field, spec, p, state, z, energy, score_x=score)[0]
+      return jnp.concatenate([jnp.ravel(g) for g in jax.tree_util.tree_leaves(jax.grad(loss)(state.params))])
+    return np.asarray(jax.jit(jax.vmap(one))(keys))
+
+  keys = jax.random.split(jax.random.PRNGKey(2), 8)
+  target = energies.make("gaussian")
+  total, path = batch_grads(target, keys, False), batch_grads(target, keys, True)
+  se = np.sqrt((total.var(0, ddof=1) + path.var(0, ddof=1)) / len(keys))
+  assert np.abs(total.mean(0)).max() > 0.1                                # far from the optimum
+  assert np.all(np.abs(total.mean(0) - path.mean(0)) <= 5 * se + 1e-3)   # the same gradient
+
+  # q = p: the energy is the flow's own -log q; every path gradient is 0, the total one only on average
+  own = energies.Energy(lambda y: -maflow.flow_log_prob(
+      field, spec, state.params, (y - state.shift) @ state.whiten.T) + maflow._log_det(state.scale), 2)
+  at_optimum, noisy = batch_grads(own, keys[:2], True), batch_grads(own, keys[:2], False)
+  assert np.abs(at_optimum).max() <= 0.02 * np.abs(noisy).max()
