@@ -121,6 +121,7 @@ def test_energies_with_a_time_budget_measures_once_at_the_end(tmp_path):
   assert fit["reached"] == (last["gap"] <= 0.05) and "a time budget, measured at the end" in md
 
 
+@pytest.mark.slow  # session 47, to keep the default suite under 8 minutes: a benchmark's reference figures; 8 s
 def test_digits_image_figures_of_the_gaussian_baseline(monkeypatch):
   # the reference figures: a fitted Gaussian's c2st about 0.79-0.83, its conditional's
   # completions of the bottom half read right about 64% of the time, the classifier ~97% on clean digits

@@ -170,6 +170,7 @@ def test_energy_settings_an_even_potential_on_lattices_and_measured_ones_for_bui
     cc.api.energy_settings("sdot", energies.make("ring"))
 
 
+@pytest.mark.slow  # session 47, to keep the default suite under 8 minutes: tempering is an option no default uses
 def test_tempering_trains_on_beta_e_and_reports_the_true_free_energy():
   ring = energies.make("ring")
   plain = cc.fit_energy("maflow", ring, steps=20, seed=0, chunk_size=10, hidden=8)

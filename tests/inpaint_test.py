@@ -224,6 +224,7 @@ def test_mala_targets_the_density_not_its_start():
   assert abs(j[:, 1].mean() - b) < se(v1) and abs(j[:, 1].var() / v1 - 1) < 0.3
 
 
+@pytest.mark.slow  # session 47, to keep the default suite under 8 minutes: determinism of completions; the fits' own determinism stays in the default suite
 def test_same_seed_same_completions():
   model = _Analytic([0.0, 0.5], [1.0, 1.0])
   # 1000 rows: the compiled chains of the test above serve (steps is not a compiled constant)

@@ -193,6 +193,7 @@ def _cmm_start(data, **hyper):
   return m.finalize(static, state, [], {"dim": data.shape[1]}), state.params
 
 
+@pytest.mark.slow  # session 47, to keep the default suite under 8 minutes: an auto rule's start; 8 s
 def test_cmm_small_start_on_many_rows_only():
   """cmm's "auto" random start: CMM_SMALL_START on a toy of CMM_TUNED_MIN_ROWS rows (its random
   part is small next to the guess) at the full step, reported in the config and the auto settings,
