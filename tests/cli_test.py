@@ -193,6 +193,7 @@ def test_parse_value(text, value):
   assert got == value and type(got) is type(value)
 
 
+@pytest.mark.slow  # session 47, to keep the default suite under 8 minutes: 10 s
 def test_round_trip_through_bytes_for_the_other_models():
   # tests/io_test.py covers save/load for cmm, mm and brenier; the app's path is to_bytes/from_bytes.
   # the shared small fits: the round trip needs a fit with a history, not a good one

@@ -272,6 +272,7 @@ def test_share_ranges_in_1d_and_without_equal_aspect():
     compare.share_ranges([_view(1, 0.0, 1.0), _view(2, 0.0, 1.0)])
 
 
+@pytest.mark.slow  # session 47, to keep the default suite under 8 minutes: 9 s; the image views have their own fast tests
 def test_compare_metrics_of_images_add_the_image_figures():
   """For images (the digits), the table adds c2st, NN ratio and bits/dim: a model that copies its
   training images is caught by the NN ratio (0) while its c2st is at chance or below; a fitted Gaussian is

@@ -206,6 +206,7 @@ def test_regions_far_apart_follows_the_joint_spread():
   assert potentials.regions_far_apart(z, z * np.array([1.0, 0.01]) + np.array([0.0, 5.0]))
 
 
+@pytest.mark.slow  # session 47, to keep the default suite under 8 minutes: 11 s
 def test_axis_hinges_start_at_the_guess_and_stay_convex(rng):
   # two regions far apart in mixed units (cmm's data and its base on a table in grams and mm):
   # the separable part along the guess's axes carries the guess, hinges in both regions

@@ -245,6 +245,7 @@ def _compare(u: User) -> None:
   u.step_done("compare_" + "_".join(COMPARE_MODELS))
 
 
+@pytest.mark.slow  # session 47, to keep the default suite under 8 minutes: the whole journey in Chromium, 65 s; each page has its own fast test
 def test_a_user_goes_from_target_to_training_to_comparison(browser, streamlit_app,
                                                            screenshot_dir):
   context = browser.new_context(viewport=VIEWPORT)
