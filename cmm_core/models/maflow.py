@@ -1048,7 +1048,7 @@ def sample_score(spec: _Spec, state: MAFlowState, z, dts=None):
   fixed): the score ODE in ``u`` (:func:`integrate_score`), then ``x = shift + scale u``."""
   _, score_u = integrate_score(spec, state.params, z, dt=spec.step_size,
                                n_steps=spec.n_steps, dts=dts)
-  return jnp.linalg.solve(state.scale.T, score_u.T).T
+  return score_u @ state.whiten          # grad_x = L^{-T} grad_u, with the state's L^{-1}
 
 
 def reverse_kl_loss(field, spec: _Spec, params, state: MAFlowState, z, energy, *, beta=1.0,
