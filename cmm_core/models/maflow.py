@@ -424,6 +424,18 @@ def make_field(spec: _Spec, laplacian: str = "exact"):
   return field
 
 
+def rk4_step(f, y: tuple, t, h) -> tuple:
+  """One classical RK4 step of ``dy/dt = f(y, t)`` for a tuple of arrays ``y`` (``f`` returns the
+  tuple of their derivatives)."""
+  def shift(k, c):
+    return tuple(a + c * b for a, b in zip(y, k))
+  k1 = f(y, t)
+  k2 = f(shift(k1, 0.5 * h), t + 0.5 * h)
+  k3 = f(shift(k2, 0.5 * h), t + 0.5 * h)
+  k4 = f(shift(k3, h), t + h)
+  return tuple(a + h / 6 * (b1 + 2 * b2 + 2 * b3 + b4) for a, b1, b2, b3, b4 in zip(y, k1, k2, k3, k4))
+
+
 def integrate(field, params, u, *, t0: float, dt: float, n_steps: int, need_lap: bool = True,
               noise=None, n_active=None, keep_path: bool = False, kinetic: bool = False,
               dts=None):
@@ -436,31 +448,20 @@ def integrate(field, params, u, *, t0: float, dt: float, n_steps: int, need_lap:
   (RK4 quadrature). Steps with index ``>= n_active`` (a traced int) leave the state unchanged.
   """
 
-  def f(x, t, tm):
-    g, lap = field(params, x, t, need_lap, noise, tm)
-    return g, (-lap if need_lap else jnp.zeros(x.shape[:-1], x.dtype))
-
   def body(carry, step):
-    x, acc, ke = carry
-    i, t, dt = step
-    tm = t + 0.5 * dt  # the step's midpoint: a whole step uses one time segment
-    g1, l1 = f(x, t, tm)
-    g2, l2 = f(x + 0.5 * dt * g1, t + 0.5 * dt, tm)
-    g3, l3 = f(x + 0.5 * dt * g2, t + 0.5 * dt, tm)
-    g4, l4 = f(x + dt * g3, t + dt, tm)
-    x_new = x + dt / 6 * (g1 + 2 * g2 + 2 * g3 + g4)
-    acc_new = acc + dt / 6 * (l1 + 2 * l2 + 2 * l3 + l4)
-    if kinetic:
-      sq = [jnp.sum(g ** 2, -1) for g in (g1, g2, g3, g4)]
-      ke_new = ke + abs(dt) / 6 * (sq[0] + 2 * sq[1] + 2 * sq[2] + sq[3])
-    else:
-      ke_new = ke
+    i, t, h = step
+    tm = t + 0.5 * h  # the step's midpoint: a whole step uses one time segment
+
+    def f(y, ts):
+      g, lap = field(params, y[0], ts, need_lap, noise, tm)
+      dy = (g, -lap if need_lap else jnp.zeros(g.shape[:-1], g.dtype))
+      # ke grows by |h| |grad phi|^2 whichever the direction
+      return dy + ((jnp.sum(g ** 2, -1) * jnp.sign(h),) if kinetic else ())
+
+    new = rk4_step(f, carry, t, h)
     if n_active is not None:
-      active = i < n_active
-      x_new = jnp.where(active, x_new, x)
-      acc_new = jnp.where(active, acc_new, acc)
-      ke_new = jnp.where(active, ke_new, ke)
-    return (x_new, acc_new, ke_new), (x_new if keep_path else None)
+      new = tuple(jnp.where(i < n_active, a, b) for a, b in zip(new, carry))
+    return new, (new[0] if keep_path else None)
 
   acc0 = jnp.zeros(u.shape[:-1], u.dtype)
   index = jnp.arange(n_steps, dtype=u.dtype)
@@ -472,13 +473,11 @@ def integrate(field, params, u, *, t0: float, dt: float, n_steps: int, need_lap:
   # each RK4 step rematerialised in the backward pass: it keeps only the carry [n, d] per step
   # instead of every stage's [n, hidden] activations, which on the CPU cost more memory traffic
   # than recomputing them (docs/maflow.md: a 2-D toy's training step 8.9 -> 4.9 ms)
-  (x, acc, ke), path = jax.lax.scan(jax.checkpoint(body), (u, acc0, acc0), steps)
+  start = (u, acc0, acc0) if kinetic else (u, acc0)
+  out, path = jax.lax.scan(jax.checkpoint(body), start, steps)
   if keep_path:
-    path = jnp.concatenate([u[None], path], 0)
-    return x, acc, path
-  if kinetic:
-    return x, acc, ke
-  return x, acc
+    return out[0], out[1], jnp.concatenate([u[None], path], 0)
+  return out
 
 
 def integrate_score(spec: _Spec, params, z, *, dt: float, n_steps: int, dts=None):
@@ -492,21 +491,17 @@ def integrate_score(spec: _Spec, params, z, *, dt: float, n_steps: int, dts=None
   params = jax.lax.stop_gradient(params)
   field = make_field(spec, "exact")
 
-  def f(x, s, t, tm):
-    g, hs = jax.jvp(lambda y: field(params, y, t, False, None, tm)[0], (x,), (s,))
-    grad_lap = jax.grad(lambda y: jnp.sum(field(params, y, t, True, None, tm)[1]))(x)
-    return g, -grad_lap - hs
-
   def body(carry, step):
-    x, s = carry
     t, h = step
     tm = t + 0.5 * h
-    k1 = f(x, s, t, tm)
-    k2 = f(x + 0.5 * h * k1[0], s + 0.5 * h * k1[1], t + 0.5 * h, tm)
-    k3 = f(x + 0.5 * h * k2[0], s + 0.5 * h * k2[1], t + 0.5 * h, tm)
-    k4 = f(x + h * k3[0], s + h * k3[1], t + h, tm)
-    return tuple(a + h / 6 * (b1 + 2 * b2 + 2 * b3 + b4)
-                 for a, b1, b2, b3, b4 in zip((x, s), k1, k2, k3, k4)), None
+
+    def f(y, ts):
+      x, s = y
+      g, hs = jax.jvp(lambda v: field(params, v, ts, False, None, tm)[0], (x,), (s,))
+      grad_lap = jax.grad(lambda v: jnp.sum(field(params, v, ts, True, None, tm)[1]))(x)
+      return g, -grad_lap - hs
+
+    return rk4_step(f, carry, t, h), None
 
   z = jax.lax.stop_gradient(z)
   if dts is None:
