@@ -164,7 +164,9 @@ def test_energy_settings_an_even_potential_on_lattices_and_measured_ones_for_bui
   assert hyper == {"standardize": True} and why
   assert cc.api.energy_settings("maflow", energies.make("ring")) == ({}, "")
   hyper, why = cc.api.energy_settings("cmm", energies.make("rings"))  # rotation-invariant
-  assert hyper == {"symmetry": "rotation"} and "|x|" in why
+  assert hyper == {"symmetry": "rotation", "hidden": (64, 64)} and "|x|" in why
+  hyper, why = cc.api.energy_settings("maflow", energies.make("rings"))
+  assert hyper["radial"] == 96 and hyper["hidden"] == 32 and "radial" in why
   assert cc.api.energy_settings("cmm", energies.make("wave")) == ({}, "")
   with pytest.raises(ValueError, match="cannot fit an energy"):
     cc.api.energy_settings("sdot", energies.make("ring"))
