@@ -1118,7 +1118,7 @@ class MAFlowEnergy(MAFlow):
                           "kinetic": 0.5},
                 "why": "MALA coordinates and five potentials in sequence, each of 96 radial units "
                        "and 32 ridges: ELBO gap 0.19-0.22 at 120 s over four fits, against "
-                       "0.22-0.53 with 32 radial units and 64 ridges (0.94 with neither)"},
+                       "0.22-0.53 with 32 radial units and 64 ridges (0.94 at 150 s with standardize alone)"},
   }
   # lattices from this side up (api.energy_settings): L = 8 measured in docs/energies.md
   lattice_min_side = 8
