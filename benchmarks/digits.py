@@ -371,6 +371,8 @@ def main(argv=None):
       if r.get("looks"):
         for ex in r["looks"]["examples"][:2]:
           print("\n".join(" ".join(f"{v:3d}" for v in row) for row in ex), "\n", flush=True)
+      # after each model: a run cut short (a device call's deadline) keeps the models it finished
+      write_outputs(out, args.out, args.markdown, markdown, "digits")
   out["load_average_end"] = [round(v, 2) for v in os.getloadavg()]
   write_outputs(out, args.out, args.markdown, markdown, "digits")
 

@@ -175,6 +175,17 @@ def main(argv=None):
     if getattr(args, k, None) is None:
       setattr(args, k, v)
 
+  def snapshot() -> dict:
+    return {"benchmark": "scaling",
+            "command": " ".join(["python", "benchmarks/scaling.py"] + list(sys.argv[1:] if argv is None else argv)),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine_info(),
+            "config": {"models": args.models, "ns": args.ns, "ds": args.ds, "n_fixed": args.n_fixed,
+                       "d_fixed": args.d_fixed, "full_grid": args.full_grid, "chunk_size": args.chunk_size,
+                       "timed_chunks": args.timed_chunks, "max_step_seconds": args.max_step_seconds,
+                       "quick": args.quick},
+            "results": results}
+  out_path = pathlib.Path(args.out or ("benchmarks/results/scaling_quick.json" if args.quick
+                                       else "benchmarks/results/scaling.json"))
   results = []
   for m in args.models:
     too_slow = set()  # sweeps where this model stopped
@@ -194,16 +205,9 @@ def main(argv=None):
             f"{'  ' + r['error'] if 'error' in r else ''}", file=sys.stderr, flush=True)
       if sps is None or sps > args.max_step_seconds:
         too_slow.add(sweep)
-  out = {"benchmark": "scaling",
-         "command": " ".join(["python", "benchmarks/scaling.py"] + list(sys.argv[1:] if argv is None else argv)),
-         "date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": machine_info(),
-         "config": {"models": args.models, "ns": args.ns, "ds": args.ds, "n_fixed": args.n_fixed,
-                    "d_fixed": args.d_fixed, "full_grid": args.full_grid, "chunk_size": args.chunk_size,
-                    "timed_chunks": args.timed_chunks, "max_step_seconds": args.max_step_seconds,
-                    "quick": args.quick},
-         "results": results}
-  out_path = pathlib.Path(args.out or ("benchmarks/results/scaling_quick.json" if args.quick
-                                       else "benchmarks/results/scaling.json"))
+      # after each point: a run cut short (a device call's deadline) keeps the points it timed
+      write_outputs(snapshot(), out_path, args.markdown, markdown, "scaling")
+  out = snapshot()
   write_outputs(out, out_path, args.markdown, markdown, "scaling")
   return out
 
