@@ -244,7 +244,7 @@ def _figures(view: dict, model: str, one_range: bool) -> list:
   labels = registry.labels_for(model)
   base_fig, mapped_fig = images.base_and_mapped_figures(
       view, base_title=f"{labels['base']}: samples", map_title=f"mapped by {labels['map_symbol']}",
-      n_cols=6)
+      n_cols=8)  # N_GRID = 32 samples: four full rows
   return [base_fig, mapped_fig, images.nearest_figure(view),
           images.interpolation_figure(view, base_title=f"straight path in {labels['base']}")]
 
@@ -254,6 +254,8 @@ def _table(results: list, reference: str) -> pd.DataFrame:
   df = pd.DataFrame(compare.table_rows(results, cc.models.LABELS))
   # a number, or why there is none (a blank numeric cell would read "None" on the page)
   df["held-out NLL"] = [_nll_text(r) for r in results]
+  if "bits/dim" in df:
+    df["bits/dim"] = [_bits_text(r) for r in results]
   num = st.column_config.NumberColumn
   st.dataframe(df, hide_index=True, width="stretch", column_config={
       "model": st.column_config.TextColumn("model", width="small"),
@@ -275,13 +277,21 @@ def _table(results: list, reference: str) -> pd.DataFrame:
       "NN ratio": num("NN ratio", format="%.2f",
                       help="images: median distance from a sample to its nearest training image, over "
                            "the same for held-out images (about 1 = as novel as new data; 0 = copies)"),
-      "bits/dim": num("bits/dim ↓", format="%.3f",
-                      help="held-out NLL in bits per pixel (of the dequantised density: an upper bound "
-                           "on the pixel counts' own)"),
+      "bits/dim": st.column_config.TextColumn(
+          "bits/dim ↓", help="held-out NLL in bits per pixel (of the dequantised density: an upper "
+                             "bound on the pixel counts' own); 'no density': samples only (sdot)"),
       "params": num("params", format="%d", help="number of trained parameters"),
       "cached": st.column_config.CheckboxColumn("cached", help="reused from this session's cache"),
   })
   return df
+
+
+def _bits_text(result: dict) -> str:
+  """The bits/dim cell: the NLL's in bits per pixel, or the NLL cell's reason why there is none."""
+  text = _nll_text(result)
+  if text in ("", "no density", "not finite"):
+    return text
+  return f"{result['metrics']['bits_per_dim']:.3f}"
 
 
 def _csv_name(target_label: str) -> str:
