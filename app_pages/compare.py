@@ -20,7 +20,6 @@ meanwhile, so a five-model comparison does not hold a slot five fits long (docs/
 """
 
 import json
-import math
 import re
 
 import numpy as np
@@ -253,9 +252,9 @@ def _table(results: list, reference: str) -> pd.DataFrame:
   """Draws the metrics table and returns it."""
   df = pd.DataFrame(compare.table_rows(results, cc.models.LABELS))
   # a number, or why there is none (a blank numeric cell would read "None" on the page)
-  df["held-out NLL"] = [_nll_text(r) for r in results]
+  df["held-out NLL"] = [compare.nll_cell(r) for r in results]
   if "bits/dim" in df:
-    df["bits/dim"] = [_bits_text(r) for r in results]
+    df["bits/dim"] = [compare.bits_cell(r) for r in results]
   num = st.column_config.NumberColumn
   st.dataframe(df, hide_index=True, width="stretch", column_config={
       "model": st.column_config.TextColumn("model", width="small"),
@@ -286,27 +285,8 @@ def _table(results: list, reference: str) -> pd.DataFrame:
   return df
 
 
-def _bits_text(result: dict) -> str:
-  """The bits/dim cell: the NLL's in bits per pixel, or the NLL cell's reason why there is none."""
-  text = _nll_text(result)
-  if text in ("", "no density", "not finite"):
-    return text
-  return f"{result['metrics']['bits_per_dim']:.3f}"
-
-
 def _csv_name(target_label: str) -> str:
   return "compare_" + re.sub(r"[^A-Za-z0-9_.-]+", "_", target_label).strip("_")[:60] + ".csv"
-
-
-def _nll_text(result: dict) -> str:
-  """The NLL cell: ``"1.234"``, ``"no density"`` (sdot), ``"not finite"``, or ``""`` (no fit)."""
-  metrics = result.get("metrics")
-  if result.get("fitted") is None or not metrics:
-    return ""
-  value = metrics.get("nll")
-  if value is None:
-    return "no density"
-  return f"{value:.3f}" if math.isfinite(value) else "not finite"
 
 
 def _row(result: dict, view, problem, one_range: bool) -> None:

@@ -39,6 +39,8 @@ __all__ = [
     "data_digest",
     "cache_key",
     "param_count",
+    "nll_cell",
+    "bits_cell",
     "compare_metrics",
     "run_compare",
     "share_ranges",
@@ -344,6 +346,27 @@ def table_rows(results: Sequence[dict], labels: Optional[dict] = None) -> list:
       rows[-1].update({"c2st": m.get("c2st"), "NN ratio": m.get("nn_ratio"),
                        "bits/dim": m.get("bits_per_dim")})
   return rows
+
+
+def nll_cell(result: dict) -> str:
+  """The table's held-out NLL as the page shows it: ``"1.234"``, ``"no density"`` (sdot), ``"not
+  finite"``, or ``""`` (no fit); a blank numeric cell would read "None"."""
+  m = result.get("metrics")
+  if result.get("fitted") is None or not m:
+    return ""
+  value = m.get("nll")
+  if value is None:
+    return "no density"
+  return f"{value:.3f}" if math.isfinite(value) else "not finite"
+
+
+def bits_cell(result: dict) -> str:
+  """The table's bits/dim (images) as the page shows it: :func:`nll_cell`'s number in bits per
+  pixel, or its reason why there is none."""
+  text = nll_cell(result)
+  if text in ("", "no density", "not finite"):
+    return text
+  return f"{result['metrics']['bits_per_dim']:.3f}"
 
 
 # -- shared axes ---------------------------------------------------------------------------------

@@ -292,3 +292,16 @@ def test_compare_metrics_of_images_add_the_image_figures():
                              {"model": "b", "status": "done", "metrics": mg, "fitted": gauss}])
   assert rows[1]["c2st"] == mg["c2st"] and rows[0]["NN ratio"] == 0.0 and "bits/dim" in rows[0]
   assert "c2st" not in compare.table_rows([{"model": "c", "status": "done", "metrics": {}}])[0]
+
+
+def test_the_nll_and_bits_cells_say_why_a_number_is_missing():
+  """What the table shows: a number, or the reason there is none (never "None")."""
+  fitted = object()
+  cell = lambda **m: {"fitted": fitted, "metrics": m}
+  assert compare.nll_cell(cell(nll=1.23456, bits_per_dim=2.5)) == "1.235"
+  assert compare.bits_cell(cell(nll=1.23456, bits_per_dim=2.5)) == "2.500"
+  assert compare.nll_cell(cell(nll=None)) == compare.bits_cell(cell(nll=None, bits_per_dim=None)) == "no density"
+  nan = cell(nll=float("nan"), bits_per_dim=None)
+  assert compare.nll_cell(nan) == compare.bits_cell(nan) == "not finite"
+  for empty in ({"fitted": None, "metrics": {"nll": 1.0}}, {"fitted": fitted, "metrics": None}):
+    assert compare.nll_cell(empty) == compare.bits_cell(empty) == ""

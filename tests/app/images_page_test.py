@@ -120,13 +120,11 @@ def test_an_upload_of_rectangular_images_takes_the_shape_the_user_picks():
 
 def test_compare_on_the_digits_shows_image_rows_and_image_scores():
   at = open_app("app_pages/compare.py", home_first=False, query={
-      "target": "data.digits", "models": "maflow,sdot", "budget": "steps:5", "run": "1"})
+      "target": "data.digits", "models": "maflow", "budget": "steps:5", "run": "1"})
   ok(at, errors=True)
   df = at.dataframe[0].value
   assert {"c2st", "NN ratio", "bits/dim"} <= set(df.columns)
-  # bits/dim: a number for the density model, the reason for the sampler (not "None")
-  assert list(df["model"]) == ["maflow", "sdot"] and list(df["bits/dim"])[1] == "no density"
-  assert 1.0 < float(df["bits/dim"][0]) < 10.0
+  assert 1.0 < float(df["bits/dim"][0]) < 10.0  # a number (sdot's "no density": compare_test.py)
   assert "dequantize" in at.session_state["cmp_run"]["results"]["maflow"]["fitted"].info
   assert 0.4 <= float(df["c2st"][0]) <= 1.0 and float(df["NN ratio"][0]) > 0
   ids = " ".join(str(c.proto.id) for c in at.get("plotly_chart"))
