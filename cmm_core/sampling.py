@@ -10,9 +10,18 @@ import numpy as np
 
 from cmm_core import potentials
 
-__all__ = ["mala", "mala_aux", "adapt_step_size", "rough_samples", "TARGET_ACCEPT"]
+__all__ = ["mala", "mala_aux", "adapt_step_size", "rough_samples", "importance_weights",
+           "TARGET_ACCEPT"]
 
 TARGET_ACCEPT = 0.57
+
+
+def importance_weights(log_w):
+  """``(v [b], ess)``: self-normalised importance weights of log-weights ``log_w`` ``[b]`` (e.g.
+  ``log p - log q`` up to a constant) and their effective sample size as a fraction of the batch,
+  ``1 / (b sum v^2)`` in ``(0, 1]`` (1 when the weights are equal)."""
+  v = jax.nn.softmax(log_w)
+  return v, 1.0 / (log_w.shape[0] * jnp.sum(v * v))
 
 
 def mala(energy, x, step_size, key, n_steps: int, precond=None):

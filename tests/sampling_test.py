@@ -1,6 +1,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from cmm_core import sampling
 
@@ -34,3 +35,14 @@ def test_mala_rejects_nan_proposals():
   x, _ = sampling.mala(energy, x, jnp.float32(0.5), jax.random.PRNGKey(1), 20)
   assert np.all(np.isfinite(np.asarray(x)))
   assert float(np.max(np.asarray(x)[:, 0])) <= 1.0
+
+
+def test_importance_weights_and_their_effective_sample_size():
+  log_w = np.log(np.array([1.0, 2.0, 3.0, 4.0] * 16))
+  v, ess = sampling.importance_weights(log_w)
+  np.testing.assert_allclose(v, np.exp(log_w) / np.exp(log_w).sum(), rtol=1e-5)
+  assert float(ess) == pytest.approx(np.exp(log_w).sum() ** 2 / (64 * np.sum(np.exp(2 * log_w))), rel=1e-5)
+  assert float(sampling.importance_weights(np.zeros(64))[1]) == pytest.approx(1.0)   # equal weights
+  one = np.zeros(64)
+  one[5] = 30.0                                                  # one sample carries the batch
+  assert float(sampling.importance_weights(one)[1]) == pytest.approx(1 / 64, rel=1e-3)

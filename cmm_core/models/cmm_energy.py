@@ -14,11 +14,13 @@ minimising the spread of the Monge-Ampère residual ``log rho_w(y) + E(y)`` (zer
 ``rho_w = exp(-E) / Z``). Samples ``y = grad w*(x)`` come from the fit's persistent MALA chains
 ``x`` on ``e^{-w}`` and warm-started Newton conjugates (:mod:`cmm_core.models.cmm`).
 
-``forward_kl`` > 0 adds that weight of the importance-weighted forward KL ``KL(p || rho_w)``, which
-covers mass where the reverse KL seeks modes. With ``v = softmax(-h)`` (self-normalised weights
-``p / rho_w`` on the batch) its gradient is ``-sum_i (v_i - 1/b) grad_theta l_w(y_i)``, ``log Z_w``'s
-gradient being ``E_{rho_w}[grad_theta l_w]``: another weighting of the same per-sample gradients, so
-it costs nothing. On the rings it moves mass to the outer rings the reverse KL starves.
+``forward_kl`` > 0 adds the importance-weighted forward KL ``KL(p || rho_w)``, which covers mass where
+the reverse KL seeks modes. With ``v = softmax(-h)``, the batch's self-normalised weights
+``p / rho_w``, its gradient is ``-sum_i (v_i - 1/b) grad_theta l_w(y_i)`` (``log Z_w``'s gradient
+being ``E_{rho_w}[grad_theta l_w]``): another weighting of the same per-sample gradients, so it costs
+nothing. Unlike maflow's, the term is not scaled by the weights' effective sample size: cmm's is
+low early in a fit, when the term is needed (docs/energies.md). On the rings it moves mass to the
+outer rings the reverse KL starves.
 
 The history's ``loss`` is ``F`` with ``log Z_w`` estimated by importance sampling from a Gaussian
 matched to the chains; its ``free_energy_spread``, ``std h``, is 0 exactly when ``rho_w`` is the
@@ -159,8 +161,11 @@ class CMMEnergy(CMM):
       h = jax.lax.stop_gradient(ell_y + e_y)   # [b], the residual up to log Z_w
       coef = h - jnp.mean(h)                   # reverse KL: Cov(h, grad l_w)
       if lam > 0:
-        # forward KL, importance-weighted: -sum_i (w_i - 1/b) grad l_w(y_i), w = softmax(-h)
-        coef = coef - lam * (h.shape[0] * jax.nn.softmax(-h) - 1.0)
+        # forward KL, importance-weighted: -sum_i (v_i - 1/b) grad l_w(y_i), v ~ exp(-h); not
+        # scaled by the ESS as maflow's: cmm's ESS is low early and the term is needed then
+        # (docs/energies.md)
+        v, _ = sampling.importance_weights(-h)
+        coef = coef - lam * (h.shape[0] * v - 1.0)
       return jnp.mean(coef * ell_y), h
 
     grads, h = jax.grad(loss_fn, has_aux=True)(state.params)
