@@ -290,18 +290,21 @@ def test_the_forward_kl_term_is_the_gradient_of_log_q_at_the_samples_held_fixed(
   np.testing.assert_allclose(forward, expected, atol=5e-3 * np.abs(expected).max())
 
 
-@pytest.mark.slow  # a 2D fit of 2,000 steps (~55 s)
-def test_the_forward_kl_gives_the_rings_outer_ring_its_mass():
-  # measured (seed 0, 2,000 steps): the suggestion (forward_kl 4) gap 0.176 with 24% of the samples
-  # on the outer ring (exact 33%); without the forward KL 0.700 and 14%
+# measured (seed 0) with the suggestion (forward_kl 4; cmm also alpha 0.01), then without the forward
+# KL: cmm at 1,500 steps, gap 0.085 with 28% of the samples on the outer ring (exact 33%), against
+# 0.162 and 16%; maflow at 2,000 steps, 0.176 and 24%, against 0.700 and 14%
+@pytest.mark.slow  # a 2D fit each: cmm ~80 s, maflow ~55 s
+@pytest.mark.parametrize("model, steps, max_gap, min_outer", [("cmm", 1500, 0.12, 0.22),
+                                                              ("maflow", 2000, 0.35, 0.2)])
+def test_the_forward_kl_gives_the_rings_outer_ring_its_mass(model, steps, max_gap, min_outer):
   rings = energies.make("rings")
-  hyper, _ = cc.api.energy_settings("maflow", rings)
+  hyper, _ = cc.api.energy_settings(model, rings)
   assert hyper["forward_kl"] > 0
-  fitted = cc.fit_energy("maflow", rings, steps=2000, seed=0, **hyper)
+  fitted = cc.fit_energy(model, rings, steps=steps, seed=0, **hyper)
   m = metrics.free_energy_metrics(fitted, rings, seed=1, n=4096)
-  assert -3 * m.elbo_se <= m.gap <= 0.35, m
+  assert -3 * m.elbo_se <= m.gap <= max_gap, m
   radius = np.linalg.norm(fitted.sample(4096, seed=3), axis=1)
-  assert np.mean(np.abs(radius - 5) < 0.5) >= 0.2
+  assert np.mean(np.abs(radius - 5) < 0.5) >= min_outer
 
 
 @pytest.mark.slow  # four programs of batched RK4 gradients to compile: about 30 s
