@@ -115,4 +115,3 @@ def test_rotation_symmetry_gives_a_radial_potential(tmp_path):
   back = cc.load(tmp_path / "radial.msgpack")
   assert back.config["symmetry"] == "rotation"
   np.testing.assert_array_equal(back.potential(x), fitted.potential(x))
-
