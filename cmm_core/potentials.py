@@ -618,7 +618,9 @@ def conjugate_argmax(w, x, y_init, *, max_iter=5, solver="newton", gtol=1e-5, cg
     x: ``[b, d]`` points to conjugate; y_init: ``[b, d]`` warm starts.
     max_iter: iterations (Newton, Newton-CG) or the iteration cap (L-BFGS).
     solver: ``"newton"`` (damped Newton with backtracking on exact Hessians: ``d`` Hessian-vector
-      products and a dense ``d x d`` solve per point and iteration; fast for small d),
+      products and a dense ``d x d`` solve per point and iteration; fast for small d; for a radial
+      :class:`PotentialEnergy`, a bracketed 1-D Newton along ``x / |x|`` instead, at least
+      ``_RADIAL_MIN_ITERS`` iterations: :func:`_radial_conjugate`),
       ``"newton_cg"`` (the same damped Newton, its step from ``cg_iters`` preconditioned
       conjugate-gradient iterations on Hessian-vector products: matrix-free, ``O(cg_iters d^2)``
       per point for a potential whose evaluation is ``O(d^2)``; for high d) or ``"lbfgs"``
@@ -638,6 +640,8 @@ def conjugate_argmax(w, x, y_init, *, max_iter=5, solver="newton", gtol=1e-5, cg
     ott_solver = ott_conjugate.FenchelConjugateLBFGS(
         gtol=gtol, max_iter=max_iter, max_linesearch_iter=20, linesearch_type="backtracking")
     y = jax.vmap(lambda xi, yi: ott_solver.solve(w, xi, x_init=yi).grad)(x, y_init)
+  elif solver == "newton" and isinstance(w, PotentialEnergy) and w.pot.radial:
+    y = _radial_conjugate(w, x, y_init, max(_RADIAL_MIN_ITERS, 3 * max_iter))
   elif solver == "newton":
     y = _newton_conjugate(w, x, y_init, max_iter)
   elif solver == "newton_cg":
@@ -651,16 +655,31 @@ def conjugate_argmax(w, x, y_init, *, max_iter=5, solver="newton", gtol=1e-5, cg
 
 
 _BACKTRACK = (1.0, 0.5, 0.25, 0.1, 0.03)
+# tried only when a row accepts none of the above (dense solver): a Newton step from where w is
+# nearly flat (between the rings of a radial potential, Hess w ~ 1/500 of its value on them)
+# overshoots by more than 1 / 0.03, and such a row never moved again (docs/energies.md, session 51)
+_BACKTRACK_SHORT = (1e-2, 3e-3, 1e-3, 3e-4, 1e-4)
 
 
 def _newton_conjugate(w, x, y, n_iter: int, cg_iters: int = 0, precond=None):
   """Minimises ``f(y) = w(y) - <x, y>`` row-wise from ``y`` ``[b, d]`` by damped Newton.
 
   ``cg_iters = 0``: the Newton step by a dense solve with the exact Hessian; ``cg_iters > 0``:
-  by that many preconditioned CG iterations on Hessian-vector products (:func:`pcg`).
+  by that many preconditioned CG iterations on Hessian-vector products (:func:`pcg`). The step is
+  the longest of ``_BACKTRACK``'s fractions that decreases ``f`` enough (Armijo); with the dense
+  solver, where no row's fraction does, ``_BACKTRACK_SHORT``'s too.
   """
-  ts = jnp.asarray(_BACKTRACK, y.dtype)
   b, d = y.shape
+
+  def backtrack(y, f0, g, step, fractions):
+    ts = jnp.asarray(fractions, y.dtype)
+    cands = y[None] - ts[:, None, None] * step[None]            # [t, b, d]
+    vals = jax.vmap(lambda c: w(c) - jnp.sum(x * c, -1))(cands)  # [t, b]
+    ok = vals <= f0[None] - 1e-4 * ts[:, None] * jnp.sum(g * step, -1)[None]
+    first = jnp.argmax(ok, axis=0)   # the longest step that decreases f enough
+    chosen = jnp.take_along_axis(cands, first[None, :, None], axis=0)[0]
+    moved = jnp.any(ok, axis=0)
+    return jnp.where(moved[:, None], chosen, y), moved
 
   def body(y, _):
     f0, g = batch_value_and_grad(w, y)
@@ -670,19 +689,54 @@ def _newton_conjugate(w, x, y, n_iter: int, cg_iters: int = 0, precond=None):
       # rows are independent, so one batched JVP of the gradient is every row's H_i v_i
       _, hvp = jax.linearize(lambda y: batch_grad(w, y), y)
       step = pcg(hvp, g, cg_iters, precond)
-    else:
-      h = batch_hessian(w, y)
-      reg = 1e-6 * jnp.trace(h, axis1=1, axis2=2)[:, None, None] / d * jnp.eye(d)
-      step = jnp.linalg.solve(h + reg, g[..., None])[..., 0]
-    cands = y[None] - ts[:, None, None] * step[None]            # [t, b, d]
-    vals = jax.vmap(lambda c: w(c) - jnp.sum(x * c, -1))(cands)  # [t, b]
-    ok = vals <= f0[None] - 1e-4 * ts[:, None] * jnp.sum(g * step, -1)[None]
-    first = jnp.argmax(ok, axis=0)
-    chosen = jnp.take_along_axis(cands, first[None, :, None], axis=0)[0]
-    return jnp.where(jnp.any(ok, axis=0)[:, None], chosen, y), None
+      return backtrack(y, f0, g, step, _BACKTRACK)[0], None
+    h = batch_hessian(w, y)
+    reg = 1e-6 * jnp.trace(h, axis1=1, axis2=2)[:, None, None] / d * jnp.eye(d)
+    step = jnp.linalg.solve(h + reg, g[..., None])[..., 0]
+    y_new, moved = backtrack(y, f0, g, step, _BACKTRACK)
+    # rows that moved keep their step; the others try the short fractions (skipped when none)
+    short = lambda: jnp.where(moved[:, None], y_new, backtrack(y, f0, g, step, _BACKTRACK_SHORT)[0])
+    return jax.lax.cond(jnp.all(moved), lambda: y_new, short), None
 
   y, _ = jax.lax.scan(body, y, None, length=n_iter)
   return y
+
+
+_RADIAL_MIN_ITERS = 24
+
+
+def _radial_conjugate(w, x, y, n_iter: int):
+  """``grad w*(x)`` ``[b, d]`` for a rotation-invariant ``w`` (``pot.radial``): ``y* = t* u``
+  along ``u = x / |x|``, with ``t* >= 0`` the root of ``g(t) = <grad w(t u), u> - |x|``. ``g`` is
+  non-decreasing with ``g(0) = -|x|``, so Newton on ``t`` kept inside a bracket ``[lo, hi]`` of the
+  root (bisection where Newton leaves it) converges for every row: 2-D damped Newton needed more
+  than 8 iterations for some rows after a chain's move on the rings, where ``w`` is nearly flat
+  between steep walls (docs/energies.md, session 51). One JVP of the gradient per iteration; the
+  warm start ``y`` ``[b, d]`` is projected on ``u``; ``n_iter`` iterations."""
+  s = jnp.linalg.norm(x, axis=-1)
+  u = x / jnp.where(s > 0, s, 1.0)[:, None]
+
+  def g_and_slope(t):
+    grad, dgrad = jax.jvp(lambda p: batch_grad(w, p), (t[:, None] * u,), (u,))
+    return jnp.sum(grad * u, -1) - s, jnp.sum(dgrad * u, -1)
+
+  def body(carry, _):
+    t, lo, hi, last_step = carry
+    g, slope = g_and_slope(t)
+    lo = jnp.where(g <= 0, t, lo)
+    hi = jnp.where(g >= 0, t, hi)
+    newton = t - g / jnp.where(slope > 0, slope, 1.0)
+    # Newton where it stays in the bracket and at least halves the last step (as rtsafe), else
+    # bisect the bracket; without an upper end yet, double
+    fast = (slope > 0) & (newton > lo) & (newton < hi) & (jnp.abs(newton - t) <= 0.5 * last_step)
+    fallback = jnp.where(jnp.isfinite(hi), 0.5 * (lo + hi), 2.0 * jnp.maximum(t, lo) + 1e-3)
+    t_new = jnp.where(fast, newton, fallback)
+    return (t_new, lo, hi, jnp.abs(t_new - t)), None
+
+  t0 = jnp.maximum(jnp.sum(y * u, -1), 0.0)
+  lo, hi = jnp.zeros_like(s), jnp.full_like(s, jnp.inf)
+  (t, _, _, _), _ = jax.lax.scan(body, (t0, lo, hi, hi), None, length=n_iter)
+  return t[:, None] * u
 
 
 def pcg(hvp, g, n_iter: int, precond=None):

@@ -81,6 +81,33 @@ def test_newton_conjugate_inverts_icnn_gradient(icnn):
   assert float(resid.max()) < 5e-3  # float32, |grad| up to ~10
 
 
+def test_newton_conjugate_crosses_a_nearly_flat_stretch():
+  """A step from where ``w`` is nearly flat overshoots the wall beyond by far more than 1 / 0.03:
+  the short step fractions still move such a row (it used to stay where it started)."""
+  s = 0.05
+  w = lambda y: jnp.sum(5e-4 * y ** 2 + 10 * s * jax.nn.softplus((y - 2) / s), -1)
+  x = jnp.full((4, 2), 5.0)
+  y, _, resid = potentials.conjugate_argmax(w, x, jnp.zeros_like(x), max_iter=12)
+  np.testing.assert_allclose(y, 2.0, atol=1e-2)   # 1e-3 y + 10 sigmoid((y - 2) / s) = 5
+  assert float(resid.max()) < 1e-3
+
+
+def test_radial_conjugate_inverts_the_gradient_from_any_start(rng):
+  """The radial solver (a bracketed Newton along x / |x|) against the gradient it inverts, from
+  a warm start far off and from the origin."""
+  pts = rng.normal(size=(256, 2)) * 2.0
+  pot, v = potentials.make_potential(pts, np.zeros(2), np.eye(2) / 4.0, jax.random.PRNGKey(1),
+                                     hidden=(16, 16), init_scale=2.0, radial=True)
+  energy = potentials.PotentialEnergy(pot, v)
+  y_true = jnp.asarray(pts[:128], jnp.float32)
+  x = potentials.batch_grad(energy, y_true)
+  for start in (jnp.zeros_like(x), -3.0 * y_true):
+    y, _, resid = jax.jit(lambda x, y0: potentials.conjugate_argmax(energy, x, y0, max_iter=1))(
+        x, start)
+    np.testing.assert_allclose(y, y_true, atol=2e-3)
+    assert float(resid.max()) < 1e-3
+
+
 def test_unknown_solver_is_refused():
   with pytest.raises(ValueError, match="conjugate solver"):
     potentials.conjugate_argmax(lambda y: jnp.sum(y**2, -1), jnp.zeros((2, 2)), jnp.zeros((2, 2)),

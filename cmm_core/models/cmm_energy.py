@@ -72,7 +72,7 @@ class CMMEnergy(CMM):
       hyper.without(CMM.schema, "objective", "potential", "logdet", "chain_conjugate_iters",
                     "conjugate_solver", "cg_iters"),
       # a constant rate, as its figures were measured (docs/energies.md; the data route decays to 0)
-      conjugate_iters=4, burn_in=50, learning_rate=5e-3, lr_decay=1.0,
+      conjugate_iters=None, burn_in=50, learning_rate=5e-3, lr_decay=1.0,
       # the floor and the random start its figures were measured with (the data route's are lower)
       alpha=0.05, init_scale=0.5) + (
       hyper.Choice("symmetry", "none", ("none", "reflection", "rotation"),
@@ -89,11 +89,11 @@ class CMMEnergy(CMM):
                "why": "a potential of |x| (the ring is rotation-invariant): ELBO gap 0.044 after 100 "
                       "steps, where the default potential needs 300"},
       "rings": {"hyper": {"symmetry": "rotation", "hidden": (64, 64), "forward_kl": 4.0,
-                          "alpha": 0.01},
+                          "alpha": 0.005},
                 "why": "a potential of |x| (rotation-invariant rings) with 64 x 64 hidden units, the "
-                       "forward KL at weight 4 and a convex floor of 0.01: ELBO gap 0.06-0.09 at 120 s "
-                       "over three fits, against 0.15-0.24 over four without the last two (0.49-0.59 "
-                       "over 240 s without the radial potential)"},
+                       "forward KL at weight 4 and a convex floor of 0.005: ELBO gap 0.07-0.09 at 120 s "
+                       "over three fits (ESS 93-95%), against 0.15-0.24 over four without the last two "
+                       "(0.49-0.59 over 240 s without the radial potential)"},
   }
   # lattices up to the measured side (api.energy_settings): L = 4 in docs/energies.md, session 40
   lattice_min_side, lattice_max_side = 2, 4
@@ -112,6 +112,12 @@ class CMMEnergy(CMM):
 
   def resolve(self, dim: int, n=None) -> tuple[dict, dict]:
     c, auto = super().resolve(dim, n)
+    if "conjugate_iters" in auto:
+      # Newton steps per training step, warm-started after each chain's move: 4 left wave's
+      # conjugates at a mean residual of 0.095 and its gap at 0.059-0.066; 8 cost 45% of the steps
+      # in 2D and gave 0.041-0.053 over four fits (docs/energies.md, session 51). Above 2D, 4: the
+      # measured lattices' figures (each Newton step there is a dense d x d solve per sample)
+      c["conjugate_iters"] = auto["conjugate_iters"] = 8 if dim <= 2 else 4
     # the likelihood's route: dense Newton conjugates, exact log-determinants, data-side potential
     return {**c, "objective": "mle", "potential": "data", "logdet": "exact",
             "conjugate_solver": "newton"}, auto
